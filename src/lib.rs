@@ -5,3 +5,4 @@ pub mod domain;
 pub mod secret;
 pub mod clock;
 pub mod retry_after;
+pub mod policy;
