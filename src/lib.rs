@@ -1,8 +1,11 @@
 //! linkfresh keeps MoneyKit bank links fresh.
 #![forbid(unsafe_code)]
 
-pub mod domain;
-pub mod secret;
+pub mod cli;
 pub mod clock;
-pub mod retry_after;
+pub mod config;
+pub mod domain;
 pub mod policy;
+pub mod retry_after;
+pub mod secret;
+pub mod telemetry;

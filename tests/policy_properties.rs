@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use linkfresh::domain::{Product, ProductSet};
 use linkfresh::policy::plan::simulate;
 use linkfresh::policy::{
-    Cadence, Decision, LinkSchedule, Limits, ProductState, Rules, Why, decide, evaluate,
+    Cadence, Decision, Limits, LinkSchedule, ProductState, Rules, Why, decide, evaluate,
 };
 use proptest::prelude::*;
 
@@ -59,15 +59,17 @@ fn arb_product_state(p: Product) -> impl Strategy<Value = ProductState> {
         prop::bool::weighted(0.1),
         prop::bool::weighted(0.1),
     )
-        .prop_map(move |(cadence, last, server, backoff, parked, refresh)| ProductState {
-            product: p,
-            cadence,
-            last_requested_at: last,
-            server_seen_at: server,
-            backoff_until: backoff,
-            parked,
-            refresh_requested: refresh,
-        })
+        .prop_map(
+            move |(cadence, last, server, backoff, parked, refresh)| ProductState {
+                product: p,
+                cadence,
+                last_requested_at: last,
+                server_seen_at: server,
+                backoff_until: backoff,
+                parked,
+                refresh_requested: refresh,
+            },
+        )
 }
 
 fn arb_link() -> impl Strategy<Value = LinkSchedule> {
@@ -184,5 +186,7 @@ proptest! {
 }
 
 fn share(rules: &Rules, p: Product) -> TimeDelta {
-    TimeDelta::milliseconds((rules.limits.window(p).num_milliseconds() as f64 * rules.ride_along_share) as i64)
+    TimeDelta::milliseconds(
+        (rules.limits.window(p).num_milliseconds() as f64 * rules.ride_along_share) as i64,
+    )
 }

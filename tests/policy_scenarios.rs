@@ -34,7 +34,11 @@ const FOUR: [Product; 4] = [
 fn four_products_cost_one_post_an_hour_and_daily_ones_never_go_alone() {
     let mut links = vec![link(&FOUR)];
     let posts = simulate(&mut links, &Rules::default(), t0(), TimeDelta::hours(48));
-    assert!((47..=49).contains(&posts.len()), "{} POSTs in 48 h", posts.len());
+    assert!(
+        (47..=49).contains(&posts.len()),
+        "{} POSTs in 48 h",
+        posts.len()
+    );
     let daily = ProductSet::of(Product::AccountNumbers).union(ProductSet::of(Product::Identity));
     let with_daily = posts
         .iter()
@@ -64,7 +68,10 @@ fn products_on_different_phases_converge_onto_one_grid() {
     let posts = simulate(&mut links, &Rules::default(), t0(), TimeDelta::hours(24));
     let both = ProductSet::of(Product::Accounts).union(ProductSet::of(Product::Transactions));
     // After a few hours every POST carries both products.
-    assert!(posts.iter().rev().take(15).all(|p| p.products == both), "{posts:#?}");
+    assert!(
+        posts.iter().rev().take(15).all(|p| p.products == both),
+        "{posts:#?}"
+    );
     assert!(posts.len() <= 24 + 4, "{} POSTs", posts.len());
     // And no product was ever held more than `coalesce` past its due time.
     for p in &posts {

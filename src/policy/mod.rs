@@ -257,7 +257,12 @@ pub fn decide(link: &LinkSchedule, rules: &Rules, now: DateTime<Utc>) -> Decisio
 fn product_due(link: &LinkSchedule, rules: &Rules, p: &ProductState) -> (DateTime<Utc>, Why) {
     let spacing = rules.limits.spacing(p.product);
     let (mut due, mut why) = match p.last() {
-        Some(last) => (last + spacing, Why::Window { until: last + spacing }),
+        Some(last) => (
+            last + spacing,
+            Why::Window {
+                until: last + spacing,
+            },
+        ),
         None if p.refresh_requested => (link.first_seen_at, Why::DueNow),
         None => {
             let at = link.first_seen_at + phase::first_phase(link.hash, first_spread(link, rules));
@@ -364,7 +369,11 @@ fn batch(
     if !must.iter().any(|&i| forced(i)) {
         let must_first = must.iter().map(|&i| due(plans, i)).min().unwrap_or(now);
         let deadline = must_first + rules.coalesce;
-        let fastest = must.iter().map(|&i| window(plans, i)).min().unwrap_or_default();
+        let fastest = must
+            .iter()
+            .map(|&i| window(plans, i))
+            .min()
+            .unwrap_or_default();
         let partner = later
             .iter()
             .copied()

@@ -50,7 +50,10 @@ mod tests {
             per_second[phase.num_seconds() as usize] += 1;
         }
         // 1,000 expected per second; no second may hold more than 1.2x that.
-        assert!(per_second.iter().all(|&n| (800..1200).contains(&n)), "{per_second:?}");
+        assert!(
+            per_second.iter().all(|&n| (800..1200).contains(&n)),
+            "{per_second:?}"
+        );
     }
 
     #[test]
