@@ -27,6 +27,7 @@ failures=0
 pass() { printf 'PASS %s: %s\n' "$1" "$2"; }
 fail() { printf 'FAIL %s: %s\n' "$1" "$2"; failures=$((failures + 1)); }
 # Indent captured tool output under a FAIL line so the log shows why.
+# shellcheck disable=SC2001 # prefixes every line; ${var//} cannot anchor at ^
 show() { sed 's/^/    | /' <<<"$1"; }
 
 tmp=$(mktemp -d)
@@ -173,6 +174,34 @@ check_no_subpath() {
     fi
 }
 
+# Both example configs must at least be valid TOML (the daemon's own
+# `linkfresh check` is the full test; it needs a built binary). The ConfigMap's
+# copy is the block under `linkfresh.toml: |`, un-indented.
+check_toml() {
+    local py
+    py=$(command -v python3 || true)
+    if [[ -z $py ]] || ! "$py" -c 'import tomllib' 2>/dev/null; then
+        pass toml-syntax "skipped: needs python3 >= 3.11 (tomllib)"
+        return
+    fi
+    awk '/^  linkfresh\.toml: \|/ { on = 1; next }
+         on && /^  [^ ]/ { on = 0 }
+         on { sub(/^    /, ""); print }' "$K8S_DIR/manifests/configmap.yaml" >"$tmp/configmap.toml"
+    local f label out
+    for f in deploy/systemd/linkfresh.toml "$tmp/configmap.toml"; do
+        label=$f
+        [[ $f == "$tmp/configmap.toml" ]] && label="$K8S_DIR/manifests/configmap.yaml (linkfresh.toml)"
+        if [[ ! -s $f ]]; then
+            fail toml-syntax "$label: empty or missing"
+        elif out=$("$py" -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], "rb"))' "$f" 2>&1); then
+            pass toml-syntax "$label"
+        else
+            fail toml-syntax "$label"
+            show "$(tail -n1 <<<"$out")"
+        fi
+    done
+}
+
 # --- Container ----------------------------------------------------------------
 # No engine here to build it; check the contract the manifests rely on, and run
 # hadolint too when it happens to be installed.
@@ -200,6 +229,7 @@ check_security
 check_k8s_validate
 check_kustomization
 check_no_subpath
+check_toml
 check_dockerfile
 
 if [[ $failures -gt 0 ]]; then
