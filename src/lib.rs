@@ -4,7 +4,9 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod config_watch;
 pub mod domain;
+pub mod notify;
 pub mod policy;
 pub mod retry_after;
 pub mod secret;
