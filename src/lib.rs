@@ -5,3 +5,5 @@ pub mod domain;
 pub mod secret;
 pub mod clock;
 pub mod retry_after;
+pub mod moneykit;
+pub mod sim;
