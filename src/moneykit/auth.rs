@@ -113,8 +113,14 @@ mod tests {
 
     #[test]
     fn renewal_happens_at_eighty_percent_or_a_minute_early_whichever_is_later() {
-        assert_eq!(renew_after(Duration::from_secs(3600)), Duration::from_secs(3540));
-        assert_eq!(renew_after(Duration::from_secs(2)), Duration::from_millis(1600));
+        assert_eq!(
+            renew_after(Duration::from_secs(3600)),
+            Duration::from_secs(3540)
+        );
+        assert_eq!(
+            renew_after(Duration::from_secs(2)),
+            Duration::from_millis(1600)
+        );
         assert_eq!(renew_after(Duration::from_secs(0)), Duration::ZERO);
     }
 }

@@ -204,10 +204,7 @@ impl MoneyKit {
     }
 
     async fn token(&self, stale: Option<u64>) -> Result<super::auth::Token, AuthError> {
-        self.inner
-            .tokens
-            .get(stale, || self.fetch_token())
-            .await
+        self.inner.tokens.get(stale, || self.fetch_token()).await
     }
 
     /// `POST /auth/token`; only ever called under the cache's lock.
@@ -243,8 +240,14 @@ impl MoneyKit {
                     detail: e.to_string(),
                 })?;
                 metrics::counter!("linkfresh_token_refreshes_total").increment(1);
-                tracing::info!(expires_in = t.expires_in, "obtained a MoneyKit access token");
-                Ok((Secret::new(t.access_token), Duration::from_secs(t.expires_in)))
+                tracing::info!(
+                    expires_in = t.expires_in,
+                    "obtained a MoneyKit access token"
+                );
+                Ok((
+                    Secret::new(t.access_token),
+                    Duration::from_secs(t.expires_in),
+                ))
             }
             status @ (400 | 401) => {
                 let body = answer.error_body();
@@ -303,7 +306,10 @@ impl MoneyKit {
             products: products.iter().map(|p| p.as_str().to_owned()).collect(),
         };
         let url = self.url(&["links", link.as_str(), "products"]);
-        let answer = match self.call(Endpoint::Refresh, Method::POST, url, Some(&body)).await {
+        let answer = match self
+            .call(Endpoint::Refresh, Method::POST, url, Some(&body))
+            .await
+        {
             Ok(a) => a,
             Err(e) => return e.into(),
         };
@@ -348,7 +354,9 @@ impl MoneyKit {
             }
             q.append_pair("limit", &limit.to_string());
         }
-        let answer = self.call(Endpoint::ListLinks, Method::GET, url, None).await?;
+        let answer = self
+            .call(Endpoint::ListLinks, Method::GET, url, None)
+            .await?;
         if answer.status.is_success() {
             answer.parse()
         } else {

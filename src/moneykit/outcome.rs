@@ -44,7 +44,9 @@ pub enum AuthError {
     },
     /// A freshly issued token was refused again (a second 401 after one
     /// renewal). Fatal: the credentials lack access or the clocks disagree.
-    #[error("MoneyKit refused a freshly issued access token (HTTP 401, {error_code}); not retrying")]
+    #[error(
+        "MoneyKit refused a freshly issued access token (HTTP 401, {error_code}); not retrying"
+    )]
     Rejected {
         /// The error code of the second 401.
         error_code: String,
