@@ -1,9 +1,9 @@
 //! linkfresh keeps MoneyKit bank links fresh.
 #![forbid(unsafe_code)]
 
-pub mod clock;
 pub mod domain;
-pub mod moneykit;
-pub mod retry_after;
 pub mod secret;
+pub mod clock;
+pub mod retry_after;
+pub mod moneykit;
 pub mod sim;
