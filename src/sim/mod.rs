@@ -148,6 +148,20 @@ impl SimHandle {
         self.shared.lock().cfg.token_ttl = ttl;
     }
 
+    /// Expires every token issued so far, as a server-side revocation or a
+    /// clock disagreement would: their next use gets 401 `expired_access_token`.
+    pub fn expire_tokens(&self) {
+        let now = self.shared.clock.now();
+        for exp in self.shared.lock().tokens.values_mut() {
+            *exp = now;
+        }
+    }
+
+    /// While on, every token (even a fresh one) is refused as expired.
+    pub fn refuse_all_tokens(&self, on: bool) {
+        self.shared.lock().refuse_tokens = on;
+    }
+
     /// The link as `GET /links/{id}` would show it, if the simulator knows it.
     pub fn link(&self, id: &LinkId) -> Option<Link> {
         self.shared.lock().links.get(id).map(|l| l.view())

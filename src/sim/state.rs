@@ -159,6 +159,8 @@ pub(crate) struct State {
     /// Listing order: configured links, then links as first seen.
     pub order: Vec<LinkId>,
     pub tokens: HashMap<String, DateTime<Utc>>,
+    /// Test knob: refuse every token as expired (a server that disagrees).
+    pub refuse_tokens: bool,
     pub stats: SimStats,
 }
 
@@ -173,6 +175,7 @@ impl State {
             links: HashMap::with_capacity(cfg.links.len()),
             order: Vec::with_capacity(cfg.links.len()),
             tokens: HashMap::new(),
+            refuse_tokens: false,
             stats: SimStats::default(),
         };
         for l in cfg.links {
@@ -242,7 +245,9 @@ impl State {
     pub fn check_token(&self, token: Option<&str>, now: DateTime<Utc>) -> Result<(), &'static str> {
         match token.and_then(|t| self.tokens.get(t)) {
             None => Err("api_error.auth.unauthorized"),
-            Some(exp) if *exp <= now => Err("api_error.auth.expired_access_token"),
+            Some(exp) if *exp <= now || self.refuse_tokens => {
+                Err("api_error.auth.expired_access_token")
+            }
             Some(_) => Ok(()),
         }
     }
