@@ -344,6 +344,7 @@ impl MoneyKit {
     }
 
     /// One page of the application's links (`GET /links`), for discovery.
+    /// MoneyKit accepts a `limit` of 500 to 5000; other values are clamped.
     #[tracing::instrument(skip_all, fields(cursor = cursor.unwrap_or("")))]
     pub async fn list_links(&self, cursor: Option<&str>, limit: u32) -> Result<LinkPage, ApiError> {
         let mut url = self.url(&["links"]);
@@ -352,7 +353,7 @@ impl MoneyKit {
             if let Some(c) = cursor.filter(|c| !c.is_empty()) {
                 q.append_pair("cursor", c);
             }
-            q.append_pair("limit", &limit.to_string());
+            q.append_pair("limit", &limit.clamp(500, 5000).to_string());
         }
         let answer = self
             .call(Endpoint::ListLinks, Method::GET, url, None)

@@ -364,7 +364,13 @@ async fn list_links(
                     None => Some(0),
                     Some(c) => c.strip_prefix("c").and_then(|n| n.parse::<usize>().ok()),
                 };
+                let limit_ok = q.limit.is_none_or(|l| (500..=5000).contains(&l));
                 match start {
+                    _ if !limit_ok => error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "api_error.request.validation",
+                        "limit must be between 500 and 5000",
+                    ),
                     None => error(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "api_error.request.validation",
@@ -383,9 +389,10 @@ async fn list_links(
 }
 
 /// One page of the listing from position `start`; links that "do not
-/// exist" (not_found) or were deleted are skipped.
+/// exist" (not_found) or were deleted are skipped. MoneyKit accepts a
+/// `limit` of 500 to 5000 (checked by the caller); the default is 1000.
 fn page(st: &State, start: usize, limit: Option<usize>) -> LinkPage {
-    let limit = limit.unwrap_or(100).clamp(1, 1000);
+    let limit = limit.unwrap_or(1000).clamp(1, 5000);
     let mut links = Vec::with_capacity(limit.min(st.order.len()));
     let mut pos = start;
     while pos < st.order.len() && links.len() < limit {
