@@ -1,8 +1,8 @@
 //! linkfresh keeps MoneyKit bank links fresh.
 #![forbid(unsafe_code)]
 
-pub mod clock;
 pub mod domain;
-pub mod retry_after;
 pub mod secret;
+pub mod clock;
+pub mod retry_after;
 pub mod store;
