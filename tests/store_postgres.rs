@@ -25,7 +25,11 @@ async fn the_description_names_the_server_but_never_the_password() {
         return;
     };
     let with_password = db.url.replacen("://", "://postgres:hunter2@", 1);
-    let with_password = if db.url.contains('@') { db.url.clone() } else { with_password };
+    let with_password = if db.url.contains('@') {
+        db.url.clone()
+    } else {
+        with_password
+    };
     let store = linkfresh::store::connect(&with_password).await.unwrap();
     let described = store.describe();
     assert!(described.starts_with("postgres://"), "{described}");

@@ -24,9 +24,14 @@ async fn a_file_backed_store_keeps_its_data_across_reconnects_in_wal_mode() {
     let path = dir.path().join("nested-is-not-needed.db");
     let url = format!("sqlite://{}?mode=rwc", path.display());
     {
-        let store = linkfresh::store::sqlite::SqliteStore::connect(&url).await.unwrap();
+        let store = linkfresh::store::sqlite::SqliteStore::connect(&url)
+            .await
+            .unwrap();
         use linkfresh::store::Store;
-        store.sync_config("r1", &[spec("mk_a", "accounts")], t(0)).await.unwrap();
+        store
+            .sync_config("r1", &[spec("mk_a", "accounts")], t(0))
+            .await
+            .unwrap();
         assert!(store.describe().contains("nested-is-not-needed.db"));
         store.close().await;
     }
@@ -39,8 +44,14 @@ async fn a_file_backed_store_keeps_its_data_across_reconnects_in_wal_mode() {
     let store = linkfresh::store::connect(&url).await.unwrap();
     let a = store.load_link(&id("mk_a")).await.unwrap().unwrap();
     assert_eq!(a.created_at, t(0));
-    let again = store.sync_config("r1", &[spec("mk_a", "accounts")], t(5)).await.unwrap();
-    assert!(again.skipped_same_revision, "the synced revision is remembered too");
+    let again = store
+        .sync_config("r1", &[spec("mk_a", "accounts")], t(5))
+        .await
+        .unwrap();
+    assert!(
+        again.skipped_same_revision,
+        "the synced revision is remembered too"
+    );
 }
 
 #[tokio::test]
@@ -49,5 +60,8 @@ async fn an_unknown_url_scheme_is_refused_by_name() {
         Ok(_) => panic!("mysql is not a backend"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("\"mysql\"") && !err.contains("secret"), "{err}");
+    assert!(
+        err.contains("\"mysql\"") && !err.contains("secret"),
+        "{err}"
+    );
 }

@@ -25,7 +25,10 @@ impl TestDb {
     /// A new SQLite file in a temporary folder.
     pub async fn sqlite() -> Option<TestDb> {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("linkfresh.db").display());
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("linkfresh.db").display()
+        );
         Some(TestDb {
             url,
             _dir: Some(dir),
@@ -41,7 +44,9 @@ impl TestDb {
             .or_else(|| std::env::var("DATABASE_URL").ok())
             .filter(|u| u.starts_with("postgres"))
         else {
-            eprintln!("!!!! skipped: set LINKFRESH_TEST_PG_URL to run the PostgreSQL store tests !!!!");
+            eprintln!(
+                "!!!! skipped: set LINKFRESH_TEST_PG_URL to run the PostgreSQL store tests !!!!"
+            );
             return None;
         };
         let name = format!("lf_test_{:016x}", rand::random::<u64>());
@@ -75,7 +80,10 @@ pub fn with_database(url: &str, name: &str) -> String {
         None => (url, String::new()),
     };
     let rest = base.split_once("://").map(|(_, r)| r).unwrap_or(base);
-    let host_end = rest.find('/').map(|i| base.len() - rest.len() + i).unwrap_or(base.len());
+    let host_end = rest
+        .find('/')
+        .map(|i| base.len() - rest.len() + i)
+        .unwrap_or(base.len());
     format!("{}/{name}{query}", &base[..host_end])
 }
 
@@ -151,7 +159,11 @@ fn schedule(link: &LinkRecord, p: Product) -> &ProductRecord {
 }
 
 async fn link(store: &Arc<dyn Store>, raw: &str) -> LinkRecord {
-    store.load_link(&id(raw)).await.unwrap().expect("link is stored")
+    store
+        .load_link(&id(raw))
+        .await
+        .unwrap()
+        .expect("link is stored")
 }
 
 async fn intent(store: &Arc<dyn Store>, raw: &str, list: &str, at: DateTime<Utc>) -> i64 {
@@ -198,14 +210,21 @@ pub async fn syncing_the_same_revision_twice_is_skipped_and_changes_no_rows(db: 
     // A new revision with the same links is a no-op diff, not a rewrite.
     let other = store.sync_config("rev2", &links, t(20)).await.unwrap();
     assert!(!other.skipped_same_revision);
-    assert_eq!((other.added, other.changed, other.removed, other.unchanged), (0, 0, 0, 3));
+    assert_eq!(
+        (other.added, other.changed, other.removed, other.unchanged),
+        (0, 0, 0, 3)
+    );
     assert_eq!(store.load_links().await.unwrap(), before);
 }
 
 pub async fn links_dropped_from_config_keep_their_history_and_come_back(db: &TestDb) {
     let store = db.open().await;
     store
-        .sync_config("r1", &[spec("mk_a", "accounts"), spec("mk_b", "accounts")], t(0))
+        .sync_config(
+            "r1",
+            &[spec("mk_a", "accounts"), spec("mk_b", "accounts")],
+            t(0),
+        )
         .await
         .unwrap();
     let mut api = spec("mk_api", "transactions");
@@ -217,7 +236,10 @@ pub async fn links_dropped_from_config_keep_their_history_and_come_back(db: &Tes
         .await
         .unwrap();
 
-    let report = store.sync_config("r2", &[spec("mk_a", "accounts")], t(10)).await.unwrap();
+    let report = store
+        .sync_config("r2", &[spec("mk_a", "accounts")], t(10))
+        .await
+        .unwrap();
     assert_eq!(report.removed, 1, "only the config-managed mk_b is removed");
     let loaded: Vec<String> = store
         .load_links()
@@ -229,17 +251,27 @@ pub async fn links_dropped_from_config_keep_their_history_and_come_back(db: &Tes
     assert_eq!(loaded, ["mk_a", "mk_api"]);
     let b = link(&store, "mk_b").await;
     assert!(b.removed);
-    assert_eq!(schedule(&b, Product::Accounts).last_requested_at, Some(t(5)));
+    assert_eq!(
+        schedule(&b, Product::Accounts).last_requested_at,
+        Some(t(5))
+    );
     assert_eq!(store.attempts(&id("mk_b"), 10).await.unwrap().len(), 1);
 
     let back = store
-        .sync_config("r3", &[spec("mk_a", "accounts"), spec("mk_b", "accounts")], t(20))
+        .sync_config(
+            "r3",
+            &[spec("mk_a", "accounts"), spec("mk_b", "accounts")],
+            t(20),
+        )
         .await
         .unwrap();
     assert_eq!((back.added, back.unchanged), (1, 1));
     let b = link(&store, "mk_b").await;
     assert!(!b.removed);
-    assert_eq!(schedule(&b, Product::Accounts).last_requested_at, Some(t(5)));
+    assert_eq!(
+        schedule(&b, Product::Accounts).last_requested_at,
+        Some(t(5))
+    );
     assert!(link(&store, "mk_api").await.source == LinkSource::Api);
 }
 
@@ -260,7 +292,10 @@ pub async fn changing_a_links_products_keeps_the_stored_times(db: &TestDb) {
     assert_eq!(a.products, products("accounts,identity"));
     let listed: Vec<Product> = a.schedules.iter().map(|s| s.product).collect();
     assert_eq!(listed, [Product::Accounts, Product::Identity]);
-    assert_eq!(schedule(&a, Product::Accounts).last_requested_at, Some(t(100)));
+    assert_eq!(
+        schedule(&a, Product::Accounts).last_requested_at,
+        Some(t(100))
+    );
     assert_eq!(schedule(&a, Product::Identity).last_requested_at, None);
 
     store
@@ -278,7 +313,11 @@ pub async fn changing_a_links_products_keeps_the_stored_times(db: &TestDb) {
 pub async fn an_intent_counts_as_sent_even_if_the_process_dies_before_the_outcome(db: &TestDb) {
     let store = db.open().await;
     store
-        .sync_config("r1", &[spec("mk_a", "accounts,transactions,identity")], t(0))
+        .sync_config(
+            "r1",
+            &[spec("mk_a", "accounts,transactions,identity")],
+            t(0),
+        )
         .await
         .unwrap();
     intent(&store, "mk_a", "accounts", t(50)).await;
@@ -287,8 +326,14 @@ pub async fn an_intent_counts_as_sent_even_if_the_process_dies_before_the_outcom
 
     let store = db.open().await;
     let a = link(&store, "mk_a").await;
-    assert_eq!(schedule(&a, Product::Accounts).last_requested_at, Some(t(100)));
-    assert_eq!(schedule(&a, Product::Transactions).last_requested_at, Some(t(100)));
+    assert_eq!(
+        schedule(&a, Product::Accounts).last_requested_at,
+        Some(t(100))
+    );
+    assert_eq!(
+        schedule(&a, Product::Transactions).last_requested_at,
+        Some(t(100))
+    );
     assert_eq!(schedule(&a, Product::Identity).last_requested_at, None);
     let history = store.attempts(&id("mk_a"), 10).await.unwrap();
     assert_eq!(history.len(), 2);
@@ -296,7 +341,10 @@ pub async fn an_intent_counts_as_sent_even_if_the_process_dies_before_the_outcom
     assert_eq!(history[0].outcome, None);
     assert_eq!(
         history[0].prev_requested,
-        [(Product::Accounts, Some(t(50))), (Product::Transactions, None)]
+        [
+            (Product::Accounts, Some(t(50))),
+            (Product::Transactions, None)
+        ]
     );
 }
 
@@ -322,7 +370,10 @@ pub async fn a_429_outcome_puts_back_the_previous_request_times(db: &TestDb) {
     store.record_outcomes(&[limited]).await.unwrap();
 
     let a = link(&store, "mk_a").await;
-    assert_eq!(schedule(&a, Product::Accounts).last_requested_at, Some(t(100)));
+    assert_eq!(
+        schedule(&a, Product::Accounts).last_requested_at,
+        Some(t(100))
+    );
     assert_eq!(schedule(&a, Product::Transactions).last_requested_at, None);
     assert_eq!(a.backoff_until, Some(t(4600)));
     assert_eq!(a.failures, 1);
@@ -335,7 +386,10 @@ pub async fn a_429_outcome_puts_back_the_previous_request_times(db: &TestDb) {
 
 pub async fn server_times_are_max_merged_and_never_move_backwards(db: &TestDb) {
     let store = db.open().await;
-    store.sync_config("r1", &[spec("mk_a", "accounts")], t(0)).await.unwrap();
+    store
+        .sync_config("r1", &[spec("mk_a", "accounts")], t(0))
+        .await
+        .unwrap();
     let report = |refreshed: i64, attempted: i64| LinkPatch {
         products: vec![(
             Product::Accounts,
@@ -347,12 +401,31 @@ pub async fn server_times_are_max_merged_and_never_move_backwards(db: &TestDb) {
         )],
         ..LinkPatch::default()
     };
-    assert!(store.apply_patch(&id("mk_a"), &report(500, 600), t(700)).await.unwrap());
-    assert!(store.apply_patch(&id("mk_a"), &report(400, 900), t(800)).await.unwrap());
+    assert!(
+        store
+            .apply_patch(&id("mk_a"), &report(500, 600), t(700))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .apply_patch(&id("mk_a"), &report(400, 900), t(800))
+            .await
+            .unwrap()
+    );
     let s = link(&store, "mk_a").await.schedules[0].clone();
-    assert_eq!(s.server_refreshed_at, Some(t(500)), "an older report does not win");
+    assert_eq!(
+        s.server_refreshed_at,
+        Some(t(500)),
+        "an older report does not win"
+    );
     assert_eq!(s.server_attempted_at, Some(t(900)), "a newer report does");
-    assert!(!store.apply_patch(&id("mk_nope"), &report(1, 1), t(1)).await.unwrap());
+    assert!(
+        !store
+            .apply_patch(&id("mk_nope"), &report(1, 1), t(1))
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn outcomes_park_links_and_products_and_resume_unparks_them(db: &TestDb) {
@@ -379,7 +452,10 @@ pub async fn outcomes_park_links_and_products_and_resume_unparks_them(db: &TestD
     let a = link(&store, "mk_a").await;
     assert_eq!(a.state, LinkState::NotFound);
     assert_eq!(a.reason.as_deref(), Some("MoneyKit answered 404"));
-    assert_eq!(schedule(&a, Product::Identity).parked_reason.as_deref(), Some("forbidden"));
+    assert_eq!(
+        schedule(&a, Product::Identity).parked_reason.as_deref(),
+        Some("forbidden")
+    );
 
     assert!(store.set_paused(&id("mk_a"), false, t(5000)).await.unwrap());
     let a = link(&store, "mk_a").await;
@@ -390,7 +466,14 @@ pub async fn outcomes_park_links_and_products_and_resume_unparks_them(db: &TestD
 pub async fn operator_controls_bump_the_change_sequence_for_the_daemon(db: &TestDb) {
     let store = db.open().await;
     store
-        .sync_config("r1", &[spec("mk_a", "accounts,transactions"), spec("mk_b", "accounts")], t(0))
+        .sync_config(
+            "r1",
+            &[
+                spec("mk_a", "accounts,transactions"),
+                spec("mk_b", "accounts"),
+            ],
+            t(0),
+        )
         .await
         .unwrap();
     let (start, changed) = store.changes_since(0).await.unwrap();
@@ -403,7 +486,12 @@ pub async fn operator_controls_bump_the_change_sequence_for_the_daemon(db: &Test
     assert_eq!(changed[0].state, LinkState::Paused);
     assert_eq!(changed[0].change_seq, after_pause);
 
-    assert!(store.request_refresh(&id("mk_b"), ProductSet::EMPTY, t(2)).await.unwrap());
+    assert!(
+        store
+            .request_refresh(&id("mk_b"), ProductSet::EMPTY, t(2))
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .request_refresh(&id("mk_a"), products("transactions,identity"), t(3))
@@ -423,16 +511,30 @@ pub async fn operator_controls_bump_the_change_sequence_for_the_daemon(db: &Test
     let (after_resume, changed) = store.changes_since(after_refresh).await.unwrap();
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0].state, LinkState::Active);
-    assert_eq!(store.changes_since(after_resume).await.unwrap(), (after_resume, vec![]));
+    assert_eq!(
+        store.changes_since(after_resume).await.unwrap(),
+        (after_resume, vec![])
+    );
 
     assert!(!store.set_paused(&id("mk_nope"), true, t(5)).await.unwrap());
-    assert!(!store.request_refresh(&id("mk_nope"), ProductSet::EMPTY, t(5)).await.unwrap());
-    assert_eq!(store.changes_since(after_resume).await.unwrap().0, after_resume);
+    assert!(
+        !store
+            .request_refresh(&id("mk_nope"), ProductSet::EMPTY, t(5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.changes_since(after_resume).await.unwrap().0,
+        after_resume
+    );
 }
 
 pub async fn pruning_removes_only_attempts_older_than_the_cutoff(db: &TestDb) {
     let store = db.open().await;
-    store.sync_config("r1", &[spec("mk_a", "accounts")], t(0)).await.unwrap();
+    store
+        .sync_config("r1", &[spec("mk_a", "accounts")], t(0))
+        .await
+        .unwrap();
     for at in [100, 200, 300, 400] {
         intent(&store, "mk_a", "accounts", t(at)).await;
     }
@@ -447,8 +549,17 @@ pub async fn pruning_removes_only_attempts_older_than_the_cutoff(db: &TestDb) {
     assert_eq!(left, [t(400), t(300)]);
     assert_eq!(store.prune_attempts(t(300)).await.unwrap(), 0);
     let next = intent(&store, "mk_a", "accounts", t(500)).await;
-    let ids: Vec<i64> = store.attempts(&id("mk_a"), 10).await.unwrap().iter().map(|a| a.id).collect();
-    assert!(ids[1..].iter().all(|old| *old < next), "attempt ids are never reused");
+    let ids: Vec<i64> = store
+        .attempts(&id("mk_a"), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(
+        ids[1..].iter().all(|old| *old < next),
+        "attempt ids are never reused"
+    );
 }
 
 pub async fn due_times_and_removal_by_api_are_stored(db: &TestDb) {
