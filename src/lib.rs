@@ -12,4 +12,5 @@ pub mod policy;
 pub mod retry_after;
 pub mod secret;
 pub mod sim;
+pub mod store;
 pub mod telemetry;

@@ -1,0 +1,345 @@
+//! The durable store: links, their per-product schedules, the history of
+//! requests (attempts) and the operator's controls, behind one [`Store`] trait
+//! with a SQLite backend (the default, one replica) and a PostgreSQL backend
+//! (several replicas). [`connect`] picks the backend from the URL scheme and
+//! runs that backend's embedded migrations.
+//!
+//! Times are `DateTime<Utc>` in Rust and BIGINT unix milliseconds in both
+//! databases, so window arithmetic is plain integer arithmetic in SQL.
+//!
+//! # Why a crash never causes a refresh too early
+//!
+//! MoneyKit must never see a product of a link refreshed inside its window, and
+//! the daemon may die at any instruction. The store makes that safe with a
+//! write-ahead *intent*:
+//!
+//! 1. Before a POST leaves the process, [`Store::record_intents`] commits, in one
+//!    transaction, an attempt row per POST and moves every included product's
+//!    `last_requested_at` to the send time (keeping the previous values in the
+//!    attempt row).
+//! 2. Only after that commit returns is the request sent.
+//! 3. [`Store::record_outcomes`] later fills in the answer. A 429 (the server
+//!    did *not* count the request) puts the saved previous times back.
+//!
+//! A crash between 1 and 3 leaves an intent without an outcome; on restart the
+//! product already looks requested at the send time, which is the
+//! conservative reading: at worst one refresh is skipped, never doubled. A
+//! crash before 1 commits loses nothing because nothing was sent.
+//!
+//! On SQLite this holds with `synchronous=NORMAL` in WAL mode. A commit
+//! appends to the WAL with a `write()` before it returns, so it survives a
+//! *process* crash (kill -9, panic, OOM) at once; only the fsync is deferred
+//! to checkpoints. A power loss or kernel panic may roll back the last few
+//! commits, but never corrupts the database (WAL frames are checksummed), and
+//! the requests those intents covered were most likely never answered: the
+//! machine that lost power also lost their connections. The exposure is a
+//! handful of requests once per power loss, against one fsync per commit on
+//! every batch with `synchronous=FULL`; intents are group-committed
+//! (one transaction per batch) so that either choice stays cheap.
+
+mod records;
+mod sql;
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{LinkId, LinkState, Product, ProductSet};
+
+pub use records::LinkSource;
+
+/// A moment as the store keeps it (UTC, millisecond precision).
+pub type Timestamp = DateTime<Utc>;
+
+/// The id of one request's history row; ties an outcome to its intent.
+pub type AttemptId = i64;
+
+/// Everything that can go wrong talking to the store; rate limits and parked
+/// links are data, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement, or could not be reached.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// The embedded schema migrations could not be applied.
+    #[error("applying the database migrations failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL names a backend linkfresh does not have.
+    #[error("unsupported database url scheme {0:?}; use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedScheme(String),
+    /// A stored value could not be read back (edited by hand, or a newer schema).
+    #[error("stored value is invalid: {0}")]
+    Corrupt(String),
+}
+
+/// What the caller wants a link to be: config, admin API or discovery say this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkSpec {
+    /// The MoneyKit link.
+    pub id: LinkId,
+    /// Products to keep fresh.
+    pub products: ProductSet,
+    /// The caller's cadence settings as opaque JSON; compared, never parsed.
+    pub cadence: Option<String>,
+    /// Who manages the link, so config sync never removes an API-managed one.
+    pub source: LinkSource,
+}
+
+/// A link as stored, with its per-product schedules: what the daemon loads
+/// at start and what status pages show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRecord {
+    /// The MoneyKit link.
+    pub id: LinkId,
+    /// Products currently wanted.
+    pub products: ProductSet,
+    /// Opaque cadence JSON from the spec.
+    pub cadence: Option<String>,
+    /// Who manages the link.
+    pub source: LinkSource,
+    /// Lifecycle state (active, paused, parked).
+    pub state: LinkState,
+    /// Why the link is parked or paused, for operators.
+    pub reason: Option<String>,
+    /// No longer configured: not scheduled, history kept.
+    pub removed: bool,
+    /// When linkfresh first saw the link.
+    pub created_at: Timestamp,
+    /// Last change to the link row.
+    pub updated_at: Timestamp,
+    /// Link-wide backoff (429, 5xx) until this time.
+    pub backoff_until: Option<Timestamp>,
+    /// Consecutive link-wide failures, for exponential backoff.
+    pub failures: u32,
+    /// Global change sequence of the last operator change, for `changes_since`.
+    pub change_seq: i64,
+    /// One entry per product in `products`, in wire order.
+    pub schedules: Vec<ProductRecord>,
+}
+
+/// The stored schedule of one product of one link: the facts the policy
+/// needs to decide when it may be requested again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductRecord {
+    /// Which product.
+    pub product: Product,
+    /// Send time of the last request that counted (see crate docs).
+    pub last_requested_at: Option<Timestamp>,
+    /// Latest `refreshed_at` MoneyKit reported; never moves backwards.
+    pub server_refreshed_at: Option<Timestamp>,
+    /// Latest `last_attempted_at` MoneyKit reported; never moves backwards.
+    pub server_attempted_at: Option<Timestamp>,
+    /// When the daemon last computed it to be due, for status pages.
+    pub next_due_at: Option<Timestamp>,
+    /// Consecutive failures of this product.
+    pub failures: u32,
+    /// Product-level backoff until this time.
+    pub backoff_until: Option<Timestamp>,
+    /// Set when MoneyKit forbade this product (403); it is skipped.
+    pub parked_reason: Option<String>,
+    /// An operator asked for a refresh as soon as the window allows.
+    pub refresh_requested: bool,
+}
+
+/// A POST about to be sent: committed before sending (see module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intent {
+    /// The link the POST is for.
+    pub link: LinkId,
+    /// The products it carries.
+    pub products: ProductSet,
+    /// The send time, which becomes the products' `last_requested_at`.
+    pub at: Timestamp,
+}
+
+/// MoneyKit's answer to one attempt and the state change it causes, written
+/// in one transaction so history and schedule never disagree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The attempt returned by `record_intents`.
+    pub attempt: AttemptId,
+    /// The link the attempt was for.
+    pub link: LinkId,
+    /// Short outcome label: "accepted", "rate_limited", "server_error:503", ...
+    pub label: String,
+    /// HTTP status, if an answer arrived.
+    pub status: Option<u16>,
+    /// Free text for operators (error body, cause chain).
+    pub detail: Option<String>,
+    /// When the answer arrived.
+    pub at: Timestamp,
+    /// The state change to apply with it.
+    pub patch: LinkPatch,
+}
+
+/// A partial update of a link and its products; `None` leaves a field alone,
+/// so the daemon, webhooks and reconciliation can each change only what they know.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LinkPatch {
+    /// New state and reason.
+    pub state: Option<(LinkState, Option<String>)>,
+    /// New link-wide backoff (`Some(None)` clears it).
+    pub backoff_until: Option<Option<Timestamp>>,
+    /// New link-wide failure count.
+    pub failures: Option<u32>,
+    /// 429: put `last_requested_at` back to the values saved with the intent
+    /// (only where no later intent has moved it since).
+    pub restore_requested: bool,
+    /// Per-product changes.
+    pub products: Vec<(Product, ProductPatch)>,
+}
+
+/// A partial update of one product's schedule.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProductPatch {
+    /// Overwrite `last_requested_at`.
+    pub last_requested_at: Option<Option<Timestamp>>,
+    /// Max-merged: a server time never moves backwards.
+    pub server_refreshed_at: Option<Timestamp>,
+    /// Max-merged: a server time never moves backwards.
+    pub server_attempted_at: Option<Timestamp>,
+    /// Overwrite `next_due_at`.
+    pub next_due_at: Option<Option<Timestamp>>,
+    /// Overwrite the failure count.
+    pub failures: Option<u32>,
+    /// Overwrite the product backoff.
+    pub backoff_until: Option<Option<Timestamp>>,
+    /// Park (403) or un-park the product.
+    pub parked_reason: Option<Option<String>>,
+    /// Set or clear the operator's refresh request.
+    pub refresh_requested: Option<bool>,
+}
+
+/// What `sync_config` did, for the start-up log line and `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncReport {
+    /// Links newly scheduled: never seen, or back after being removed.
+    pub added: u64,
+    /// Config-managed links no longer in the config (history kept).
+    pub removed: u64,
+    /// Links whose products, cadence or source changed.
+    pub changed: u64,
+    /// Links already stored exactly so.
+    pub unchanged: u64,
+    /// The revision was already synced; nothing was read or written.
+    pub skipped_same_revision: bool,
+}
+
+/// One request in a link's history, for `explain`, status pages and audits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    /// Attempt id.
+    pub id: AttemptId,
+    /// The link.
+    pub link: LinkId,
+    /// Products carried by the POST.
+    pub products: ProductSet,
+    /// When the intent was committed (the send time).
+    pub intent_at: Timestamp,
+    /// Each product's `last_requested_at` before this intent, for 429 restores.
+    pub prev_requested: Vec<(Product, Option<Timestamp>)>,
+    /// Outcome label; `None` while in flight or if the process died.
+    pub outcome: Option<String>,
+    /// HTTP status, if any.
+    pub status: Option<u16>,
+    /// Operator detail.
+    pub detail: Option<String>,
+    /// When the outcome was recorded.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// One product's new due time, as computed by the policy.
+pub type DueUpdate = (LinkId, Product, Option<Timestamp>);
+
+/// The persistence boundary of linkfresh; one implementation per database so
+/// the daemon, CLI and server never care which one runs.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Makes the stored links match the configuration (idempotent; skipped when
+    /// `revision` was already synced). Only `Config`-managed links are removed.
+    async fn sync_config(
+        &self,
+        revision: &str,
+        links: &[LinkSpec],
+        now: Timestamp,
+    ) -> Result<SyncReport, StoreError>;
+
+    /// Adds or changes one link (admin API, discovery); bumps the change sequence.
+    async fn upsert_link(&self, spec: &LinkSpec, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Marks a link removed (history kept); false if unknown or already removed.
+    async fn remove_link(&self, id: &LinkId, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Every non-removed link with its schedules, for the daemon's start.
+    async fn load_links(&self) -> Result<Vec<LinkRecord>, StoreError>;
+
+    /// One link, removed or not, for `explain` and the admin API.
+    async fn load_link(&self, id: &LinkId) -> Result<Option<LinkRecord>, StoreError>;
+
+    /// Commits the intents of POSTs about to be sent, in one transaction.
+    async fn record_intents(&self, intents: &[Intent]) -> Result<Vec<AttemptId>, StoreError>;
+
+    /// Records answers and applies their patches, in one transaction.
+    async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError>;
+
+    /// Applies a patch outside a request (webhooks, reconciliation); bumps the
+    /// change sequence so the daemon notices. False if the link is unknown.
+    async fn apply_patch(
+        &self,
+        link: &LinkId,
+        patch: &LinkPatch,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Operator pause/resume; resume also un-parks a parked link and its
+    /// products. False if the link is unknown.
+    async fn set_paused(
+        &self,
+        id: &LinkId,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Operator asks for a refresh as soon as the windows allow; an empty set
+    /// means every product of the link. False if the link is unknown.
+    async fn request_refresh(
+        &self,
+        id: &LinkId,
+        products: ProductSet,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Links changed by operators/API after `seq`, and the new high-water mark
+    /// to pass next time; polled by the daemon about once a second.
+    async fn changes_since(&self, seq: i64) -> Result<(i64, Vec<LinkRecord>), StoreError>;
+
+    /// A link's most recent attempts, newest first.
+    async fn attempts(&self, id: &LinkId, limit: u32) -> Result<Vec<AttemptRecord>, StoreError>;
+
+    /// Deletes attempts whose intent is older than `older_than`; bounded retention.
+    async fn prune_attempts(&self, older_than: Timestamp) -> Result<u64, StoreError>;
+
+    /// Writes the policy's computed due times, batched, for status/fleet queries.
+    async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError>;
+
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Backend and location for logs and `status`, never with a password.
+    fn describe(&self) -> String;
+}
+
+/// Opens the store named by `url` (`sqlite://...` or `postgres://...`),
+/// creating a SQLite file if missing, and applies the embedded migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" => Ok(Arc::new(sqlite::SqliteStore::connect(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(postgres::PgStore::connect(url).await?)),
+        other => Err(StoreError::UnsupportedScheme(other.to_owned())),
+    }
+}

@@ -1,0 +1,306 @@
+//! Backend-neutral pieces of the store: how domain values are encoded in
+//! columns, how raw rows become records, and the diff that `sync_config`
+//! writes. Keeping them here means both backends encode exactly alike.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use super::{LinkRecord, LinkSpec, ProductRecord, StoreError, SyncReport, Timestamp};
+use crate::domain::{LinkId, LinkState, Product, ProductSet};
+
+/// Who manages a link; config sync only ever removes links it manages itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkSource {
+    /// Listed in the configuration (or its links file).
+    Config,
+    /// Added through the admin API.
+    Api,
+    /// Found by discovery (`GET /links`).
+    Discovery,
+}
+
+impl LinkSource {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LinkSource::Config => "config",
+            LinkSource::Api => "api",
+            LinkSource::Discovery => "discovery",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [LinkSource::Config, LinkSource::Api, LinkSource::Discovery]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+impl fmt::Display for LinkSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The bitmask stored in `links.products` and `attempts.products`.
+pub(crate) fn bits(set: ProductSet) -> i32 {
+    set.iter().fold(0, |acc, p| acc | (1 << p.index()))
+}
+
+pub(crate) fn from_bits(bits: i32) -> ProductSet {
+    Product::ALL
+        .into_iter()
+        .filter(|p| bits & (1 << p.index()) != 0)
+        .collect()
+}
+
+pub(crate) fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
+    t.map(ms)
+}
+
+pub(crate) fn time(ms: i64) -> Result<Timestamp, StoreError> {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} ms is out of range")))
+}
+
+pub(crate) fn opt_time(ms: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    ms.map(time).transpose()
+}
+
+pub(crate) fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+pub(crate) fn product(raw: &str) -> Result<Product, StoreError> {
+    Product::parse(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// `attempts.prev_requested`: each product's `last_requested_at` (ms or null)
+/// before the intent, as a JSON object keyed by wire name.
+pub(crate) fn encode_prev(prev: &[(Product, Option<i64>)]) -> String {
+    let map: BTreeMap<&str, Option<i64>> = prev.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    serde_json::to_string(&map).expect("a map of strings to integers always serializes")
+}
+
+pub(crate) fn decode_prev(raw: &str) -> Result<Vec<(Product, Option<i64>)>, StoreError> {
+    let map: BTreeMap<String, Option<i64>> = serde_json::from_str(raw)
+        .map_err(|e| StoreError::Corrupt(format!("attempts.prev_requested: {e}")))?;
+    let mut out = map
+        .into_iter()
+        .map(|(p, t)| Ok((product(&p)?, t)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.sort_by_key(|(p, _)| p.index());
+    Ok(out)
+}
+
+/// A `links` row as read, before validation.
+pub(crate) struct RawLink {
+    pub id: String,
+    pub products: i32,
+    pub cadence: Option<String>,
+    pub source: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub removed: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub backoff_until: Option<i64>,
+    pub failures: i32,
+    pub change_seq: i64,
+}
+
+/// A `schedules` row as read, before validation.
+pub(crate) struct RawSchedule {
+    pub product: String,
+    pub last_requested_at: Option<i64>,
+    pub server_refreshed_at: Option<i64>,
+    pub server_attempted_at: Option<i64>,
+    pub next_due_at: Option<i64>,
+    pub failures: i32,
+    pub backoff_until: Option<i64>,
+    pub parked_reason: Option<String>,
+    pub refresh_requested: bool,
+}
+
+impl RawLink {
+    pub(crate) fn into_record(self) -> Result<LinkRecord, StoreError> {
+        Ok(LinkRecord {
+            id: LinkId::parse(&self.id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            products: from_bits(self.products),
+            cadence: self.cadence,
+            source: LinkSource::parse(&self.source).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown link source {:?}", self.source))
+            })?,
+            state: LinkState::parse(&self.state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            reason: self.reason,
+            removed: self.removed,
+            created_at: time(self.created_at)?,
+            updated_at: time(self.updated_at)?,
+            backoff_until: opt_time(self.backoff_until)?,
+            failures: count(self.failures),
+            change_seq: self.change_seq,
+            schedules: Vec::new(),
+        })
+    }
+}
+
+impl RawSchedule {
+    pub(crate) fn into_record(self) -> Result<ProductRecord, StoreError> {
+        Ok(ProductRecord {
+            product: product(&self.product)?,
+            last_requested_at: opt_time(self.last_requested_at)?,
+            server_refreshed_at: opt_time(self.server_refreshed_at)?,
+            server_attempted_at: opt_time(self.server_attempted_at)?,
+            next_due_at: opt_time(self.next_due_at)?,
+            failures: count(self.failures),
+            backoff_until: opt_time(self.backoff_until)?,
+            parked_reason: self.parked_reason,
+            refresh_requested: self.refresh_requested,
+        })
+    }
+}
+
+/// Keeps only the schedules of products the link still wants (rows of dropped
+/// products stay in the table, with their times, in case they come back) and
+/// orders them in wire order.
+pub(crate) fn finish(mut link: LinkRecord) -> LinkRecord {
+    let wanted = link.products;
+    link.schedules.retain(|s| wanted.contains(s.product));
+    link.schedules.sort_by_key(|s| s.product.index());
+    link
+}
+
+/// Expands a row template such as `(?, ?, 'x')` `rows` times between `head`
+/// and `tail`, numbering the `?`s `$1, $2, ...` (both backends accept `$N`).
+/// The text only depends on `rows`, so full chunks reuse one prepared statement.
+pub(crate) fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (row.len() + 16));
+    sql.push_str(head);
+    let mut n = 0;
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        for c in row.chars() {
+            if c == '?' {
+                n += 1;
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            } else {
+                sql.push(c);
+            }
+        }
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// `id IN ($2, $3, ...)` lists for bulk updates whose `$1` is shared.
+pub(crate) fn in_list(head: &str, first: usize, n: usize, tail: &str) -> String {
+    let params: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    format!("{head}({}){tail}", params.join(", "))
+}
+
+/// What `sync_config` knows of a stored link, to decide whether it changed.
+pub(crate) struct Existing {
+    pub products: i32,
+    pub cadence: Option<String>,
+    pub source: String,
+    pub removed: bool,
+}
+
+/// The writes `sync_config` must do, computed in memory so that an unchanged
+/// link costs a hash lookup and no write.
+pub(crate) struct SyncPlan<'a> {
+    /// New, returning or changed links: upserted with their schedule rows.
+    pub upserts: Vec<&'a LinkSpec>,
+    /// Config-managed links no longer configured.
+    pub removed: Vec<String>,
+    pub report: SyncReport,
+}
+
+/// Diffs the wanted links against the stored ones. A repeated id in `links`
+/// counts once (the first wins); the config layer rejects duplicates anyway.
+pub(crate) fn plan_sync<'a>(
+    existing: &HashMap<String, Existing>,
+    links: &'a [LinkSpec],
+) -> SyncPlan<'a> {
+    let mut report = SyncReport::default();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(links.len());
+    let mut upserts = Vec::new();
+    for spec in links {
+        if !seen.insert(spec.id.as_str()) {
+            continue;
+        }
+        match existing.get(spec.id.as_str()) {
+            None => {
+                report.added += 1;
+                upserts.push(spec);
+            }
+            Some(old) if old.removed => {
+                report.added += 1;
+                upserts.push(spec);
+            }
+            Some(old)
+                if old.products != bits(spec.products)
+                    || old.cadence != spec.cadence
+                    || old.source != spec.source.as_str() =>
+            {
+                report.changed += 1;
+                upserts.push(spec);
+            }
+            Some(_) => report.unchanged += 1,
+        }
+    }
+    let removed: Vec<String> = existing
+        .iter()
+        .filter(|(id, old)| {
+            !old.removed && old.source == LinkSource::Config.as_str() && !seen.contains(id.as_str())
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    report.removed = removed.len() as u64;
+    SyncPlan {
+        upserts,
+        removed,
+        report,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_bits_round_trip() {
+        let set = ProductSet::parse_list("accounts,identity,enrichment").unwrap();
+        assert_eq!(from_bits(bits(set)), set);
+        assert_eq!(bits(ProductSet::EMPTY), 0);
+    }
+
+    #[test]
+    fn multi_row_numbers_parameters_across_rows() {
+        assert_eq!(
+            multi_row(
+                "INSERT INTO t VALUES ",
+                "(?, ?, 'a')",
+                2,
+                " ON CONFLICT DO NOTHING"
+            ),
+            "INSERT INTO t VALUES ($1, $2, 'a'), ($3, $4, 'a') ON CONFLICT DO NOTHING"
+        );
+    }
+
+    #[test]
+    fn previous_times_round_trip_including_nulls() {
+        let prev = vec![(Product::Accounts, Some(5)), (Product::Identity, None)];
+        assert_eq!(decode_prev(&encode_prev(&prev)).unwrap(), prev);
+    }
+}

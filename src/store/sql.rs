@@ -1,0 +1,731 @@
+//! The SQL both backends share. linkfresh only uses the subset SQLite and
+//! PostgreSQL agree on (`$N` parameters, `ON CONFLICT`, `RETURNING`,
+//! `TRUE`/`FALSE`, `CASE`), so the [`Store`](super::Store) implementation is
+//! written once, as a macro expanded in each backend module with that
+//! backend's concrete sqlx types. A macro rather than generics because sqlx's
+//! generic bounds (per column type, per executor) would drown the logic.
+//!
+//! Optional fields of a patch are applied by one fixed statement per table
+//! with `CASE WHEN $flag THEN $value ELSE column END`, so every patch reuses
+//! the same prepared statement.
+
+/// Links per page when reading the whole table (bounded memory, no long cursor).
+pub(crate) const PAGE: i64 = 10_000;
+/// Links written per transaction by `sync_config`.
+pub(crate) const SYNC_TX_LINKS: usize = 20_000;
+/// Rows per multi-row INSERT (7 parameters each: well under both backends' limits).
+pub(crate) const LINK_ROWS: usize = 500;
+/// Rows per multi-row schedule INSERT (2 parameters each).
+pub(crate) const SCHEDULE_ROWS: usize = 1_000;
+/// Ids per `IN (...)` list.
+pub(crate) const ID_ROWS: usize = 500;
+
+const LINK_AND_SCHEDULE_COLUMNS: &str = "l.id, l.products, l.cadence, l.source, l.state, \
+     l.reason, l.removed, l.created_at, l.updated_at, l.backoff_until, l.failures, l.change_seq, \
+     s.product, s.last_requested_at, s.server_refreshed_at, s.server_attempted_at, \
+     s.next_due_at, s.failures, s.backoff_until, s.parked_reason, s.refresh_requested";
+
+pub(crate) fn select_page() -> String {
+    format!(
+        "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM \
+         (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l \
+         LEFT JOIN schedules s ON s.link_id = l.id ORDER BY l.id"
+    )
+}
+
+pub(crate) fn select_one() -> String {
+    format!(
+        "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM links l \
+         LEFT JOIN schedules s ON s.link_id = l.id WHERE l.id = $1"
+    )
+}
+
+pub(crate) fn select_changed() -> String {
+    format!(
+        "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM links l \
+         LEFT JOIN schedules s ON s.link_id = l.id WHERE l.change_seq > $1 ORDER BY l.id"
+    )
+}
+
+/// Upsert of a link row. A link that comes back or changes is un-removed and,
+/// if MoneyKit had parked it, un-parked: the configuration changed (DESIGN).
+/// `change_seq` 0 keeps the stored value (config sync does not notify).
+pub(crate) const UPSERT_LINK_HEAD: &str = "INSERT INTO links \
+    (id, products, cadence, source, state, removed, created_at, updated_at, failures, change_seq) VALUES ";
+pub(crate) const UPSERT_LINK_ROW: &str = "(?, ?, ?, ?, 'active', FALSE, ?, ?, 0, ?)";
+pub(crate) const UPSERT_LINK_TAIL: &str = " ON CONFLICT (id) DO UPDATE SET \
+    products = excluded.products, cadence = excluded.cadence, source = excluded.source, \
+    removed = FALSE, updated_at = excluded.updated_at, \
+    change_seq = CASE WHEN excluded.change_seq > 0 THEN excluded.change_seq ELSE links.change_seq END, \
+    state = CASE WHEN links.state IN ('not_found', 'deleted', 'needs_user_action') \
+        THEN 'active' ELSE links.state END, \
+    reason = CASE WHEN links.state IN ('not_found', 'deleted', 'needs_user_action') \
+        THEN NULL ELSE links.reason END";
+
+/// Schedule rows for a link's products; existing rows keep their times and
+/// only lose a 403 park (their link's configuration changed).
+pub(crate) const UPSERT_SCHEDULE_HEAD: &str = "INSERT INTO schedules (link_id, product) VALUES ";
+pub(crate) const UPSERT_SCHEDULE_ROW: &str = "(?, ?)";
+pub(crate) const UPSERT_SCHEDULE_TAIL: &str =
+    " ON CONFLICT (link_id, product) DO UPDATE SET parked_reason = NULL";
+
+pub(crate) const PATCH_LINK: &str = "UPDATE links SET \
+    state = CASE WHEN $2 THEN $3 ELSE state END, \
+    reason = CASE WHEN $2 THEN $4 ELSE reason END, \
+    backoff_until = CASE WHEN $5 THEN $6 ELSE backoff_until END, \
+    failures = CASE WHEN $7 THEN $8 ELSE failures END, \
+    change_seq = CASE WHEN $9 THEN $10 ELSE change_seq END, \
+    updated_at = $11 \
+    WHERE id = $1";
+
+pub(crate) const ENSURE_SCHEDULE: &str = "INSERT INTO schedules (link_id, product) VALUES ($1, $2) \
+    ON CONFLICT (link_id, product) DO NOTHING";
+
+/// Server times are max-merged: a late or replayed webhook never moves them back.
+pub(crate) const PATCH_SCHEDULE: &str = "UPDATE schedules SET \
+    last_requested_at = CASE WHEN $3 THEN $4 ELSE last_requested_at END, \
+    server_refreshed_at = CASE WHEN $5 IS NOT NULL AND (server_refreshed_at IS NULL OR server_refreshed_at < $5) \
+        THEN $5 ELSE server_refreshed_at END, \
+    server_attempted_at = CASE WHEN $6 IS NOT NULL AND (server_attempted_at IS NULL OR server_attempted_at < $6) \
+        THEN $6 ELSE server_attempted_at END, \
+    next_due_at = CASE WHEN $7 THEN $8 ELSE next_due_at END, \
+    failures = CASE WHEN $9 THEN $10 ELSE failures END, \
+    backoff_until = CASE WHEN $11 THEN $12 ELSE backoff_until END, \
+    parked_reason = CASE WHEN $13 THEN $14 ELSE parked_reason END, \
+    refresh_requested = CASE WHEN $15 THEN $16 ELSE refresh_requested END \
+    WHERE link_id = $1 AND product = $2";
+
+/// Expands the shared [`Store`](crate::store::Store) implementation for one
+/// backend: `$store` is the backend struct (with `pool` and `location`
+/// fields), `$db` its sqlx database, `$begin` the statement that opens a
+/// write transaction (SQLite takes the write lock up front with
+/// `BEGIN IMMEDIATE` so concurrent writers wait on `busy_timeout` instead of
+/// failing when a read turns into a write).
+macro_rules! impl_sql_store {
+    ($store:ident, $db:ty, begin = $begin:literal) => {
+        mod shared_impl {
+            use std::collections::HashMap;
+
+            use async_trait::async_trait;
+            use sqlx::{AssertSqlSafe, Row};
+
+            use super::$store;
+            use $crate::domain::{LinkId, Product, ProductSet};
+            use $crate::store::records::{
+                self, bits, decode_prev, encode_prev, finish, from_bits, ms, multi_row,
+                opt_ms, opt_time, time, Existing, RawLink, RawSchedule,
+            };
+            use $crate::store::sql::{self, *};
+            use $crate::store::{
+                AttemptId, AttemptRecord, DueUpdate, Intent, LinkPatch, LinkRecord, LinkSpec,
+                Outcome, Store, StoreError, SyncReport, Timestamp,
+            };
+
+            type Db = $db;
+            type Conn = <Db as sqlx::Database>::Connection;
+            type DbRow = <Db as sqlx::Database>::Row;
+
+            fn raw_link(row: &DbRow) -> Result<RawLink, sqlx::Error> {
+                Ok(RawLink {
+                    id: row.try_get(0)?,
+                    products: row.try_get(1)?,
+                    cadence: row.try_get(2)?,
+                    source: row.try_get(3)?,
+                    state: row.try_get(4)?,
+                    reason: row.try_get(5)?,
+                    removed: row.try_get(6)?,
+                    created_at: row.try_get(7)?,
+                    updated_at: row.try_get(8)?,
+                    backoff_until: row.try_get(9)?,
+                    failures: row.try_get(10)?,
+                    change_seq: row.try_get(11)?,
+                })
+            }
+
+            fn raw_schedule(row: &DbRow, product: String) -> Result<RawSchedule, sqlx::Error> {
+                Ok(RawSchedule {
+                    product,
+                    last_requested_at: row.try_get(13)?,
+                    server_refreshed_at: row.try_get(14)?,
+                    server_attempted_at: row.try_get(15)?,
+                    next_due_at: row.try_get(16)?,
+                    failures: row.try_get(17)?,
+                    backoff_until: row.try_get(18)?,
+                    parked_reason: row.try_get(19)?,
+                    refresh_requested: row.try_get(20)?,
+                })
+            }
+
+            /// Folds joined link/schedule rows (ordered or grouped by link id)
+            /// into records; returns the last link id seen.
+            fn group(rows: &[DbRow], out: &mut Vec<LinkRecord>) -> Result<Option<String>, StoreError> {
+                let mut current: Option<LinkRecord> = None;
+                let mut last = None;
+                for row in rows {
+                    let id: &str = row.try_get(0)?;
+                    if current.as_ref().map(|c| c.id.as_str()) != Some(id) {
+                        if let Some(done) = current.take() {
+                            out.push(finish(done));
+                        }
+                        current = Some(raw_link(row)?.into_record()?);
+                        last = Some(id.to_owned());
+                    }
+                    let product: Option<String> = row.try_get(12)?;
+                    if let (Some(product), Some(link)) = (product, current.as_mut()) {
+                        link.schedules.push(raw_schedule(row, product)?.into_record()?);
+                    }
+                }
+                if let Some(done) = current {
+                    out.push(finish(done));
+                }
+                Ok(last)
+            }
+
+            async fn bump(conn: &mut Conn) -> Result<i64, StoreError> {
+                Ok(sqlx::query_scalar(
+                    "UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq",
+                )
+                .fetch_one(conn)
+                .await?)
+            }
+
+            async fn upsert_links(
+                conn: &mut Conn,
+                specs: &[&LinkSpec],
+                now: Timestamp,
+                change_seq: i64,
+            ) -> Result<(), StoreError> {
+                for chunk in specs.chunks(LINK_ROWS) {
+                    let text = multi_row(UPSERT_LINK_HEAD, UPSERT_LINK_ROW, chunk.len(), UPSERT_LINK_TAIL);
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for spec in chunk {
+                        q = q
+                            .bind(spec.id.as_str())
+                            .bind(bits(spec.products))
+                            .bind(spec.cadence.as_deref())
+                            .bind(spec.source.as_str())
+                            .bind(ms(now))
+                            .bind(ms(now))
+                            .bind(change_seq);
+                    }
+                    q.execute(&mut *conn).await?;
+                }
+                let pairs: Vec<(&str, &'static str)> = specs
+                    .iter()
+                    .flat_map(|s| s.products.iter().map(move |p| (s.id.as_str(), p.as_str())))
+                    .collect();
+                for chunk in pairs.chunks(SCHEDULE_ROWS) {
+                    let text = multi_row(
+                        UPSERT_SCHEDULE_HEAD,
+                        UPSERT_SCHEDULE_ROW,
+                        chunk.len(),
+                        UPSERT_SCHEDULE_TAIL,
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for (id, product) in chunk {
+                        q = q.bind(*id).bind(*product);
+                    }
+                    q.execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            /// Applies a patch; false (and nothing written) if the link is unknown.
+            async fn patch(
+                conn: &mut Conn,
+                link: &LinkId,
+                patch: &LinkPatch,
+                now: Timestamp,
+                change_seq: Option<i64>,
+            ) -> Result<bool, StoreError> {
+                let (state, reason) = match &patch.state {
+                    Some((s, r)) => (Some(s.as_str()), r.as_deref()),
+                    None => (None, None),
+                };
+                let found = sqlx::query(PATCH_LINK)
+                    .bind(link.as_str())
+                    .bind(patch.state.is_some())
+                    .bind(state)
+                    .bind(reason)
+                    .bind(patch.backoff_until.is_some())
+                    .bind(opt_ms(patch.backoff_until.flatten()))
+                    .bind(patch.failures.is_some())
+                    .bind(patch.failures.map(|f| f.min(i32::MAX as u32) as i32))
+                    .bind(change_seq.is_some())
+                    .bind(change_seq)
+                    .bind(ms(now))
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+                    > 0;
+                if !found {
+                    return Ok(false);
+                }
+                for (product, p) in &patch.products {
+                    sqlx::query(ENSURE_SCHEDULE)
+                        .bind(link.as_str())
+                        .bind(product.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(PATCH_SCHEDULE)
+                        .bind(link.as_str())
+                        .bind(product.as_str())
+                        .bind(p.last_requested_at.is_some())
+                        .bind(opt_ms(p.last_requested_at.flatten()))
+                        .bind(opt_ms(p.server_refreshed_at))
+                        .bind(opt_ms(p.server_attempted_at))
+                        .bind(p.next_due_at.is_some())
+                        .bind(opt_ms(p.next_due_at.flatten()))
+                        .bind(p.failures.is_some())
+                        .bind(p.failures.map(|f| f.min(i32::MAX as u32) as i32))
+                        .bind(p.backoff_until.is_some())
+                        .bind(opt_ms(p.backoff_until.flatten()))
+                        .bind(p.parked_reason.is_some())
+                        .bind(p.parked_reason.clone().flatten())
+                        .bind(p.refresh_requested.is_some())
+                        .bind(p.refresh_requested.unwrap_or(false))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(true)
+            }
+
+            impl $store {
+                async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+                    Ok(self.pool.begin_with($begin).await?)
+                }
+
+                async fn read_existing(&self) -> Result<HashMap<String, Existing>, StoreError> {
+                    let mut existing = HashMap::new();
+                    let mut after = String::new();
+                    loop {
+                        let rows = sqlx::query(
+                            "SELECT id, products, cadence, source, removed FROM links \
+                             WHERE id > $1 ORDER BY id LIMIT $2",
+                        )
+                        .bind(&after)
+                        .bind(sql::PAGE)
+                        .fetch_all(&self.pool)
+                        .await?;
+                        for row in &rows {
+                            existing.insert(
+                                row.try_get(0)?,
+                                Existing {
+                                    products: row.try_get(1)?,
+                                    cadence: row.try_get(2)?,
+                                    source: row.try_get(3)?,
+                                    removed: row.try_get(4)?,
+                                },
+                            );
+                        }
+                        match rows.last() {
+                            Some(row) if rows.len() as i64 == sql::PAGE => after = row.try_get(0)?,
+                            _ => return Ok(existing),
+                        }
+                    }
+                }
+            }
+
+            #[async_trait]
+            impl Store for $store {
+                #[tracing::instrument(skip_all, fields(revision = %revision, links = links.len()))]
+                async fn sync_config(
+                    &self,
+                    revision: &str,
+                    links: &[LinkSpec],
+                    now: Timestamp,
+                ) -> Result<SyncReport, StoreError> {
+                    let stored: Option<String> =
+                        sqlx::query_scalar("SELECT revision FROM config_revision WHERE id = 1")
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    if stored.as_deref() == Some(revision) {
+                        return Ok(SyncReport {
+                            unchanged: links.len() as u64,
+                            skipped_same_revision: true,
+                            ..SyncReport::default()
+                        });
+                    }
+                    let existing = self.read_existing().await?;
+                    let plan = records::plan_sync(&existing, links);
+                    drop(existing);
+                    for chunk in plan.upserts.chunks(SYNC_TX_LINKS) {
+                        let mut tx = self.begin_write().await?;
+                        upsert_links(&mut tx, chunk, now, 0).await?;
+                        tx.commit().await?;
+                    }
+                    for chunk in plan.removed.chunks(SYNC_TX_LINKS) {
+                        let mut tx = self.begin_write().await?;
+                        for ids in chunk.chunks(ID_ROWS) {
+                            let text = records::in_list(
+                                "UPDATE links SET removed = TRUE, updated_at = $1 WHERE id IN ",
+                                2,
+                                ids.len(),
+                                "",
+                            );
+                            let mut q = sqlx::query(AssertSqlSafe(text)).bind(ms(now));
+                            for id in ids {
+                                q = q.bind(id.as_str());
+                            }
+                            q.execute(&mut *tx).await?;
+                        }
+                        tx.commit().await?;
+                    }
+                    // Recorded last: a crash part-way leaves the old revision,
+                    // so the next start repeats the (idempotent) diff.
+                    sqlx::query(
+                        "INSERT INTO config_revision (id, revision, synced_at) VALUES (1, $1, $2) \
+                         ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, \
+                         synced_at = excluded.synced_at",
+                    )
+                    .bind(revision)
+                    .bind(ms(now))
+                    .execute(&self.pool)
+                    .await?;
+                    tracing::info!(report = ?plan.report, "configuration synced");
+                    Ok(plan.report)
+                }
+
+                #[tracing::instrument(skip_all, fields(link = %spec.id))]
+                async fn upsert_link(&self, spec: &LinkSpec, now: Timestamp) -> Result<(), StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let seq = bump(&mut tx).await?;
+                    upsert_links(&mut tx, &[spec], now, seq).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip_all, fields(link = %id))]
+                async fn remove_link(&self, id: &LinkId, now: Timestamp) -> Result<bool, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let seq = bump(&mut tx).await?;
+                    let found = sqlx::query(
+                        "UPDATE links SET removed = TRUE, updated_at = $2, change_seq = $3 \
+                         WHERE id = $1 AND removed = FALSE",
+                    )
+                    .bind(id.as_str())
+                    .bind(ms(now))
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        > 0;
+                    if found {
+                        tx.commit().await?;
+                    }
+                    Ok(found)
+                }
+
+                #[tracing::instrument(skip_all)]
+                async fn load_links(&self) -> Result<Vec<LinkRecord>, StoreError> {
+                    let text = select_page();
+                    let mut out = Vec::new();
+                    let mut after = String::new();
+                    loop {
+                        let rows = sqlx::query(AssertSqlSafe(text.as_str()))
+                            .bind(&after)
+                            .bind(sql::PAGE)
+                            .fetch_all(&self.pool)
+                            .await?;
+                        match group(&rows, &mut out)? {
+                            Some(last) => after = last,
+                            None => return Ok(out),
+                        }
+                    }
+                }
+
+                #[tracing::instrument(skip_all, fields(link = %id))]
+                async fn load_link(&self, id: &LinkId) -> Result<Option<LinkRecord>, StoreError> {
+                    let rows = sqlx::query(AssertSqlSafe(select_one()))
+                        .bind(id.as_str())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let mut out = Vec::with_capacity(1);
+                    group(&rows, &mut out)?;
+                    Ok(out.pop())
+                }
+
+                #[tracing::instrument(skip_all, fields(intents = intents.len()))]
+                async fn record_intents(&self, intents: &[Intent]) -> Result<Vec<AttemptId>, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let mut ids = Vec::with_capacity(intents.len());
+                    for intent in intents {
+                        let rows = sqlx::query(
+                            "SELECT product, last_requested_at FROM schedules WHERE link_id = $1",
+                        )
+                        .bind(intent.link.as_str())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        let mut prev: Vec<(Product, Option<i64>)> =
+                            intent.products.iter().map(|p| (p, None)).collect();
+                        for row in &rows {
+                            let product: String = row.try_get(0)?;
+                            let at: Option<i64> = row.try_get(1)?;
+                            if let Some(slot) = prev.iter_mut().find(|(p, _)| p.as_str() == product) {
+                                slot.1 = at;
+                            }
+                        }
+                        let id: i64 = sqlx::query_scalar(
+                            "INSERT INTO attempts (link_id, products, intent_at, prev_requested) \
+                             VALUES ($1, $2, $3, $4) RETURNING id",
+                        )
+                        .bind(intent.link.as_str())
+                        .bind(bits(intent.products))
+                        .bind(ms(intent.at))
+                        .bind(encode_prev(&prev))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        for product in intent.products.iter() {
+                            sqlx::query(
+                                "INSERT INTO schedules (link_id, product, last_requested_at) \
+                                 VALUES ($1, $2, $3) ON CONFLICT (link_id, product) \
+                                 DO UPDATE SET last_requested_at = excluded.last_requested_at",
+                            )
+                            .bind(intent.link.as_str())
+                            .bind(product.as_str())
+                            .bind(ms(intent.at))
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        ids.push(id);
+                    }
+                    tx.commit().await?;
+                    Ok(ids)
+                }
+
+                #[tracing::instrument(skip_all, fields(outcomes = outcomes.len()))]
+                async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    for o in outcomes {
+                        let row = sqlx::query(
+                            "UPDATE attempts SET outcome = $2, status = $3, detail = $4, \
+                             finished_at = $5 WHERE id = $1 AND link_id = $6 \
+                             RETURNING intent_at, prev_requested",
+                        )
+                        .bind(o.attempt)
+                        .bind(o.label.as_str())
+                        .bind(o.status.map(i32::from))
+                        .bind(o.detail.as_deref())
+                        .bind(ms(o.at))
+                        .bind(o.link.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        match (&row, o.patch.restore_requested) {
+                            (Some(row), true) => {
+                                let intent_at: i64 = row.try_get(0)?;
+                                let prev: String = row.try_get(1)?;
+                                for (product, at) in decode_prev(&prev)? {
+                                    // Only where no later intent has moved it since.
+                                    sqlx::query(
+                                        "UPDATE schedules SET last_requested_at = $3 \
+                                         WHERE link_id = $1 AND product = $2 AND last_requested_at = $4",
+                                    )
+                                    .bind(o.link.as_str())
+                                    .bind(product.as_str())
+                                    .bind(at)
+                                    .bind(intent_at)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                }
+                            }
+                            (None, _) => tracing::warn!(
+                                link = %o.link,
+                                attempt = o.attempt,
+                                "outcome for an unknown or pruned attempt; applying its patch only"
+                            ),
+                            (Some(_), false) => {}
+                        }
+                        patch(&mut tx, &o.link, &o.patch, o.at, None).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip_all, fields(link = %link))]
+                async fn apply_patch(
+                    &self,
+                    link: &LinkId,
+                    p: &LinkPatch,
+                    now: Timestamp,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let seq = bump(&mut tx).await?;
+                    let found = patch(&mut tx, link, p, now, Some(seq)).await?;
+                    if found {
+                        tx.commit().await?;
+                    }
+                    Ok(found)
+                }
+
+                #[tracing::instrument(skip_all, fields(link = %id, paused))]
+                async fn set_paused(
+                    &self,
+                    id: &LinkId,
+                    paused: bool,
+                    now: Timestamp,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let seq = bump(&mut tx).await?;
+                    let text = if paused {
+                        "UPDATE links SET state = 'paused', updated_at = $2, change_seq = $3 WHERE id = $1"
+                    } else {
+                        "UPDATE links SET state = 'active', reason = NULL, updated_at = $2, \
+                         change_seq = $3 WHERE id = $1"
+                    };
+                    let found = sqlx::query(text)
+                        .bind(id.as_str())
+                        .bind(ms(now))
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        > 0;
+                    if !found {
+                        return Ok(false);
+                    }
+                    if !paused {
+                        sqlx::query("UPDATE schedules SET parked_reason = NULL WHERE link_id = $1")
+                            .bind(id.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
+                #[tracing::instrument(skip_all, fields(link = %id, products = %products))]
+                async fn request_refresh(
+                    &self,
+                    id: &LinkId,
+                    products: ProductSet,
+                    now: Timestamp,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let stored: Option<i32> =
+                        sqlx::query_scalar("SELECT products FROM links WHERE id = $1")
+                            .bind(id.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let Some(stored) = stored.map(from_bits) else {
+                        return Ok(false);
+                    };
+                    let wanted: ProductSet = if products.is_empty() {
+                        stored
+                    } else {
+                        products.iter().filter(|p| stored.contains(*p)).collect()
+                    };
+                    let seq = bump(&mut tx).await?;
+                    sqlx::query("UPDATE links SET change_seq = $2, updated_at = $3 WHERE id = $1")
+                        .bind(id.as_str())
+                        .bind(seq)
+                        .bind(ms(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    for product in wanted.iter() {
+                        sqlx::query(
+                            "INSERT INTO schedules (link_id, product, refresh_requested) \
+                             VALUES ($1, $2, TRUE) ON CONFLICT (link_id, product) \
+                             DO UPDATE SET refresh_requested = TRUE",
+                        )
+                        .bind(id.as_str())
+                        .bind(product.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
+                async fn changes_since(&self, seq: i64) -> Result<(i64, Vec<LinkRecord>), StoreError> {
+                    // The counter first: a change committed between the two
+                    // reads is returned now *and* next time, never missed.
+                    let high: i64 = sqlx::query_scalar("SELECT seq FROM change_counter WHERE id = 1")
+                        .fetch_one(&self.pool)
+                        .await?;
+                    if high <= seq {
+                        return Ok((high.max(seq), Vec::new()));
+                    }
+                    let rows = sqlx::query(AssertSqlSafe(select_changed()))
+                        .bind(seq)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let mut out = Vec::new();
+                    group(&rows, &mut out)?;
+                    Ok((high, out))
+                }
+
+                #[tracing::instrument(skip_all, fields(link = %id))]
+                async fn attempts(&self, id: &LinkId, limit: u32) -> Result<Vec<AttemptRecord>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT id, products, intent_at, prev_requested, outcome, status, detail, \
+                         finished_at FROM attempts WHERE link_id = $1 \
+                         ORDER BY intent_at DESC, id DESC LIMIT $2",
+                    )
+                    .bind(id.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter()
+                        .map(|row| {
+                            let prev: String = row.try_get(3)?;
+                            let status: Option<i32> = row.try_get(5)?;
+                            Ok(AttemptRecord {
+                                id: row.try_get(0)?,
+                                link: id.clone(),
+                                products: from_bits(row.try_get(1)?),
+                                intent_at: time(row.try_get(2)?)?,
+                                prev_requested: decode_prev(&prev)?
+                                    .into_iter()
+                                    .map(|(p, t)| Ok((p, opt_time(t)?)))
+                                    .collect::<Result<_, StoreError>>()?,
+                                outcome: row.try_get(4)?,
+                                status: status.and_then(|s| u16::try_from(s).ok()),
+                                detail: row.try_get(6)?,
+                                finished_at: opt_time(row.try_get(7)?)?,
+                            })
+                        })
+                        .collect()
+                }
+
+                #[tracing::instrument(skip_all)]
+                async fn prune_attempts(&self, older_than: Timestamp) -> Result<u64, StoreError> {
+                    Ok(sqlx::query("DELETE FROM attempts WHERE intent_at < $1")
+                        .bind(ms(older_than))
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected())
+                }
+
+                #[tracing::instrument(skip_all, fields(updates = updates.len()))]
+                async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError> {
+                    for chunk in updates.chunks(SYNC_TX_LINKS) {
+                        let mut tx = self.begin_write().await?;
+                        for (link, product, due) in chunk {
+                            sqlx::query(
+                                "UPDATE schedules SET next_due_at = $3 WHERE link_id = $1 AND product = $2",
+                            )
+                            .bind(link.as_str())
+                            .bind(product.as_str())
+                            .bind(opt_ms(*due))
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        tx.commit().await?;
+                    }
+                    Ok(())
+                }
+
+                async fn ping(&self) -> Result<(), StoreError> {
+                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    Ok(())
+                }
+
+                fn describe(&self) -> String {
+                    self.location.clone()
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_sql_store;

@@ -1,0 +1,587 @@
+//! The store conformance suite: one set of behaviours every backend must
+//! show, written once and run against SQLite and PostgreSQL by
+//! `conformance_tests!` in `tests/store_sqlite.rs` and `tests/store_postgres.rs`.
+//! Each test gets its own fresh database so tests run in parallel.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use linkfresh::domain::{LinkId, LinkState, Product, ProductSet};
+use linkfresh::store::{
+    Intent, LinkPatch, LinkRecord, LinkSource, LinkSpec, Outcome, ProductPatch, ProductRecord,
+    Store,
+};
+
+/// A fresh, empty database for one test, removed when dropped.
+pub struct TestDb {
+    /// What `linkfresh::store::connect` is given.
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// A new SQLite file in a temporary folder.
+    pub async fn sqlite() -> Option<TestDb> {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("linkfresh.db").display()
+        );
+        Some(TestDb {
+            url,
+            _dir: Some(dir),
+            pg: None,
+        })
+    }
+
+    /// A new PostgreSQL database on the server named by `LINKFRESH_TEST_PG_URL`
+    /// or `DATABASE_URL`; `None` (and a loud message) when neither is set.
+    pub async fn postgres() -> Option<TestDb> {
+        let Some(admin) = std::env::var("LINKFRESH_TEST_PG_URL")
+            .ok()
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+            .filter(|u| u.starts_with("postgres"))
+        else {
+            eprintln!(
+                "!!!! skipped: set LINKFRESH_TEST_PG_URL to run the PostgreSQL store tests !!!!"
+            );
+            return None;
+        };
+        let name = format!("lf_test_{:016x}", rand::random::<u64>());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .expect("connect to the PostgreSQL test server");
+        sqlx::Executor::execute(
+            &mut conn,
+            sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+        )
+        .await
+        .unwrap();
+        let url = with_database(&admin, &name);
+        Some(TestDb {
+            url,
+            _dir: None,
+            pg: Some((admin, name)),
+        })
+    }
+
+    /// Connects as the daemon would (running migrations).
+    pub async fn open(&self) -> Arc<dyn Store> {
+        linkfresh::store::connect(&self.url).await.unwrap()
+    }
+}
+
+/// Replaces the database name (path) of a PostgreSQL URL, keeping its query.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let rest = base.split_once("://").map(|(_, r)| r).unwrap_or(base);
+    let host_end = rest
+        .find('/')
+        .map(|i| base.len() - rest.len() + i)
+        .unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.pg.take() else {
+            return;
+        };
+        // Best effort, on its own thread: Drop cannot await, and this also
+        // runs when a test panicked.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                {
+                    let _ = sqlx::Executor::execute(
+                        &mut conn,
+                        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+                    )
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance check for a backend.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                if let Some(db) = $fixture().await {
+                    store_common::$name(&db).await;
+                }
+            }
+        )*
+    };
+}
+
+pub fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_750_000_000 + secs, 0).unwrap()
+}
+
+pub fn id(raw: &str) -> LinkId {
+    LinkId::parse(raw).unwrap()
+}
+
+pub fn products(list: &str) -> ProductSet {
+    ProductSet::parse_list(list).unwrap()
+}
+
+pub fn spec(raw: &str, list: &str) -> LinkSpec {
+    LinkSpec {
+        id: id(raw),
+        products: products(list),
+        cadence: None,
+        source: LinkSource::Config,
+    }
+}
+
+fn schedule(link: &LinkRecord, p: Product) -> &ProductRecord {
+    link.schedules
+        .iter()
+        .find(|s| s.product == p)
+        .unwrap_or_else(|| panic!("{} has no schedule for {p}", link.id))
+}
+
+async fn link(store: &Arc<dyn Store>, raw: &str) -> LinkRecord {
+    store
+        .load_link(&id(raw))
+        .await
+        .unwrap()
+        .expect("link is stored")
+}
+
+async fn intent(store: &Arc<dyn Store>, raw: &str, list: &str, at: DateTime<Utc>) -> i64 {
+    store
+        .record_intents(&[Intent {
+            link: id(raw),
+            products: products(list),
+            at,
+        }])
+        .await
+        .unwrap()[0]
+}
+
+fn outcome(attempt: i64, raw: &str, label: &str, status: u16, at: DateTime<Utc>) -> Outcome {
+    Outcome {
+        attempt,
+        link: id(raw),
+        label: label.to_owned(),
+        status: Some(status),
+        detail: None,
+        at,
+        patch: LinkPatch::default(),
+    }
+}
+
+pub async fn syncing_the_same_revision_twice_is_skipped_and_changes_no_rows(db: &TestDb) {
+    let store = db.open().await;
+    let links = vec![
+        spec("mk_a", "accounts,transactions"),
+        spec("mk_b", "identity"),
+        spec("mk_c", "accounts"),
+    ];
+    let first = store.sync_config("rev1", &links, t(0)).await.unwrap();
+    assert_eq!((first.added, first.changed, first.removed), (3, 0, 0));
+    assert!(!first.skipped_same_revision);
+    let before = store.load_links().await.unwrap();
+    assert_eq!(before.len(), 3);
+    assert_eq!(before[0].schedules.len(), 2);
+
+    let again = store.sync_config("rev1", &links, t(10)).await.unwrap();
+    assert!(again.skipped_same_revision);
+    assert_eq!(store.load_links().await.unwrap(), before);
+
+    // A new revision with the same links is a no-op diff, not a rewrite.
+    let other = store.sync_config("rev2", &links, t(20)).await.unwrap();
+    assert!(!other.skipped_same_revision);
+    assert_eq!(
+        (other.added, other.changed, other.removed, other.unchanged),
+        (0, 0, 0, 3)
+    );
+    assert_eq!(store.load_links().await.unwrap(), before);
+}
+
+pub async fn links_dropped_from_config_keep_their_history_and_come_back(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config(
+            "r1",
+            &[spec("mk_a", "accounts"), spec("mk_b", "accounts")],
+            t(0),
+        )
+        .await
+        .unwrap();
+    let mut api = spec("mk_api", "transactions");
+    api.source = LinkSource::Api;
+    store.upsert_link(&api, t(1)).await.unwrap();
+    let attempt = intent(&store, "mk_b", "accounts", t(5)).await;
+    store
+        .record_outcomes(&[outcome(attempt, "mk_b", "accepted", 202, t(6))])
+        .await
+        .unwrap();
+
+    let report = store
+        .sync_config("r2", &[spec("mk_a", "accounts")], t(10))
+        .await
+        .unwrap();
+    assert_eq!(report.removed, 1, "only the config-managed mk_b is removed");
+    let loaded: Vec<String> = store
+        .load_links()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.id.to_string())
+        .collect();
+    assert_eq!(loaded, ["mk_a", "mk_api"]);
+    let b = link(&store, "mk_b").await;
+    assert!(b.removed);
+    assert_eq!(
+        schedule(&b, Product::Accounts).last_requested_at,
+        Some(t(5))
+    );
+    assert_eq!(store.attempts(&id("mk_b"), 10).await.unwrap().len(), 1);
+
+    let back = store
+        .sync_config(
+            "r3",
+            &[spec("mk_a", "accounts"), spec("mk_b", "accounts")],
+            t(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!((back.added, back.unchanged), (1, 1));
+    let b = link(&store, "mk_b").await;
+    assert!(!b.removed);
+    assert_eq!(
+        schedule(&b, Product::Accounts).last_requested_at,
+        Some(t(5))
+    );
+    assert!(link(&store, "mk_api").await.source == LinkSource::Api);
+}
+
+pub async fn changing_a_links_products_keeps_the_stored_times(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config("r1", &[spec("mk_a", "accounts,transactions")], t(0))
+        .await
+        .unwrap();
+    intent(&store, "mk_a", "accounts,transactions", t(100)).await;
+
+    let report = store
+        .sync_config("r2", &[spec("mk_a", "accounts,identity")], t(200))
+        .await
+        .unwrap();
+    assert_eq!(report.changed, 1);
+    let a = link(&store, "mk_a").await;
+    assert_eq!(a.products, products("accounts,identity"));
+    let listed: Vec<Product> = a.schedules.iter().map(|s| s.product).collect();
+    assert_eq!(listed, [Product::Accounts, Product::Identity]);
+    assert_eq!(
+        schedule(&a, Product::Accounts).last_requested_at,
+        Some(t(100))
+    );
+    assert_eq!(schedule(&a, Product::Identity).last_requested_at, None);
+
+    store
+        .sync_config("r3", &[spec("mk_a", "accounts,transactions")], t(300))
+        .await
+        .unwrap();
+    let a = link(&store, "mk_a").await;
+    assert_eq!(
+        schedule(&a, Product::Transactions).last_requested_at,
+        Some(t(100)),
+        "a product dropped and added back remembers when it was last requested"
+    );
+}
+
+pub async fn an_intent_counts_as_sent_even_if_the_process_dies_before_the_outcome(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config(
+            "r1",
+            &[spec("mk_a", "accounts,transactions,identity")],
+            t(0),
+        )
+        .await
+        .unwrap();
+    intent(&store, "mk_a", "accounts", t(50)).await;
+    let attempt = intent(&store, "mk_a", "accounts,transactions", t(100)).await;
+    drop(store); // "crash": no outcome, no graceful close
+
+    let store = db.open().await;
+    let a = link(&store, "mk_a").await;
+    assert_eq!(
+        schedule(&a, Product::Accounts).last_requested_at,
+        Some(t(100))
+    );
+    assert_eq!(
+        schedule(&a, Product::Transactions).last_requested_at,
+        Some(t(100))
+    );
+    assert_eq!(schedule(&a, Product::Identity).last_requested_at, None);
+    let history = store.attempts(&id("mk_a"), 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].id, attempt, "newest first");
+    assert_eq!(history[0].outcome, None);
+    assert_eq!(
+        history[0].prev_requested,
+        [
+            (Product::Accounts, Some(t(50))),
+            (Product::Transactions, None)
+        ]
+    );
+}
+
+pub async fn a_429_outcome_puts_back_the_previous_request_times(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config("r1", &[spec("mk_a", "accounts,transactions")], t(0))
+        .await
+        .unwrap();
+    let first = intent(&store, "mk_a", "accounts", t(100)).await;
+    store
+        .record_outcomes(&[outcome(first, "mk_a", "accepted", 202, t(101))])
+        .await
+        .unwrap();
+    let second = intent(&store, "mk_a", "accounts,transactions", t(4000)).await;
+    let mut limited = outcome(second, "mk_a", "rate_limited", 429, t(4001));
+    limited.patch = LinkPatch {
+        restore_requested: true,
+        backoff_until: Some(Some(t(4600))),
+        failures: Some(1),
+        ..LinkPatch::default()
+    };
+    store.record_outcomes(&[limited]).await.unwrap();
+
+    let a = link(&store, "mk_a").await;
+    assert_eq!(
+        schedule(&a, Product::Accounts).last_requested_at,
+        Some(t(100))
+    );
+    assert_eq!(schedule(&a, Product::Transactions).last_requested_at, None);
+    assert_eq!(a.backoff_until, Some(t(4600)));
+    assert_eq!(a.failures, 1);
+    let history = store.attempts(&id("mk_a"), 1).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].outcome.as_deref(), Some("rate_limited"));
+    assert_eq!(history[0].status, Some(429));
+    assert_eq!(history[0].finished_at, Some(t(4001)));
+}
+
+pub async fn server_times_are_max_merged_and_never_move_backwards(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config("r1", &[spec("mk_a", "accounts")], t(0))
+        .await
+        .unwrap();
+    let report = |refreshed: i64, attempted: i64| LinkPatch {
+        products: vec![(
+            Product::Accounts,
+            ProductPatch {
+                server_refreshed_at: Some(t(refreshed)),
+                server_attempted_at: Some(t(attempted)),
+                ..ProductPatch::default()
+            },
+        )],
+        ..LinkPatch::default()
+    };
+    assert!(
+        store
+            .apply_patch(&id("mk_a"), &report(500, 600), t(700))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .apply_patch(&id("mk_a"), &report(400, 900), t(800))
+            .await
+            .unwrap()
+    );
+    let s = link(&store, "mk_a").await.schedules[0].clone();
+    assert_eq!(
+        s.server_refreshed_at,
+        Some(t(500)),
+        "an older report does not win"
+    );
+    assert_eq!(s.server_attempted_at, Some(t(900)), "a newer report does");
+    assert!(
+        !store
+            .apply_patch(&id("mk_nope"), &report(1, 1), t(1))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn outcomes_park_links_and_products_and_resume_unparks_them(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config("r1", &[spec("mk_a", "accounts,identity")], t(0))
+        .await
+        .unwrap();
+    let attempt = intent(&store, "mk_a", "accounts,identity", t(10)).await;
+    let mut forbidden = outcome(attempt, "mk_a", "forbidden", 403, t(11));
+    forbidden.patch.products = vec![(
+        Product::Identity,
+        ProductPatch {
+            parked_reason: Some(Some("forbidden".into())),
+            ..ProductPatch::default()
+        },
+    )];
+    store.record_outcomes(&[forbidden]).await.unwrap();
+    let attempt = intent(&store, "mk_a", "accounts", t(4000)).await;
+    let mut gone = outcome(attempt, "mk_a", "not_found", 404, t(4001));
+    gone.patch.state = Some((LinkState::NotFound, Some("MoneyKit answered 404".into())));
+    store.record_outcomes(&[gone]).await.unwrap();
+
+    let a = link(&store, "mk_a").await;
+    assert_eq!(a.state, LinkState::NotFound);
+    assert_eq!(a.reason.as_deref(), Some("MoneyKit answered 404"));
+    assert_eq!(
+        schedule(&a, Product::Identity).parked_reason.as_deref(),
+        Some("forbidden")
+    );
+
+    assert!(store.set_paused(&id("mk_a"), false, t(5000)).await.unwrap());
+    let a = link(&store, "mk_a").await;
+    assert_eq!((a.state, a.reason.clone()), (LinkState::Active, None));
+    assert_eq!(schedule(&a, Product::Identity).parked_reason, None);
+}
+
+pub async fn operator_controls_bump_the_change_sequence_for_the_daemon(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config(
+            "r1",
+            &[
+                spec("mk_a", "accounts,transactions"),
+                spec("mk_b", "accounts"),
+            ],
+            t(0),
+        )
+        .await
+        .unwrap();
+    let (start, changed) = store.changes_since(0).await.unwrap();
+    assert!(changed.is_empty(), "config sync is not an operator change");
+
+    assert!(store.set_paused(&id("mk_a"), true, t(1)).await.unwrap());
+    let (after_pause, changed) = store.changes_since(start).await.unwrap();
+    assert!(after_pause > start);
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].state, LinkState::Paused);
+    assert_eq!(changed[0].change_seq, after_pause);
+
+    assert!(
+        store
+            .request_refresh(&id("mk_b"), ProductSet::EMPTY, t(2))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .request_refresh(&id("mk_a"), products("transactions,identity"), t(3))
+            .await
+            .unwrap()
+    );
+    let (after_refresh, changed) = store.changes_since(after_pause).await.unwrap();
+    assert!(after_refresh > after_pause);
+    let ids: Vec<&str> = changed.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(ids, ["mk_a", "mk_b"]);
+    let a = &changed[0];
+    assert!(schedule(a, Product::Transactions).refresh_requested);
+    assert!(!schedule(a, Product::Accounts).refresh_requested);
+    assert!(schedule(&changed[1], Product::Accounts).refresh_requested);
+
+    assert!(store.set_paused(&id("mk_a"), false, t(4)).await.unwrap());
+    let (after_resume, changed) = store.changes_since(after_refresh).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].state, LinkState::Active);
+    assert_eq!(
+        store.changes_since(after_resume).await.unwrap(),
+        (after_resume, vec![])
+    );
+
+    assert!(!store.set_paused(&id("mk_nope"), true, t(5)).await.unwrap());
+    assert!(
+        !store
+            .request_refresh(&id("mk_nope"), ProductSet::EMPTY, t(5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.changes_since(after_resume).await.unwrap().0,
+        after_resume
+    );
+}
+
+pub async fn pruning_removes_only_attempts_older_than_the_cutoff(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config("r1", &[spec("mk_a", "accounts")], t(0))
+        .await
+        .unwrap();
+    for at in [100, 200, 300, 400] {
+        intent(&store, "mk_a", "accounts", t(at)).await;
+    }
+    assert_eq!(store.prune_attempts(t(300)).await.unwrap(), 2);
+    let left: Vec<DateTime<Utc>> = store
+        .attempts(&id("mk_a"), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.intent_at)
+        .collect();
+    assert_eq!(left, [t(400), t(300)]);
+    assert_eq!(store.prune_attempts(t(300)).await.unwrap(), 0);
+    let next = intent(&store, "mk_a", "accounts", t(500)).await;
+    let ids: Vec<i64> = store
+        .attempts(&id("mk_a"), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(
+        ids[1..].iter().all(|old| *old < next),
+        "attempt ids are never reused"
+    );
+}
+
+pub async fn due_times_and_removal_by_api_are_stored(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config("r1", &[spec("mk_a", "accounts,transactions")], t(0))
+        .await
+        .unwrap();
+    store
+        .set_next_due(&[
+            (id("mk_a"), Product::Accounts, Some(t(3600))),
+            (id("mk_a"), Product::Transactions, None),
+        ])
+        .await
+        .unwrap();
+    let a = link(&store, "mk_a").await;
+    assert_eq!(schedule(&a, Product::Accounts).next_due_at, Some(t(3600)));
+    assert_eq!(schedule(&a, Product::Transactions).next_due_at, None);
+
+    assert!(store.remove_link(&id("mk_a"), t(10)).await.unwrap());
+    assert!(!store.remove_link(&id("mk_a"), t(11)).await.unwrap());
+    assert!(store.load_links().await.unwrap().is_empty());
+    assert!(link(&store, "mk_a").await.removed);
+    store.ping().await.unwrap();
+}

@@ -1,0 +1,37 @@
+//! The store conformance suite on PostgreSQL (skipped, loudly, unless
+//! `LINKFRESH_TEST_PG_URL` or `DATABASE_URL` names a server).
+
+#[path = "common/store.rs"]
+mod store_common;
+
+use store_common::TestDb;
+
+conformance_tests!(TestDb::postgres;
+    syncing_the_same_revision_twice_is_skipped_and_changes_no_rows,
+    links_dropped_from_config_keep_their_history_and_come_back,
+    changing_a_links_products_keeps_the_stored_times,
+    an_intent_counts_as_sent_even_if_the_process_dies_before_the_outcome,
+    a_429_outcome_puts_back_the_previous_request_times,
+    server_times_are_max_merged_and_never_move_backwards,
+    outcomes_park_links_and_products_and_resume_unparks_them,
+    operator_controls_bump_the_change_sequence_for_the_daemon,
+    pruning_removes_only_attempts_older_than_the_cutoff,
+    due_times_and_removal_by_api_are_stored,
+);
+
+#[tokio::test]
+async fn the_description_names_the_server_but_never_the_password() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let with_password = db.url.replacen("://", "://postgres:hunter2@", 1);
+    let with_password = if db.url.contains('@') {
+        db.url.clone()
+    } else {
+        with_password
+    };
+    let store = linkfresh::store::connect(&with_password).await.unwrap();
+    let described = store.describe();
+    assert!(described.starts_with("postgres://"), "{described}");
+    assert!(!described.contains("hunter2"), "{described}");
+}

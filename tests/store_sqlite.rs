@@ -1,0 +1,67 @@
+//! The store conformance suite on SQLite, plus what only a file can show.
+
+#[path = "common/store.rs"]
+mod store_common;
+
+use store_common::{TestDb, id, spec, t};
+
+conformance_tests!(TestDb::sqlite;
+    syncing_the_same_revision_twice_is_skipped_and_changes_no_rows,
+    links_dropped_from_config_keep_their_history_and_come_back,
+    changing_a_links_products_keeps_the_stored_times,
+    an_intent_counts_as_sent_even_if_the_process_dies_before_the_outcome,
+    a_429_outcome_puts_back_the_previous_request_times,
+    server_times_are_max_merged_and_never_move_backwards,
+    outcomes_park_links_and_products_and_resume_unparks_them,
+    operator_controls_bump_the_change_sequence_for_the_daemon,
+    pruning_removes_only_attempts_older_than_the_cutoff,
+    due_times_and_removal_by_api_are_stored,
+);
+
+#[tokio::test]
+async fn a_file_backed_store_keeps_its_data_across_reconnects_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested-is-not-needed.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    {
+        let store = linkfresh::store::sqlite::SqliteStore::connect(&url)
+            .await
+            .unwrap();
+        use linkfresh::store::Store;
+        store
+            .sync_config("r1", &[spec("mk_a", "accounts")], t(0))
+            .await
+            .unwrap();
+        assert!(store.describe().contains("nested-is-not-needed.db"));
+        store.close().await;
+    }
+    assert!(path.exists(), "the file is created when missing");
+    assert!(
+        dir.path().join("nested-is-not-needed.db-wal").exists()
+            || std::fs::read(&path).unwrap()[18] == 2,
+        "the database is in WAL mode"
+    );
+    let store = linkfresh::store::connect(&url).await.unwrap();
+    let a = store.load_link(&id("mk_a")).await.unwrap().unwrap();
+    assert_eq!(a.created_at, t(0));
+    let again = store
+        .sync_config("r1", &[spec("mk_a", "accounts")], t(5))
+        .await
+        .unwrap();
+    assert!(
+        again.skipped_same_revision,
+        "the synced revision is remembered too"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_url_scheme_is_refused_by_name() {
+    let err = match linkfresh::store::connect("mysql://u:secret@h/db").await {
+        Ok(_) => panic!("mysql is not a backend"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("\"mysql\"") && !err.contains("secret"),
+        "{err}"
+    );
+}
