@@ -7,6 +7,8 @@ mod check;
 mod plan;
 mod table;
 
+pub use check::redact_url;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
