@@ -4,7 +4,10 @@
 //! Exit codes (stable): 0 ok, 1 runtime failure, 2 bad configuration or usage.
 
 mod check;
+mod demo;
+mod ops;
 mod plan;
+mod serve;
 mod table;
 
 pub use check::redact_url;
@@ -61,18 +64,49 @@ enum Command {
     Run(ConfigArg),
     /// Validate the configuration, print a summary, exit 0 (ok) or 2 (bad).
     Check(ConfigArg),
+    /// Per link and product: last requested, next due, state and why.
+    Status(ops::StatusArgs),
     /// The POSTs the daemon would send over a horizon, if all were accepted.
     Plan(plan::PlanArgs),
+    /// Each product of one link: due when, and why not now.
+    Explain(ops::LinkArgs),
+    /// Stop refreshing a link until `resume`.
+    Pause(ops::LinkArgs),
+    /// Resume a paused or parked link.
+    Resume(ops::LinkArgs),
+    /// Ask for a refresh as soon as the windows allow (never sooner).
+    Refresh(ops::RefreshArgs),
+    /// The built-in simulator and the daemon, with windows of seconds.
+    Demo(demo::DemoArgs),
+    /// The MoneyKit simulator on its own.
+    Sim(serve::SimArgs),
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // The demo prints its own lines; logs would drown them unless asked for.
+    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    telemetry::init(cli.log_format, default_level);
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
-        Command::Run(_) => Err(Failure::Runtime(anyhow::anyhow!("run: not built yet"))),
+        command => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(async move {
+                match command {
+                    Command::Run(args) => serve::run(&args).await,
+                    Command::Status(args) => ops::status(&args).await,
+                    Command::Explain(args) => ops::explain(&args).await,
+                    Command::Pause(args) => ops::pause(&args, true).await,
+                    Command::Resume(args) => ops::pause(&args, false).await,
+                    Command::Refresh(args) => ops::refresh(&args).await,
+                    Command::Demo(args) => demo::run(&args).await,
+                    Command::Sim(args) => serve::sim(&args).await,
+                    Command::Check(_) | Command::Plan(_) => unreachable!("handled above"),
+                }
+            }),
+            Err(e) => Err(Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}"))),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
