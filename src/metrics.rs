@@ -37,7 +37,10 @@ pub fn install() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full(DUE_LAG_SECONDS.to_owned()),
-                    &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0],
+                    &[
+                        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+                        3600.0,
+                    ],
                 )
                 .expect("bucket list is not empty");
             let recorder = builder.build_recorder();
@@ -54,12 +57,21 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(REQUESTS_TOTAL, "MoneyKit requests by endpoint and status");
-    describe_counter!(PRODUCTS_REQUESTED_TOTAL, "Products included in sent refresh POSTs");
+    describe_counter!(
+        PRODUCTS_REQUESTED_TOTAL,
+        "Products included in sent refresh POSTs"
+    );
     describe_counter!(RATE_LIMITED_TOTAL, "429 answers from MoneyKit");
     describe_gauge!(LINKS, "Links by state");
     describe_histogram!(DUE_LAG_SECONDS, "Send time minus due time of refresh POSTs");
     describe_counter!(TOKEN_REFRESHES_TOTAL, "Access tokens obtained");
-    describe_gauge!(DATA_AGE_SECONDS, "Age of the last successful request per product, quantiles across links");
-    describe_gauge!(REQUEST_RATE_LIMIT, "Global request rate limit after AIMD adjustment");
+    describe_gauge!(
+        DATA_AGE_SECONDS,
+        "Age of the last successful request per product, quantiles across links"
+    );
+    describe_gauge!(
+        REQUEST_RATE_LIMIT,
+        "Global request rate limit after AIMD adjustment"
+    );
     describe_gauge!(IN_FLIGHT, "Requests in flight");
 }

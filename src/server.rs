@@ -33,8 +33,18 @@ pub struct AppState {
 
 impl AppState {
     /// Bundles the handles.
-    pub fn new(metrics: PrometheusHandle, store: Arc<dyn Store>, client: MoneyKit, heartbeat: Heartbeat) -> Self {
-        Self { metrics, store, client, heartbeat }
+    pub fn new(
+        metrics: PrometheusHandle,
+        store: Arc<dyn Store>,
+        client: MoneyKit,
+        heartbeat: Heartbeat,
+    ) -> Self {
+        Self {
+            metrics,
+            store,
+            client,
+            heartbeat,
+        }
     }
 }
 
@@ -72,7 +82,11 @@ async fn healthz(State(s): State<AppState>) -> Response {
     if age <= STALL_LIMIT.as_millis() as i64 {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("loop silent for {age} ms\n")).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("loop silent for {age} ms\n"),
+        )
+            .into_response()
     }
 }
 
@@ -81,7 +95,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
     let store_ok = matches!(store, Ok(Ok(())));
     let token_ok = s.client.has_fresh_token().await;
     let body = serde_json::json!({ "config": true, "store": store_ok, "token": token_ok });
-    let status = if store_ok && token_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if store_ok && token_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -96,5 +114,8 @@ async fn index(State(s): State<AppState>) -> Html<String> {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

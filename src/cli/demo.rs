@@ -21,14 +21,21 @@ pub struct DemoArgs {
     duration: Option<Duration>,
 }
 
-const HEALTHY: [&str; 5] = ["mk_demo_alice", "mk_demo_bob", "mk_demo_carol", "mk_demo_dave", "mk_demo_erin"];
+const HEALTHY: [&str; 5] = [
+    "mk_demo_alice",
+    "mk_demo_bob",
+    "mk_demo_carol",
+    "mk_demo_dave",
+    "mk_demo_erin",
+];
 
 fn sim_config() -> SimConfig {
     let id = |s: &str| LinkId::parse(s).expect("demo ids are valid");
     let mut links: Vec<SimLink> = HEALTHY.iter().map(|s| SimLink::healthy(id(s))).collect();
     links.push(SimLink::healthy(id("mk_demo_deleted")).with_state(SimLinkState::Deleted));
     links.push(SimLink::healthy(id("mk_demo_missing")).with_state(SimLinkState::NotFound));
-    let mut reconnect = SimLink::healthy(id("mk_demo_reconnect")).with_state(SimLinkState::NeedsUserAction);
+    let mut reconnect =
+        SimLink::healthy(id("mk_demo_reconnect")).with_state(SimLinkState::NeedsUserAction);
     reconnect.link_error_code = Some("auth_expired".into());
     links.push(reconnect);
     let mut no_identity = SimLink::healthy(id("mk_demo_no_identity"));
@@ -44,7 +51,11 @@ fn sim_config() -> SimConfig {
             ..Windows::uniform(Duration::from_secs(30))
         },
         links,
-        faults: Faults { rate_429: 0.03, retry_after: Some(Duration::from_secs(4)), ..Faults::default() },
+        faults: Faults {
+            rate_429: 0.03,
+            retry_after: Some(Duration::from_secs(4)),
+            ..Faults::default()
+        },
         ..SimConfig::default()
     }
 }
@@ -52,7 +63,10 @@ fn sim_config() -> SimConfig {
 fn daemon_toml(base_url: &str, db: &std::path::Path, sim: &SimConfig) -> String {
     let mut links = String::new();
     for l in &sim.links {
-        links += &format!("[[links]]\nid = \"{}\"\nproducts = [\"accounts\", \"transactions\", \"account_numbers\", \"identity\"]\n", l.id);
+        links += &format!(
+            "[[links]]\nid = \"{}\"\nproducts = [\"accounts\", \"transactions\", \"account_numbers\", \"identity\"]\n",
+            l.id
+        );
     }
     format!(
         r#"[moneykit]
@@ -90,9 +104,22 @@ fn print_line(a: &Activity) {
         Some(t) => format!("next due {}", t.format("%H:%M:%S")),
         None => format!("{} (not refreshed)", a.state),
     };
-    let products = if a.products.is_empty() { "(GET /links/{id})".to_owned() } else { a.products.clone() };
-    let detail = a.detail.as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
-    println!("{now}  {:<22} {:<48} {:<20} {next}{detail}", a.link.as_str(), products, a.outcome);
+    let products = if a.products.is_empty() {
+        "(GET /links/{id})".to_owned()
+    } else {
+        a.products.clone()
+    };
+    let detail = a
+        .detail
+        .as_deref()
+        .map(|d| format!(" — {d}"))
+        .unwrap_or_default();
+    println!(
+        "{now}  {:<22} {:<48} {:<20} {next}{detail}",
+        a.link.as_str(),
+        products,
+        a.outcome
+    );
 }
 
 /// Runs `demo`.
@@ -102,21 +129,41 @@ pub async fn run(args: &DemoArgs) -> Result<(), Failure> {
     let dir = std::env::temp_dir().join(format!("linkfresh-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
     let path = dir.join("linkfresh.toml");
-    std::fs::write(&path, daemon_toml(&sim.base_url(), &dir.join("demo.db"), &sim_cfg)).map_err(anyhow::Error::from)?;
+    std::fs::write(
+        &path,
+        daemon_toml(&sim.base_url(), &dir.join("demo.db"), &sim_cfg),
+    )
+    .map_err(anyhow::Error::from)?;
     let config = config::load(&path)?;
-    println!("linkfresh demo: a MoneyKit simulator at {} and the daemon against it.", sim.base_url());
-    println!("Windows: accounts/transactions 6 s, account_numbers/identity 30 s. Links: 5 healthy, one deleted (410),");
-    println!("one unknown (404), one needing the user (422), one without identity permission (403); some random 429s.");
+    println!(
+        "linkfresh demo: a MoneyKit simulator at {} and the daemon against it.",
+        sim.base_url()
+    );
+    println!(
+        "Windows: accounts/transactions 6 s, account_numbers/identity 30 s. Links: 5 healthy, one deleted (410),"
+    );
+    println!(
+        "one unknown (404), one needing the user (422), one without identity permission (403); some random 429s."
+    );
     println!("Press Ctrl-C to stop.\n");
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let app = Application::build(config, Options { activity: Some(tx), ..Options::default() }).await?;
+    let app = Application::build(
+        config,
+        Options {
+            activity: Some(tx),
+            ..Options::default()
+        },
+    )
+    .await?;
     println!("daemon metrics at http://{}/metrics\n", app.local_addr());
     let cancel = tokio_util::sync::CancellationToken::new();
     let stopper = cancel.clone();
     let duration = args.duration;
     tokio::spawn(async move {
         match duration {
-            Some(d) => tokio::select! { () = shutdown_signal() => {}, () = tokio::time::sleep(d) => {} },
+            Some(d) => {
+                tokio::select! { () = shutdown_signal() => {}, () = tokio::time::sleep(d) => {} }
+            }
             None => shutdown_signal().await,
         }
         stopper.cancel();

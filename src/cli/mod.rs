@@ -86,12 +86,19 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own lines; logs would drown them unless asked for.
-    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     telemetry::init(cli.log_format, default_level);
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
-        command => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        command => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt.block_on(async move {
                 match command {
                     Command::Run(args) => serve::run(&args).await,
@@ -105,7 +112,9 @@ pub fn main() -> ExitCode {
                     Command::Check(_) | Command::Plan(_) => unreachable!("handled above"),
                 }
             }),
-            Err(e) => Err(Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}"))),
+            Err(e) => Err(Failure::Runtime(anyhow::anyhow!(
+                "cannot start the async runtime: {e}"
+            ))),
         },
     };
     match result {

@@ -52,7 +52,12 @@ pub struct RefreshArgs {
 async fn open(config: &Config) -> Result<Arc<dyn Store>, Failure> {
     let store = store::connect(&config.database.url)
         .await
-        .with_context(|| format!("while opening the store {}", super::redact_url(&config.database.url)))?;
+        .with_context(|| {
+            format!(
+                "while opening the store {}",
+                super::redact_url(&config.database.url)
+            )
+        })?;
     store
         .sync_config(&config.revision, &link_specs(config), Utc::now())
         .await
@@ -120,8 +125,12 @@ pub fn why_text(why: &Why, state: LinkState, reason: Option<&str>, parked: Optio
         Why::FirstPhase { until } => format!("first request phased to {}", fmt_time(*until)),
         Why::Backoff { until } => format!("backoff after rate_limit until {}", fmt_time(*until)),
         Why::LinkBackoff { until } => format!("backoff after failures until {}", fmt_time(*until)),
-        Why::Coalescing { with, until } => format!("coalescing with {with} until {}", fmt_time(*until)),
-        Why::RidingAlong { until } => format!("riding along with the next POST at {}", fmt_time(*until)),
+        Why::Coalescing { with, until } => {
+            format!("coalescing with {with} until {}", fmt_time(*until))
+        }
+        Why::RidingAlong { until } => {
+            format!("riding along with the next POST at {}", fmt_time(*until))
+        }
         Why::Parked => format!("parked: {}", parked.unwrap_or("forbidden")),
         Why::Inactive => match state {
             LinkState::Active => "removed from the configuration".into(),
@@ -144,7 +153,11 @@ fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkStatu
             .iter()
             .zip(&entry.schedule.products)
             .map(|(plan, state)| {
-                let parked = rec.schedules.iter().find(|s| s.product == plan.product).and_then(|s| s.parked_reason.as_deref());
+                let parked = rec
+                    .schedules
+                    .iter()
+                    .find(|s| s.product == plan.product)
+                    .and_then(|s| s.parked_reason.as_deref());
                 ProductStatus {
                     product: plan.product,
                     last_requested_at: state.last_requested_at,
@@ -173,7 +186,10 @@ pub async fn status(args: &StatusArgs) -> Result<(), Failure> {
         .collect();
     if args.json {
         let doc = serde_json::json!({ "generated_at": now, "links": links });
-        println!("{}", serde_json::to_string_pretty(&doc).map_err(anyhow::Error::from)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(anyhow::Error::from)?
+        );
         return Ok(());
     }
     let opt = |t: Option<DateTime<Utc>>| t.map(fmt_time).unwrap_or_else(|| "-".into());
@@ -181,11 +197,31 @@ pub async fn status(args: &StatusArgs) -> Result<(), Failure> {
         .iter()
         .flat_map(|l| {
             l.products.iter().map(move |p| {
-                vec![l.link.to_string(), l.state.to_string(), p.product.to_string(), opt(p.last_requested_at), opt(p.next_due_at), p.why_text.clone()]
+                vec![
+                    l.link.to_string(),
+                    l.state.to_string(),
+                    p.product.to_string(),
+                    opt(p.last_requested_at),
+                    opt(p.next_due_at),
+                    p.why_text.clone(),
+                ]
             })
         })
         .collect();
-    print!("{}", table::render(&["LINK", "STATE", "PRODUCT", "LAST REQUESTED", "NEXT DUE", "WHY"], &rows));
+    print!(
+        "{}",
+        table::render(
+            &[
+                "LINK",
+                "STATE",
+                "PRODUCT",
+                "LAST REQUESTED",
+                "NEXT DUE",
+                "WHY"
+            ],
+            &rows
+        )
+    );
     Ok(())
 }
 
@@ -194,22 +230,48 @@ pub async fn explain(args: &LinkArgs) -> Result<(), Failure> {
     let config = args.config.load()?;
     let id = parse_link(&args.link)?;
     let store = open(&config).await?;
-    let rec = store.load_link(&id).await.context("while reading the link")?.ok_or_else(|| unknown(&id, &config))?;
+    let rec = store
+        .load_link(&id)
+        .await
+        .context("while reading the link")?
+        .ok_or_else(|| unknown(&id, &config))?;
     let now = Utc::now();
     let status = link_status(&rec, &config.rules, now);
-    println!("link {} — state {}{}", rec.id, rec.state, rec.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default());
+    println!(
+        "link {} — state {}{}",
+        rec.id,
+        rec.state,
+        rec.reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
     if rec.removed {
         println!("removed from the configuration: not refreshed (history kept)");
     }
     if let Some(b) = rec.backoff_until.filter(|b| *b > now) {
-        println!("link backoff until {} after {} consecutive failures", fmt_time(b), rec.failures);
+        println!(
+            "link backoff until {} after {} consecutive failures",
+            fmt_time(b),
+            rec.failures
+        );
     }
     for p in &status.products {
-        let last = p.last_requested_at.map(fmt_time).unwrap_or_else(|| "never".into());
+        let last = p
+            .last_requested_at
+            .map(fmt_time)
+            .unwrap_or_else(|| "never".into());
         let due = p.next_due_at.map(fmt_time).unwrap_or_else(|| "-".into());
-        println!("  {:<16} last requested {last}; due {due}; {}", p.product.as_str(), p.why_text);
+        println!(
+            "  {:<16} last requested {last}; due {due}; {}",
+            p.product.as_str(),
+            p.why_text
+        );
     }
-    let attempts = store.attempts(&id, 5).await.context("while reading history")?;
+    let attempts = store
+        .attempts(&id, 5)
+        .await
+        .context("while reading history")?;
     if !attempts.is_empty() {
         println!("recent attempts:");
         for a in attempts {
@@ -217,7 +279,9 @@ pub async fn explain(args: &LinkArgs) -> Result<(), Failure> {
                 "  {}  {:<40} {}{}",
                 fmt_time(a.intent_at),
                 a.products.to_list(),
-                a.outcome.as_deref().unwrap_or("no outcome (counted as sent)"),
+                a.outcome
+                    .as_deref()
+                    .unwrap_or("no outcome (counted as sent)"),
                 a.detail.map(|d| format!(" — {d}")).unwrap_or_default()
             );
         }
@@ -230,7 +294,11 @@ pub async fn pause(args: &LinkArgs, paused: bool) -> Result<(), Failure> {
     let config = args.config.load()?;
     let id = parse_link(&args.link)?;
     let store = open(&config).await?;
-    if !store.set_paused(&id, paused, Utc::now()).await.context("while updating the link")? {
+    if !store
+        .set_paused(&id, paused, Utc::now())
+        .await
+        .context("while updating the link")?
+    {
         return Err(unknown(&id, &config));
     }
     println!("{id}: {}", if paused { "paused" } else { "resumed" });
@@ -242,21 +310,51 @@ pub async fn refresh(args: &RefreshArgs) -> Result<(), Failure> {
     let config = args.config.load()?;
     let id = parse_link(&args.link)?;
     let products = match &args.products {
-        Some(list) => ProductSet::parse_list(list).map_err(|e| Failure::Usage(format!("--products: {e}")))?,
+        Some(list) => {
+            ProductSet::parse_list(list).map_err(|e| Failure::Usage(format!("--products: {e}")))?
+        }
         None => ProductSet::EMPTY,
     };
     let store = open(&config).await?;
-    let rec = store.load_link(&id).await.context("while reading the link")?.ok_or_else(|| unknown(&id, &config))?;
-    let not_configured: ProductSet = products.iter().filter(|p| !rec.products.contains(*p)).collect();
+    let rec = store
+        .load_link(&id)
+        .await
+        .context("while reading the link")?
+        .ok_or_else(|| unknown(&id, &config))?;
+    let not_configured: ProductSet = products
+        .iter()
+        .filter(|p| !rec.products.contains(*p))
+        .collect();
     if !not_configured.is_empty() {
-        return Err(Failure::Usage(format!("--products: {not_configured} not among {id}'s products ({})", rec.products)));
+        return Err(Failure::Usage(format!(
+            "--products: {not_configured} not among {id}'s products ({})",
+            rec.products
+        )));
     }
-    store.request_refresh(&id, products, Utc::now()).await.context("while updating the link")?;
-    let rec = store.load_link(&id).await.context("while reading the link")?.ok_or_else(|| unknown(&id, &config))?;
+    store
+        .request_refresh(&id, products, Utc::now())
+        .await
+        .context("while updating the link")?;
+    let rec = store
+        .load_link(&id)
+        .await
+        .context("while reading the link")?
+        .ok_or_else(|| unknown(&id, &config))?;
     let status = link_status(&rec, &config.rules, Utc::now());
-    for p in status.products.iter().filter(|p| products.is_empty() || products.contains(p.product)) {
-        let when = p.window_end.filter(|w| *w > Utc::now()).map(fmt_time).unwrap_or_else(|| "now".into());
-        println!("{id} {}: refresh requested; goes out {when} (the window allows no sooner)", p.product);
+    for p in status
+        .products
+        .iter()
+        .filter(|p| products.is_empty() || products.contains(p.product))
+    {
+        let when = p
+            .window_end
+            .filter(|w| *w > Utc::now())
+            .map(fmt_time)
+            .unwrap_or_else(|| "now".into());
+        println!(
+            "{id} {}: refresh requested; goes out {when} (the window allows no sooner)",
+            p.product
+        );
     }
     Ok(())
 }

@@ -19,7 +19,11 @@ impl From<DaemonError> for Failure {
 /// Runs `run`: the daemon until SIGTERM/SIGINT.
 pub async fn run(args: &ConfigArg) -> Result<(), Failure> {
     let config = args.load()?;
-    let options = Options { watch_config: true, reload_on_sighup: true, ..Options::default() };
+    let options = Options {
+        watch_config: true,
+        reload_on_sighup: true,
+        ..Options::default()
+    };
     let app = Application::build(config, options).await?;
     let cancel = token_on(shutdown_signal());
     app.run(cancel).await?;

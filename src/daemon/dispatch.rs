@@ -121,7 +121,12 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Runs until `jobs` closes or `cancel` fires.
-    pub async fn run(self, mut jobs: mpsc::Receiver<Job>, done: mpsc::UnboundedSender<Done>, cancel: CancellationToken) {
+    pub async fn run(
+        self,
+        mut jobs: mpsc::Receiver<Job>,
+        done: mpsc::UnboundedSender<Done>,
+        cancel: CancellationToken,
+    ) {
         let mut pending: Option<Job> = None;
         loop {
             let first = match pending.take() {
@@ -155,16 +160,27 @@ impl Dispatcher {
         // Whatever is still queued was never sent.
         jobs.close();
         while let Some(job) = pending.take().or_else(|| jobs.try_recv().ok()) {
-            let _ = done.send(Done::NotSent { idx: job.idx(), reason: "shutting down".into() });
+            let _ = done.send(Done::NotSent {
+                idx: job.idx(),
+                reason: "shutting down".into(),
+            });
         }
     }
 
-    async fn send_batch(&self, batch: Vec<(Job, OwnedSemaphorePermit)>, done: &mpsc::UnboundedSender<Done>) {
+    async fn send_batch(
+        &self,
+        batch: Vec<(Job, OwnedSemaphorePermit)>,
+        done: &mpsc::UnboundedSender<Done>,
+    ) {
         let now = self.clock.now();
         let intents: Vec<Intent> = batch
             .iter()
             .filter_map(|(job, _)| match job {
-                Job::Refresh { link, products, .. } => Some(Intent { link: link.clone(), products: *products, at: now }),
+                Job::Refresh { link, products, .. } => Some(Intent {
+                    link: link.clone(),
+                    products: *products,
+                    at: now,
+                }),
                 Job::Read { .. } => None,
             })
             .collect();
@@ -179,8 +195,14 @@ impl Dispatcher {
                 tracing::error!(error = %e, batch = intents.len(), "could not commit intents; not sending");
                 for (job, _) in batch {
                     let _ = done.send(match job {
-                        Job::Refresh { idx, .. } => Done::NotSent { idx, reason: format!("store: {e}") },
-                        read @ Job::Read { .. } => { self.spawn(read, None, done.clone()); continue }
+                        Job::Refresh { idx, .. } => Done::NotSent {
+                            idx,
+                            reason: format!("store: {e}"),
+                        },
+                        read @ Job::Read { .. } => {
+                            self.spawn(read, None, done.clone());
+                            continue;
+                        }
                     });
                 }
                 return;
@@ -206,14 +228,32 @@ impl Dispatcher {
             let _permit = sem.acquire_owned().await.ok();
             metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
             let message = match job {
-                Job::Refresh { idx, link, products, due_at } => {
+                Job::Refresh {
+                    idx,
+                    link,
+                    products,
+                    due_at,
+                } => {
                     let sent_at = clock.now();
                     let outcome = client.refresh(&link, products).await;
-                    Done::Refresh { idx, products, due_at, attempt: attempt.unwrap_or_default(), sent_at, received_at: clock.now(), outcome }
+                    Done::Refresh {
+                        idx,
+                        products,
+                        due_at,
+                        attempt: attempt.unwrap_or_default(),
+                        sent_at,
+                        received_at: clock.now(),
+                        outcome,
+                    }
                 }
                 Job::Read { idx, link, purpose } => {
                     let outcome = client.get_link(&link).await;
-                    Done::Read { idx, purpose, received_at: clock.now(), outcome: Box::new(outcome) }
+                    Done::Read {
+                        idx,
+                        purpose,
+                        received_at: clock.now(),
+                        outcome: Box::new(outcome),
+                    }
                 }
             };
             metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);

@@ -22,7 +22,8 @@ pub fn publish(table: &LinkTable, now: DateTime<Utc>) {
         }
         for p in e.schedule.products.iter().filter(|p| !p.parked) {
             if let Some(last) = p.last() {
-                ages[p.product.index()].push((now - last).num_milliseconds().max(0) as f64 / 1000.0);
+                ages[p.product.index()]
+                    .push((now - last).num_milliseconds().max(0) as f64 / 1000.0);
             }
         }
     }

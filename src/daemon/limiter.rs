@@ -40,7 +40,9 @@ fn build(rate: u32) -> Arc<DefaultDirectRateLimiter> {
     // A burst of 1/20 s worth: smooth pacing without a timer per request at
     // thousands of requests per second.
     let burst = NonZeroU32::new((rate.get() / 20).max(1)).unwrap_or(NonZeroU32::MIN);
-    Arc::new(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)))
+    Arc::new(RateLimiter::direct(
+        Quota::per_second(rate).allow_burst(burst),
+    ))
 }
 
 impl Limiter {
@@ -59,7 +61,10 @@ impl Limiter {
     }
 
     fn current(&self) -> Arc<DefaultDirectRateLimiter> {
-        self.state.lock().map(|s| s.limiter.clone()).unwrap_or_else(|p| p.into_inner().limiter.clone())
+        self.state
+            .lock()
+            .map(|s| s.limiter.clone())
+            .unwrap_or_else(|p| p.into_inner().limiter.clone())
     }
 
     /// Waits for the next request slot.
@@ -83,7 +88,11 @@ impl Limiter {
         let now = Instant::now();
         let Ok(mut s) = self.state.lock() else { return };
         s.recent.push_back((now, link));
-        while s.recent.front().is_some_and(|(t, _)| now.duration_since(*t) > WINDOW) {
+        while s
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
+        {
             s.recent.pop_front();
         }
         let mut links: Vec<usize> = s.recent.iter().map(|(_, l)| *l).collect();
@@ -92,7 +101,12 @@ impl Limiter {
         if links.len() >= SPREAD_THRESHOLD && now.duration_since(s.last_change) >= DECREASE_EVERY {
             let rate = (s.rate / 2).max(1);
             if rate != s.rate {
-                tracing::warn!(from = s.rate, to = rate, links = links.len(), "429s across links: lowering the global request rate");
+                tracing::warn!(
+                    from = s.rate,
+                    to = rate,
+                    links = links.len(),
+                    "429s across links: lowering the global request rate"
+                );
                 s.rate = rate;
                 s.limiter = build(rate);
             }
@@ -107,14 +121,23 @@ impl Limiter {
         let Ok(mut s) = self.state.lock() else { return };
         if s.rate < self.max && now.duration_since(s.last_change) >= INCREASE_EVERY {
             let spread = {
-                let mut l: Vec<usize> = s.recent.iter().filter(|(t, _)| now.duration_since(*t) <= WINDOW).map(|(_, l)| *l).collect();
+                let mut l: Vec<usize> = s
+                    .recent
+                    .iter()
+                    .filter(|(t, _)| now.duration_since(*t) <= WINDOW)
+                    .map(|(_, l)| *l)
+                    .collect();
                 l.sort_unstable();
                 l.dedup();
                 l.len()
             };
             if spread < SPREAD_THRESHOLD {
                 let rate = (s.rate + (self.max / 10).max(1)).min(self.max);
-                tracing::info!(from = s.rate, to = rate, "no 429 spread: raising the global request rate");
+                tracing::info!(
+                    from = s.rate,
+                    to = rate,
+                    "no 429 spread: raising the global request rate"
+                );
                 s.rate = rate;
                 s.limiter = build(rate);
                 s.last_change = now;

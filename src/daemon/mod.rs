@@ -74,7 +74,10 @@ impl Heartbeat {
 
 fn monotonic_ms() -> i64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as i64
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
 }
 
 /// What a reload produced for the loop.
@@ -124,7 +127,12 @@ pub fn link_specs(config: &Config) -> Vec<LinkSpec> {
     config
         .links
         .iter()
-        .map(|l| LinkSpec { id: l.id.clone(), products: l.products, cadence: l.cadence_json(), source: LinkSource::Config })
+        .map(|l| LinkSpec {
+            id: l.id.clone(),
+            products: l.products,
+            cadence: l.cadence_json(),
+            source: LinkSource::Config,
+        })
         .collect()
 }
 
@@ -132,7 +140,10 @@ pub fn link_specs(config: &Config) -> Vec<LinkSpec> {
 pub fn client_from(config: &Config) -> Result<MoneyKit, DaemonError> {
     let m = &config.moneykit;
     let client_id = m.client_id.clone().ok_or_else(|| {
-        DaemonError::Config(format!("{}: [moneykit] client_id is not set; set it in the file or with MONEYKIT_CLIENT_ID", config.path.display()))
+        DaemonError::Config(format!(
+            "{}: [moneykit] client_id is not set; set it in the file or with MONEYKIT_CLIENT_ID",
+            config.path.display()
+        ))
     })?;
     let secret = m
         .client_secret
@@ -161,7 +172,12 @@ impl Application {
         let client = client_from(&config)?;
         let store = store::connect(&config.database.url)
             .await
-            .with_context(|| format!("while opening the store {}", crate::cli::redact_url(&config.database.url)))?;
+            .with_context(|| {
+                format!(
+                    "while opening the store {}",
+                    crate::cli::redact_url(&config.database.url)
+                )
+            })?;
         let report = store
             .sync_config(&config.revision, &link_specs(&config), clock.now())
             .await
@@ -170,12 +186,21 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("while binding [server] listen = {}", config.server.listen))?;
-        Ok(Self { config, store, client, listener, clock, options })
+        Ok(Self {
+            config,
+            store,
+            client,
+            listener,
+            clock,
+            options,
+        })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.config.server.listen)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.config.server.listen)
     }
 
     /// The store, for tests and commands that run alongside.
@@ -185,12 +210,20 @@ impl Application {
 
     /// Runs until `cancel` fires (exit 0) or a fatal error (exit 1).
     pub async fn run(self, cancel: CancellationToken) -> Result<(), DaemonError> {
-        let Application { config, store, client, listener, clock, options } = self;
+        let Application {
+            config,
+            store,
+            client,
+            listener,
+            clock,
+            options,
+        } = self;
         let heartbeat = Heartbeat::default();
         heartbeat.beat();
         let metrics = crate::metrics::install();
         let server_cancel = CancellationToken::new();
-        let state = crate::server::AppState::new(metrics, store.clone(), client.clone(), heartbeat.clone());
+        let state =
+            crate::server::AppState::new(metrics, store.clone(), client.clone(), heartbeat.clone());
         let server = tokio::spawn(crate::server::serve(listener, state, server_cancel.clone()));
 
         // A token first: bad credentials stop here with a clear message;
@@ -215,7 +248,10 @@ impl Application {
             }
         }
 
-        let records = store.load_links().await.context("while loading links from the store")?;
+        let records = store
+            .load_links()
+            .await
+            .context("while loading links from the store")?;
         let change_seq = records.iter().map(|r| r.change_seq).max().unwrap_or(0);
         tracing::info!(links = records.len(), "links loaded");
         let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -254,7 +290,8 @@ impl Application {
             config_path: config.path.clone(),
             change_seq,
             in_flight: 0,
-            history_retention: TimeDelta::from_std(config.database.history_retention).unwrap_or(TimeDelta::days(30)),
+            history_retention: TimeDelta::from_std(config.database.history_retention)
+                .unwrap_or(TimeDelta::days(30)),
         };
         drop(records);
         scheduler.start();
@@ -297,7 +334,11 @@ fn dispatch_limiter(config: &Config) -> limiter::Limiter {
 
 /// Re-reads the config and syncs it into the store; `None` (the running
 /// configuration is kept) when the new one is invalid or the sync fails.
-pub async fn reload(path: &std::path::Path, store: &Arc<dyn Store>, clock: Clock) -> Option<Reloaded> {
+pub async fn reload(
+    path: &std::path::Path,
+    store: &Arc<dyn Store>,
+    clock: Clock,
+) -> Option<Reloaded> {
     crate::notify::reloading();
     let config = match config::load(path) {
         Ok(c) => c,
@@ -308,7 +349,9 @@ pub async fn reload(path: &std::path::Path, store: &Arc<dyn Store>, clock: Clock
         }
     };
     let result = async {
-        store.sync_config(&config.revision, &link_specs(&config), clock.now()).await?;
+        store
+            .sync_config(&config.revision, &link_specs(&config), clock.now())
+            .await?;
         store.load_links().await
     }
     .await;
@@ -316,7 +359,10 @@ pub async fn reload(path: &std::path::Path, store: &Arc<dyn Store>, clock: Clock
     match result {
         Ok(records) => {
             tracing::info!(links = records.len(), "configuration reloaded");
-            Some(Reloaded { rules: config.rules, records })
+            Some(Reloaded {
+                rules: config.rules,
+                records,
+            })
         }
         Err(e) => {
             tracing::error!(error = %e, "reload failed in the store: keeping the running configuration");
@@ -336,7 +382,8 @@ fn spawn_reload_sources(
     if options.reload_on_sighup {
         let tx = tx.clone();
         let cancel = cancel.clone();
-        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -350,7 +397,13 @@ fn spawn_reload_sources(
     if !options.watch_config {
         return None;
     }
-    let dir = config.path.parent().map(|d| if d.as_os_str().is_empty() { std::path::Path::new(".") } else { d })?;
+    let dir = config.path.parent().map(|d| {
+        if d.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            d
+        }
+    })?;
     match crate::config_watch::watch_config_dir(dir) {
         Ok(mut watch) => {
             let mut rx = std::mem::replace(watch.receiver(), mpsc::channel(1).1);

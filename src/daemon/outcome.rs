@@ -51,48 +51,76 @@ pub fn resolve(
         rate_limited: false,
     };
     match outcome {
-        RefreshOutcome::Accepted { link, rate_limited_products } => {
-            r.label = if link.is_some() { "accepted".into() } else { "accepted_unreadable".into() };
+        RefreshOutcome::Accepted {
+            link,
+            rate_limited_products,
+        } => {
+            r.label = if link.is_some() {
+                "accepted".into()
+            } else {
+                "accepted_unreadable".into()
+            };
             r.status = Some(202);
-            let refused = products.iter().filter(|p| rate_limited_products.contains(*p));
+            let refused = products
+                .iter()
+                .filter(|p| rate_limited_products.contains(*p));
             for p in refused.collect::<Vec<_>>() {
                 let i = p.index();
                 entry.product_failures[i] = entry.product_failures[i].saturating_add(1);
                 let until = received_at
-                    + backoff_delay(rules.backoff_base, rules.backoff_max, entry.product_failures[i], mix64(entry.schedule.hash ^ i as u64));
+                    + backoff_delay(
+                        rules.backoff_base,
+                        rules.backoff_max,
+                        entry.product_failures[i],
+                        mix64(entry.schedule.hash ^ i as u64),
+                    );
                 let prev = entry.product_mut(p).and_then(|s| {
                     s.backoff_until = Some(until);
                     Some(s.last_requested_at)
                 });
-                r.patch.products.push((p, ProductPatch {
-                    last_requested_at: prev,
-                    backoff_until: Some(Some(until)),
-                    ..ProductPatch::default()
-                }));
+                r.patch.products.push((
+                    p,
+                    ProductPatch {
+                        last_requested_at: prev,
+                        backoff_until: Some(Some(until)),
+                        ..ProductPatch::default()
+                    },
+                ));
             }
-            let accepted = ProductSet::from_iter(products.iter().filter(|p| !rate_limited_products.contains(*p)));
+            let accepted = ProductSet::from_iter(
+                products
+                    .iter()
+                    .filter(|p| !rate_limited_products.contains(*p)),
+            );
             for p in accepted.iter() {
                 entry.product_failures[p.index()] = 0;
                 let server = link.as_ref().and_then(|l| l.product(p));
-                let (refreshed, attempted) = (server.and_then(|s| s.refreshed_at), server.and_then(|s| s.last_attempted_at));
+                let (refreshed, attempted) = (
+                    server.and_then(|s| s.refreshed_at),
+                    server.and_then(|s| s.last_attempted_at),
+                );
                 if let Some(s) = entry.product_mut(p) {
                     s.last_requested_at = Some(sent_at);
                     s.server_seen_at = s.server_seen_at.max(refreshed).max(attempted);
                     s.refresh_requested = false;
                     s.backoff_until = None;
                 }
-                r.patch.products.push((p, ProductPatch {
-                    last_requested_at: Some(Some(sent_at)),
-                    server_refreshed_at: refreshed,
-                    server_attempted_at: attempted,
-                    backoff_until: Some(None),
-                    refresh_requested: Some(false),
-                    failures: Some(0),
-                    ..ProductPatch::default()
-                }));
+                r.patch.products.push((
+                    p,
+                    ProductPatch {
+                        last_requested_at: Some(Some(sent_at)),
+                        server_refreshed_at: refreshed,
+                        server_attempted_at: attempted,
+                        backoff_until: Some(None),
+                        refresh_requested: Some(false),
+                        failures: Some(0),
+                        ..ProductPatch::default()
+                    },
+                ));
             }
             r.counted = accepted;
-            entry.isolate = ProductSet::from_iter(entry.isolate.iter().filter(|p| !accepted.contains(*p)));
+            entry.isolate =
+                ProductSet::from_iter(entry.isolate.iter().filter(|p| !accepted.contains(*p)));
             if !rate_limited_products.is_empty() {
                 r.detail = Some(format!("rate_limit reported for {rate_limited_products}"));
             }
@@ -111,7 +139,10 @@ pub fn resolve(
             r.status = Some(403);
             r.detail = Some(message.clone());
             r.patch.restore_requested = true;
-            let named: ProductSet = products.iter().filter(|p| message.contains(p.as_str())).collect();
+            let named: ProductSet = products
+                .iter()
+                .filter(|p| message.contains(p.as_str()))
+                .collect();
             let culprits = if products.len() == 1 { products } else { named };
             if culprits.is_empty() {
                 // Which product is not granted is unknown: send them one at a
@@ -122,19 +153,41 @@ pub fn resolve(
                     if let Some(s) = entry.product_mut(p) {
                         s.parked = true;
                     }
-                    r.patch.products.push((p, ProductPatch {
-                        parked_reason: Some(Some(format!("forbidden: {message}"))),
-                        ..ProductPatch::default()
-                    }));
+                    r.patch.products.push((
+                        p,
+                        ProductPatch {
+                            parked_reason: Some(Some(format!("forbidden: {message}"))),
+                            ..ProductPatch::default()
+                        },
+                    ));
                 }
-                entry.isolate = ProductSet::from_iter(entry.isolate.iter().filter(|p| !culprits.contains(*p)));
+                entry.isolate =
+                    ProductSet::from_iter(entry.isolate.iter().filter(|p| !culprits.contains(*p)));
             }
         }
-        RefreshOutcome::NotFound => park(entry, &mut r, LinkState::NotFound, 404, "not_found: MoneyKit has no such link"),
-        RefreshOutcome::Deleted => park(entry, &mut r, LinkState::Deleted, 410, "deleted: the link was deleted"),
+        RefreshOutcome::NotFound => park(
+            entry,
+            &mut r,
+            LinkState::NotFound,
+            404,
+            "not_found: MoneyKit has no such link",
+        ),
+        RefreshOutcome::Deleted => park(
+            entry,
+            &mut r,
+            LinkState::Deleted,
+            410,
+            "deleted: the link was deleted",
+        ),
         RefreshOutcome::BadState { link_error_code } => {
             let code = link_error_code.clone().unwrap_or_else(|| "unknown".into());
-            park(entry, &mut r, LinkState::NeedsUserAction, 422, &format!("needs_user_action: {code}"));
+            park(
+                entry,
+                &mut r,
+                LinkState::NeedsUserAction,
+                422,
+                &format!("needs_user_action: {code}"),
+            );
             entry.recheck_at = Some(received_at + rules.backoff_max);
         }
         RefreshOutcome::Auth(e) => {
@@ -153,7 +206,11 @@ pub fn resolve(
             fail(entry, &mut r, rules, received_at, None);
         }
         RefreshOutcome::ServerError { status } | RefreshOutcome::Unexpected { status } => {
-            r.label = if matches!(outcome, RefreshOutcome::ServerError { .. }) { "server_error".into() } else { "unexpected_status".into() };
+            r.label = if matches!(outcome, RefreshOutcome::ServerError { .. }) {
+                "server_error".into()
+            } else {
+                "unexpected_status".into()
+            };
             r.status = Some(*status);
             counted_fail(entry, &mut r, rules, products, sent_at, received_at);
         }
@@ -178,26 +235,58 @@ fn succeed(entry: &mut Entry, r: &mut Resolution) {
 }
 
 /// Not counted as sent: the saved request times go back, the link backs off.
-fn fail(entry: &mut Entry, r: &mut Resolution, rules: &Rules, now: DateTime<Utc>, at_least: Option<DateTime<Utc>>) {
+fn fail(
+    entry: &mut Entry,
+    r: &mut Resolution,
+    rules: &Rules,
+    now: DateTime<Utc>,
+    at_least: Option<DateTime<Utc>>,
+) {
     r.patch.restore_requested = true;
     back_off(entry, r, rules, now, at_least);
 }
 
 /// May have reached MoneyKit (5xx, timeout): counted as sent, and backed off.
-fn counted_fail(entry: &mut Entry, r: &mut Resolution, rules: &Rules, products: ProductSet, sent_at: DateTime<Utc>, now: DateTime<Utc>) {
+fn counted_fail(
+    entry: &mut Entry,
+    r: &mut Resolution,
+    rules: &Rules,
+    products: ProductSet,
+    sent_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) {
     for p in products.iter() {
         if let Some(s) = entry.product_mut(p) {
             s.last_requested_at = Some(sent_at);
         }
-        r.patch.products.push((p, ProductPatch { last_requested_at: Some(Some(sent_at)), ..ProductPatch::default() }));
+        r.patch.products.push((
+            p,
+            ProductPatch {
+                last_requested_at: Some(Some(sent_at)),
+                ..ProductPatch::default()
+            },
+        ));
     }
     r.counted = products;
     back_off(entry, r, rules, now, None);
 }
 
-fn back_off(entry: &mut Entry, r: &mut Resolution, rules: &Rules, now: DateTime<Utc>, at_least: Option<DateTime<Utc>>) {
+fn back_off(
+    entry: &mut Entry,
+    r: &mut Resolution,
+    rules: &Rules,
+    now: DateTime<Utc>,
+    at_least: Option<DateTime<Utc>>,
+) {
     entry.failures = entry.failures.saturating_add(1);
-    let until = (now + backoff_delay(rules.backoff_base, rules.backoff_max, entry.failures, entry.schedule.hash)).max(at_least.unwrap_or(now));
+    let until = (now
+        + backoff_delay(
+            rules.backoff_base,
+            rules.backoff_max,
+            entry.failures,
+            entry.schedule.hash,
+        ))
+    .max(at_least.unwrap_or(now));
     entry.schedule.backoff_until = Some(until);
     r.patch.failures = Some(entry.failures);
     r.patch.backoff_until = Some(Some(until));

@@ -142,7 +142,9 @@ impl Scheduler {
     fn fire(&mut self) {
         let now = self.clock.now();
         while self.jobs.capacity() > 0 {
-            let Some(i) = self.timer.pop_due(&self.table, now) else { break };
+            let Some(i) = self.timer.pop_due(&self.table, now) else {
+                break;
+            };
             self.consider(i, now);
         }
     }
@@ -155,7 +157,14 @@ impl Scheduler {
         }
         if e.state == LinkState::NeedsUserAction {
             match e.recheck_at {
-                Some(at) if at <= now => self.queue(i, Job::Read { idx: i, link: e.id.clone(), purpose: ReadPurpose::Recheck }),
+                Some(at) if at <= now => self.queue(
+                    i,
+                    Job::Read {
+                        idx: i,
+                        link: e.id.clone(),
+                        purpose: ReadPurpose::Recheck,
+                    },
+                ),
                 Some(at) => self.timer.schedule(&mut self.table, i, at),
                 None => {
                     let at = now + self.rules.backoff_max;
@@ -166,12 +175,25 @@ impl Scheduler {
             return;
         }
         match decide(&e.schedule, &self.rules, now) {
-            Decision::Send { .. } if e.needs_reconcile => {
-                self.queue(i, Job::Read { idx: i, link: e.id.clone(), purpose: ReadPurpose::Reconcile })
-            }
+            Decision::Send { .. } if e.needs_reconcile => self.queue(
+                i,
+                Job::Read {
+                    idx: i,
+                    link: e.id.clone(),
+                    purpose: ReadPurpose::Reconcile,
+                },
+            ),
             Decision::Send { products, due_at } => {
                 let products = narrow_for_isolation(e, products);
-                self.queue(i, Job::Refresh { idx: i, link: e.id.clone(), products, due_at })
+                self.queue(
+                    i,
+                    Job::Refresh {
+                        idx: i,
+                        link: e.id.clone(),
+                        products,
+                        due_at,
+                    },
+                )
             }
             Decision::Wait { until } => self.timer.schedule(&mut self.table, i, until),
             Decision::Idle => self.timer.cancel(&mut self.table, i),
@@ -197,7 +219,15 @@ impl Scheduler {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.table.get_mut(idx).in_flight = false;
         match done {
-            Done::Refresh { idx, products, due_at, attempt, sent_at, received_at, outcome } => {
+            Done::Refresh {
+                idx,
+                products,
+                due_at,
+                attempt,
+                sent_at,
+                received_at,
+                outcome,
+            } => {
                 let entry = self.table.get_mut(idx);
                 let r = resolve(entry, products, sent_at, received_at, &outcome, &self.rules);
                 let link = entry.id.clone();
@@ -205,7 +235,8 @@ impl Scheduler {
                     metrics::counter!(crate::metrics::PRODUCTS_REQUESTED_TOTAL, "product" => p.as_str()).increment(1);
                 }
                 if !r.counted.is_empty() {
-                    metrics::histogram!(crate::metrics::DUE_LAG_SECONDS).record(((sent_at - due_at).num_milliseconds().max(0)) as f64 / 1000.0);
+                    metrics::histogram!(crate::metrics::DUE_LAG_SECONDS)
+                        .record(((sent_at - due_at).num_milliseconds().max(0)) as f64 / 1000.0);
                 }
                 if r.rate_limited {
                     metrics::counter!(crate::metrics::RATE_LIMITED_TOTAL).increment(1);
@@ -231,32 +262,53 @@ impl Scheduler {
                 self.consider(idx, now);
                 self.report(idx, products.to_list(), label, detail);
             }
-            Done::Read { idx, purpose, received_at, outcome } => {
+            Done::Read {
+                idx,
+                purpose,
+                received_at,
+                outcome,
+            } => {
                 self.on_read(idx, purpose, received_at, *outcome);
                 self.consider(idx, now);
             }
             Done::NotSent { idx, reason } => {
                 tracing::warn!(link = %self.table.get(idx).id, %reason, "request not sent");
-                self.timer.schedule(&mut self.table, idx, now + TimeDelta::seconds(1));
+                self.timer
+                    .schedule(&mut self.table, idx, now + TimeDelta::seconds(1));
             }
         }
     }
 
     /// Applies a `GET /links/{id}`: server times (reconcile) or a state change (re-check).
-    fn on_read(&mut self, idx: usize, purpose: ReadPurpose, received_at: DateTime<Utc>, outcome: crate::moneykit::LinkOutcome) {
+    fn on_read(
+        &mut self,
+        idx: usize,
+        purpose: ReadPurpose,
+        received_at: DateTime<Utc>,
+        outcome: crate::moneykit::LinkOutcome,
+    ) {
         let entry = self.table.get_mut(idx);
         let mut patch = LinkPatch::default();
         match outcome {
             Ok(link) => {
                 entry.needs_reconcile = false;
                 for p in Product::ALL {
-                    let Some(server) = link.product(p) else { continue };
+                    let Some(server) = link.product(p) else {
+                        continue;
+                    };
                     let (refreshed, attempted) = (server.refreshed_at, server.last_attempted_at);
                     if let Some(s) = entry.product_mut(p) {
                         s.server_seen_at = s.server_seen_at.max(refreshed).max(attempted);
                     }
                     if refreshed.is_some() || attempted.is_some() {
-                        patch.products.push((p, ProductPatch { server_refreshed_at: refreshed, server_attempted_at: attempted, ..ProductPatch::default() }));
+                        patch.products.push((
+                            p,
+                            ProductPatch {
+                                server_refreshed_at: refreshed,
+                                server_attempted_at: attempted,
+                                ..ProductPatch::default()
+                            },
+                        ));
                     }
                 }
                 if purpose == ReadPurpose::Recheck {
@@ -273,9 +325,23 @@ impl Scheduler {
             }
             Err(e) => {
                 let parked = match e {
-                    ApiError::NotFound => Some((LinkState::NotFound, "not_found: MoneyKit has no such link".to_owned())),
-                    ApiError::Deleted => Some((LinkState::Deleted, "deleted: the link was deleted".to_owned())),
-                    ApiError::BadState { ref link_error_code } => Some((LinkState::NeedsUserAction, format!("needs_user_action: {}", link_error_code.as_deref().unwrap_or("unknown")))),
+                    ApiError::NotFound => Some((
+                        LinkState::NotFound,
+                        "not_found: MoneyKit has no such link".to_owned(),
+                    )),
+                    ApiError::Deleted => Some((
+                        LinkState::Deleted,
+                        "deleted: the link was deleted".to_owned(),
+                    )),
+                    ApiError::BadState {
+                        ref link_error_code,
+                    } => Some((
+                        LinkState::NeedsUserAction,
+                        format!(
+                            "needs_user_action: {}",
+                            link_error_code.as_deref().unwrap_or("unknown")
+                        ),
+                    )),
                     _ => None,
                 };
                 match parked {
@@ -292,7 +358,12 @@ impl Scheduler {
                         // Transient: back off and read again later; never POST
                         // blind to a link we know nothing of.
                         entry.failures = entry.failures.saturating_add(1);
-                        let delay = crate::policy::backoff::backoff_delay(self.rules.backoff_base, self.rules.backoff_max, entry.failures, entry.schedule.hash);
+                        let delay = crate::policy::backoff::backoff_delay(
+                            self.rules.backoff_base,
+                            self.rules.backoff_max,
+                            entry.failures,
+                            entry.schedule.hash,
+                        );
                         entry.schedule.backoff_until = Some(received_at + delay);
                         if purpose == ReadPurpose::Recheck {
                             entry.recheck_at = Some(received_at + delay);
@@ -303,7 +374,10 @@ impl Scheduler {
             }
         }
         let link = entry.id.clone();
-        let label = match purpose { ReadPurpose::Reconcile => "reconciled", ReadPurpose::Recheck => "rechecked" };
+        let label = match purpose {
+            ReadPurpose::Reconcile => "reconciled",
+            ReadPurpose::Recheck => "rechecked",
+        };
         if patch != LinkPatch::default() {
             let _ = self.writes.send(Write::Patch(link, patch));
         }
@@ -318,7 +392,14 @@ impl Scheduler {
             Decision::Send { .. } => Some(self.clock.now()),
             Decision::Idle => None,
         };
-        let _ = tx.send(Activity { link: e.id.clone(), products, outcome: label, detail, state: e.state, next_due });
+        let _ = tx.send(Activity {
+            link: e.id.clone(),
+            products,
+            outcome: label,
+            detail,
+            state: e.state,
+            next_due,
+        });
     }
 
     /// Operator and API changes made through the store, about once a second.
@@ -342,7 +423,9 @@ impl Scheduler {
     }
 
     async fn reload(&mut self) {
-        let Some(reloaded) = super::reload(&self.config_path, &self.store, self.clock).await else { return };
+        let Some(reloaded) = super::reload(&self.config_path, &self.store, self.clock).await else {
+            return;
+        };
         self.rules = reloaded.rules;
         let now = self.clock.now();
         for rec in &reloaded.records {

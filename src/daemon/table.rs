@@ -104,13 +104,21 @@ impl Entry {
     pub fn merge_from(&mut self, rec: &LinkRecord) {
         let mut fresh = Entry::from_record(rec);
         for p in fresh.schedule.products.iter_mut() {
-            if let Some(old) = self.schedule.products.iter().find(|o| o.product == p.product) {
+            if let Some(old) = self
+                .schedule
+                .products
+                .iter()
+                .find(|o| o.product == p.product)
+            {
                 p.last_requested_at = p.last_requested_at.max(old.last_requested_at);
                 p.server_seen_at = p.server_seen_at.max(old.server_seen_at);
                 p.backoff_until = p.backoff_until.max(old.backoff_until);
             }
         }
-        fresh.schedule.backoff_until = fresh.schedule.backoff_until.max(self.schedule.backoff_until);
+        fresh.schedule.backoff_until = fresh
+            .schedule
+            .backoff_until
+            .max(self.schedule.backoff_until);
         fresh.failures = fresh.failures.max(self.failures);
         fresh.needs_reconcile = fresh.needs_reconcile && self.needs_reconcile;
         fresh.in_flight = self.in_flight;

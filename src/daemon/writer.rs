@@ -25,7 +25,11 @@ pub enum Write {
 }
 
 /// Runs until every sender is dropped, then flushes what is queued.
-pub async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Write>, clock: crate::clock::Clock) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    clock: crate::clock::Clock,
+) {
     let mut outcomes = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -57,7 +61,10 @@ pub async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Write>, 
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                     if rx.is_closed() && delay >= Duration::from_secs(5) {
-                        tracing::error!(batch = outcomes.len(), "giving up on outcomes at shutdown; their intents count them as sent");
+                        tracing::error!(
+                            batch = outcomes.len(),
+                            "giving up on outcomes at shutdown; their intents count them as sent"
+                        );
                         break;
                     }
                 }
