@@ -72,8 +72,8 @@ pub enum Done {
         sent_at: DateTime<Utc>,
         /// When the answer came.
         received_at: DateTime<Utc>,
-        /// The answer.
-        outcome: RefreshOutcome,
+        /// The answer (boxed: it carries the parsed link).
+        outcome: Box<RefreshOutcome>,
     },
     /// A read was answered.
     Read {
@@ -243,7 +243,7 @@ impl Dispatcher {
                         attempt: attempt.unwrap_or_default(),
                         sent_at,
                         received_at: clock.now(),
-                        outcome,
+                        outcome: Box::new(outcome),
                     }
                 }
                 Job::Read { idx, link, purpose } => {

@@ -74,9 +74,9 @@ pub fn resolve(
                         entry.product_failures[i],
                         mix64(entry.schedule.hash ^ i as u64),
                     );
-                let prev = entry.product_mut(p).and_then(|s| {
+                let prev = entry.product_mut(p).map(|s| {
                     s.backoff_until = Some(until);
-                    Some(s.last_requested_at)
+                    s.last_requested_at
                 });
                 r.patch.products.push((
                     p,
@@ -314,4 +314,158 @@ pub fn narrow_for_isolation(entry: &Entry, batch: ProductSet) -> ProductSet {
 /// Helper for callers that need a product's index-aligned seed.
 pub fn product_seed(entry: &Entry, p: Product) -> u64 {
     mix64(entry.schedule.hash ^ p.index() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::domain::LinkId;
+    use crate::retry_after::RetryAfter;
+    use crate::store::{LinkRecord, LinkSource};
+
+    fn entry(products: &str) -> Entry {
+        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        Entry::from_record(&LinkRecord {
+            id: LinkId::parse("mk_t").unwrap(),
+            products: ProductSet::parse_list(products).unwrap(),
+            cadence: None,
+            source: LinkSource::Config,
+            state: LinkState::Active,
+            reason: None,
+            removed: false,
+            created_at: now,
+            updated_at: now,
+            backoff_until: None,
+            failures: 0,
+            change_seq: 0,
+            schedules: Vec::new(),
+        })
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn a_429_is_not_counted_and_waits_at_least_the_retry_after() {
+        let mut e = entry("accounts");
+        let ra = RetryAfter::Delay(TimeDelta::hours(2));
+        let r = resolve(
+            &mut e,
+            ProductSet::parse_list("accounts").unwrap(),
+            t(0),
+            t(1),
+            &RefreshOutcome::RateLimited {
+                retry_after: Some(ra),
+            },
+            &Rules::default(),
+        );
+        assert!(r.rate_limited && r.patch.restore_requested && r.counted.is_empty());
+        assert_eq!(e.schedule.backoff_until, Some(t(1) + TimeDelta::hours(2)));
+        assert_eq!(e.schedule.products[0].last_requested_at, None);
+    }
+
+    #[test]
+    fn a_product_rate_limited_inside_a_202_alone_is_rescheduled() {
+        let mut e = entry("accounts,transactions");
+        let both = ProductSet::parse_list("accounts,transactions").unwrap();
+        let outcome = RefreshOutcome::Accepted {
+            link: None,
+            rate_limited_products: ProductSet::parse_list("transactions").unwrap(),
+        };
+        let r = resolve(&mut e, both, t(0), t(1), &outcome, &Rules::default());
+        assert_eq!(r.counted, ProductSet::parse_list("accounts").unwrap());
+        assert_eq!(e.schedule.products[0].last_requested_at, Some(t(0)));
+        assert_eq!(e.schedule.products[1].last_requested_at, None);
+        assert!(
+            e.schedule.products[1]
+                .backoff_until
+                .is_some_and(|b| b > t(1))
+        );
+        assert_eq!(e.schedule.backoff_until, None, "the link itself is fine");
+    }
+
+    #[test]
+    fn an_ambiguous_403_isolates_the_products_and_a_named_one_parks_only_it() {
+        let mut e = entry("accounts,identity");
+        let both = ProductSet::parse_list("accounts,identity").unwrap();
+        resolve(
+            &mut e,
+            both,
+            t(0),
+            t(1),
+            &RefreshOutcome::Forbidden {
+                message: "nope".into(),
+            },
+            &Rules::default(),
+        );
+        assert_eq!(e.isolate, both);
+        assert_eq!(narrow_for_isolation(&e, both).len(), 1);
+        resolve(
+            &mut e,
+            both,
+            t(2),
+            t(3),
+            &RefreshOutcome::Forbidden {
+                message: "Permission not granted for: identity".into(),
+            },
+            &Rules::default(),
+        );
+        assert!(e.schedule.products[1].parked && !e.schedule.products[0].parked);
+        assert_eq!(e.isolate, ProductSet::parse_list("accounts").unwrap());
+    }
+
+    #[test]
+    fn server_errors_and_timeouts_count_as_sent_and_back_off() {
+        for outcome in [
+            RefreshOutcome::ServerError { status: 503 },
+            RefreshOutcome::Timeout,
+        ] {
+            let mut e = entry("accounts");
+            let r = resolve(
+                &mut e,
+                ProductSet::parse_list("accounts").unwrap(),
+                t(0),
+                t(1),
+                &outcome,
+                &Rules::default(),
+            );
+            assert_eq!(
+                e.schedule.products[0].last_requested_at,
+                Some(t(0)),
+                "{outcome:?}"
+            );
+            assert!(
+                !r.patch.restore_requested && e.failures == 1 && e.schedule.backoff_until.is_some()
+            );
+        }
+    }
+
+    #[test]
+    fn not_found_deleted_and_bad_state_park_the_link() {
+        for (outcome, state) in [
+            (RefreshOutcome::NotFound, LinkState::NotFound),
+            (RefreshOutcome::Deleted, LinkState::Deleted),
+            (
+                RefreshOutcome::BadState {
+                    link_error_code: Some("auth_expired".into()),
+                },
+                LinkState::NeedsUserAction,
+            ),
+        ] {
+            let mut e = entry("accounts");
+            let r = resolve(
+                &mut e,
+                ProductSet::parse_list("accounts").unwrap(),
+                t(0),
+                t(1),
+                &outcome,
+                &Rules::default(),
+            );
+            assert_eq!(e.state, state);
+            assert!(!e.schedule.runnable && r.patch.restore_requested);
+        }
+    }
 }

@@ -48,7 +48,7 @@ pub struct Scheduler {
 /// What woke the loop.
 enum Event {
     Cancel,
-    Done(Done),
+    Done(Box<Done>),
     Fire,
     Room,
     Control,
@@ -91,7 +91,7 @@ impl Scheduler {
                 tokio::select! {
                     biased;
                     () = cancel.cancelled() => Event::Cancel,
-                    Some(done) = self.done.recv() => Event::Done(done),
+                    Some(done) = self.done.recv() => Event::Done(Box::new(done)),
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
                     _ = control.tick() => Event::Control,
@@ -101,7 +101,7 @@ impl Scheduler {
             };
             match event {
                 Event::Cancel => break,
-                Event::Done(done) => self.on_done(done),
+                Event::Done(done) => self.on_done(*done),
                 Event::Fire => self.fire(),
                 Event::Room => {}
                 Event::Control => self.poll_changes().await,
