@@ -3,7 +3,8 @@
 //! answered with 429 + `Retry-After`, links that are deleted, missing, broken
 //! or lack permissions, and injected faults (5xx, outages, slow or malformed
 //! answers). It counts what a client did wrong (`/_sim/stats`), so tests can
-//! assert "no request inside a window". It never imports the daemon.
+//! assert "no request inside a window", and reports how fresh each product
+//! is (`/_sim/freshness`). It never imports the daemon.
 //!
 //! - `config`: [`SimConfig`] and friends, [`load_config`].
 //! - `state`: the per-link memory and [`SimStats`].
@@ -28,7 +29,7 @@ pub use config::{
     Faults, Outage, RetryAfterFormat, SimConfig, SimConfigError, SimLink, SimLinkState, Windows,
     load_config,
 };
-pub use state::SimStats;
+pub use state::{ProductFreshness, SimStats};
 
 use server::Shared;
 use state::State;

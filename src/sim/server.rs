@@ -43,6 +43,7 @@ pub(crate) fn router(shared: Sh) -> Router {
         .route("/links/{id}/products", post(refresh))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/_sim/stats", get(stats))
+        .route("/_sim/freshness", get(freshness))
         .with_state(shared)
 }
 
@@ -425,6 +426,11 @@ async fn jwks(AxState(sh): AxState<Sh>, headers: HeaderMap) -> Response {
         Ok(()) => Json(serde_json::json!({ "keys": [] })).into_response(),
     };
     done(&mut st, "jwks", resp)
+}
+
+async fn freshness(AxState(sh): AxState<Sh>) -> Response {
+    let now = sh.clock.now();
+    Json(sh.lock().freshness(now)).into_response()
 }
 
 async fn stats(AxState(sh): AxState<Sh>) -> Response {

@@ -139,6 +139,20 @@ impl LinkSim {
     }
 }
 
+/// Age of one product across the simulator's links, served at
+/// `GET /_sim/freshness`: how stale the data a client kept fresh is now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProductFreshness {
+    /// Links that have had this product refreshed at least once.
+    pub refreshed_links: u64,
+    /// Median age of `refreshed_at`, seconds.
+    pub p50_age_s: f64,
+    /// 99th percentile age of `refreshed_at`, seconds.
+    pub p99_age_s: f64,
+    /// Oldest `refreshed_at`, seconds.
+    pub max_age_s: f64,
+}
+
 /// What a refresh request comes to, decided under the lock.
 #[derive(Debug)]
 pub(crate) enum RefreshDecision {
@@ -343,6 +357,38 @@ impl State {
             _ => {}
         }
         decision
+    }
+
+    /// Per product, the age of `refreshed_at` across every link refreshed
+    /// at least once, at `now`. O(links): for benchmarks and tests, not a hot path.
+    pub fn freshness(&self, now: DateTime<Utc>) -> BTreeMap<String, ProductFreshness> {
+        let mut out = BTreeMap::new();
+        for p in Product::ALL {
+            let mut ages: Vec<i64> = self
+                .links
+                .values()
+                .filter_map(|l| l.products[p.index()].refreshed_at)
+                .map(|t| (now - t).num_milliseconds().max(0))
+                .collect();
+            if ages.is_empty() {
+                continue;
+            }
+            ages.sort_unstable();
+            let at = |q: f64| {
+                let i = ((ages.len() as f64 * q).ceil() as usize).clamp(1, ages.len()) - 1;
+                ages[i] as f64 / 1000.0
+            };
+            out.insert(
+                p.as_str().to_owned(),
+                ProductFreshness {
+                    refreshed_links: ages.len() as u64,
+                    p50_age_s: at(0.5),
+                    p99_age_s: at(0.99),
+                    max_age_s: at(1.0),
+                },
+            );
+        }
+        out
     }
 
     /// Sets the `Retry-After` deadline given to a link by an injected 429.
