@@ -202,6 +202,25 @@ pub(crate) fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> Strin
     sql
 }
 
+/// Like [`multi_row`] with the `?`s left anonymous, for SQLite statements
+/// that have no other parameter. SQLite looks a numbered parameter's name up
+/// by a linear scan, and sqlx asks for every parameter's name when binding,
+/// so a statement of N `$N` parameters costs O(N^2): with thousands of
+/// parameters that scan was the daemon's hottest function. Anonymous `?`s
+/// have no name and bind in O(1).
+pub(crate) fn multi_row_anon(head: &str, row: &str, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (row.len() + 2));
+    sql.push_str(head);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql.push_str(tail);
+    sql
+}
+
 /// `id IN ($2, $3, ...)` lists for bulk updates whose `$1` is shared.
 pub(crate) fn in_list(head: &str, first: usize, n: usize, tail: &str) -> String {
     let params: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();

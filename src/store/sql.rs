@@ -19,6 +19,48 @@ pub(crate) const LINK_ROWS: usize = 500;
 pub(crate) const SCHEDULE_ROWS: usize = 1_000;
 /// Ids per `IN (...)` list.
 pub(crate) const ID_ROWS: usize = 500;
+/// Rows per multi-row statement of the batched intent and outcome paths
+/// (at most 16 parameters each: 3,200 per statement, under both backends' limits).
+pub(crate) const BATCH_ROWS: usize = 200;
+
+/// Batched `record_outcomes`: one statement per table for a run of outcomes
+/// of distinct links, instead of 2 + 2 per product statements per outcome.
+/// On SQLite every statement is a round trip to sqlx's connection thread, so
+/// this is what lets durability keep up with thousands of POSTs a second.
+/// Same effect as [`PATCH_LINK`] / [`PATCH_SCHEDULE`] row by row.
+pub(crate) const BULK_FINISH_HEAD: &str = "UPDATE attempts SET outcome = v.column2, \
+    status = v.column3, detail = v.column4, finished_at = v.column5 FROM (VALUES ";
+pub(crate) const BULK_FINISH_ROW: &str = "(?, ?, ?, ?, ?, ?)";
+pub(crate) const BULK_FINISH_TAIL: &str =
+    ") AS v WHERE attempts.id = v.column1 AND attempts.link_id = v.column6 RETURNING attempts.id";
+
+pub(crate) const BULK_PATCH_LINK_HEAD: &str = "UPDATE links SET \
+    state = CASE WHEN v.column2 THEN v.column3 ELSE links.state END, \
+    reason = CASE WHEN v.column2 THEN v.column4 ELSE links.reason END, \
+    backoff_until = CASE WHEN v.column5 THEN v.column6 ELSE links.backoff_until END, \
+    failures = CASE WHEN v.column7 THEN v.column8 ELSE links.failures END, \
+    updated_at = v.column9 FROM (VALUES ";
+pub(crate) const BULK_PATCH_LINK_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+pub(crate) const BULK_PATCH_LINK_TAIL: &str = ") AS v WHERE links.id = v.column1 RETURNING links.id";
+
+pub(crate) const BULK_ENSURE_SCHEDULE_HEAD: &str = "INSERT INTO schedules (link_id, product) VALUES ";
+pub(crate) const BULK_ENSURE_SCHEDULE_TAIL: &str = " ON CONFLICT (link_id, product) DO NOTHING";
+
+pub(crate) const BULK_PATCH_SCHEDULE_HEAD: &str = "UPDATE schedules SET \
+    last_requested_at = CASE WHEN v.column3 THEN v.column4 ELSE schedules.last_requested_at END, \
+    server_refreshed_at = CASE WHEN v.column5 IS NOT NULL AND (schedules.server_refreshed_at IS NULL \
+        OR schedules.server_refreshed_at < v.column5) THEN v.column5 ELSE schedules.server_refreshed_at END, \
+    server_attempted_at = CASE WHEN v.column6 IS NOT NULL AND (schedules.server_attempted_at IS NULL \
+        OR schedules.server_attempted_at < v.column6) THEN v.column6 ELSE schedules.server_attempted_at END, \
+    next_due_at = CASE WHEN v.column7 THEN v.column8 ELSE schedules.next_due_at END, \
+    failures = CASE WHEN v.column9 THEN v.column10 ELSE schedules.failures END, \
+    backoff_until = CASE WHEN v.column11 THEN v.column12 ELSE schedules.backoff_until END, \
+    parked_reason = CASE WHEN v.column13 THEN v.column14 ELSE schedules.parked_reason END, \
+    refresh_requested = CASE WHEN v.column15 THEN v.column16 ELSE schedules.refresh_requested END \
+    FROM (VALUES ";
+pub(crate) const BULK_PATCH_SCHEDULE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+pub(crate) const BULK_PATCH_SCHEDULE_TAIL: &str =
+    ") AS v WHERE schedules.link_id = v.column1 AND schedules.product = v.column2";
 
 const LINK_AND_SCHEDULE_COLUMNS: &str = "l.id, l.products, l.cadence, l.source, l.state, \
      l.reason, l.removed, l.created_at, l.updated_at, l.backoff_until, l.failures, l.change_seq, \
@@ -100,11 +142,14 @@ pub(crate) const PATCH_SCHEDULE: &str = "UPDATE schedules SET \
 /// fields), `$db` its sqlx database, `$begin` the statement that opens a
 /// write transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE` so concurrent writers wait on `busy_timeout` instead of
-/// failing when a read turns into a write).
+/// failing when a read turns into a write), `$bulk` whether intents and
+/// outcomes use the batched multi-row statements (see [`BULK_FINISH_HEAD`]),
+/// `$anon` whether multi-row statements use anonymous `?` parameters
+/// (SQLite: see `records::multi_row_anon`) rather than `$N`.
 macro_rules! impl_sql_store {
-    ($store:ident, $db:ty, begin = $begin:literal) => {
+    ($store:ident, $db:ty, begin = $begin:literal, bulk = $bulk:literal, anon = $anon:literal) => {
         mod shared_impl {
-            use std::collections::HashMap;
+            use std::collections::{HashMap, HashSet};
 
             use async_trait::async_trait;
             use sqlx::{AssertSqlSafe, Row};
@@ -120,6 +165,15 @@ macro_rules! impl_sql_store {
                 AttemptId, AttemptRecord, DueUpdate, Intent, LinkPatch, LinkRecord, LinkSpec,
                 Outcome, Store, StoreError, SyncReport, Timestamp,
             };
+
+            /// Multi-row statement text in this backend's cheapest parameter style.
+            fn rows(head: &str, row: &str, n: usize, tail: &str) -> String {
+                if $anon {
+                    records::multi_row_anon(head, row, n, tail)
+                } else {
+                    multi_row(head, row, n, tail)
+                }
+            }
 
             type Db = $db;
             type Conn = <Db as sqlx::Database>::Connection;
@@ -196,7 +250,7 @@ macro_rules! impl_sql_store {
                 change_seq: i64,
             ) -> Result<(), StoreError> {
                 for chunk in specs.chunks(LINK_ROWS) {
-                    let text = multi_row(UPSERT_LINK_HEAD, UPSERT_LINK_ROW, chunk.len(), UPSERT_LINK_TAIL);
+                    let text = rows(UPSERT_LINK_HEAD, UPSERT_LINK_ROW, chunk.len(), UPSERT_LINK_TAIL);
                     let mut q = sqlx::query(AssertSqlSafe(text));
                     for spec in chunk {
                         q = q
@@ -215,7 +269,7 @@ macro_rules! impl_sql_store {
                     .flat_map(|s| s.products.iter().map(move |p| (s.id.as_str(), p.as_str())))
                     .collect();
                 for chunk in pairs.chunks(SCHEDULE_ROWS) {
-                    let text = multi_row(
+                    let text = rows(
                         UPSERT_SCHEDULE_HEAD,
                         UPSERT_SCHEDULE_ROW,
                         chunk.len(),
@@ -288,6 +342,230 @@ macro_rules! impl_sql_store {
                         .await?;
                 }
                 Ok(true)
+            }
+
+            /// Whether `items` name each link at most once.
+            fn distinct<'a>(mut ids: impl Iterator<Item = &'a str>) -> bool {
+                let mut seen = HashSet::new();
+                ids.all(|id| seen.insert(id))
+            }
+
+            /// `record_intents` in three statements per chunk (read the
+            /// previous times, insert the attempts, move the times) instead of
+            /// 2 + products per intent. Links must be distinct.
+            async fn intents_bulk(conn: &mut Conn, intents: &[Intent]) -> Result<Vec<AttemptId>, StoreError> {
+                let mut prev_of: HashMap<&str, Vec<(Product, Option<i64>)>> = intents
+                    .iter()
+                    .map(|i| (i.link.as_str(), i.products.iter().map(|p| (p, None)).collect()))
+                    .collect();
+                for chunk in intents.chunks(ID_ROWS) {
+                    let text = rows(
+                        "SELECT link_id, product, last_requested_at FROM schedules WHERE link_id IN (",
+                        "?",
+                        chunk.len(),
+                        ")",
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for i in chunk {
+                        q = q.bind(i.link.as_str());
+                    }
+                    for row in &q.fetch_all(&mut *conn).await? {
+                        let link: String = row.try_get(0)?;
+                        let product: String = row.try_get(1)?;
+                        let at: Option<i64> = row.try_get(2)?;
+                        if let Some(prev) = prev_of.get_mut(link.as_str()) {
+                            if let Some(slot) = prev.iter_mut().find(|(p, _)| p.as_str() == product) {
+                                slot.1 = at;
+                            }
+                        }
+                    }
+                }
+                let mut id_of: HashMap<String, i64> = HashMap::with_capacity(intents.len());
+                for chunk in intents.chunks(BATCH_ROWS) {
+                    let text = rows(
+                        "INSERT INTO attempts (link_id, products, intent_at, prev_requested) VALUES ",
+                        "(?, ?, ?, ?)",
+                        chunk.len(),
+                        " RETURNING id, link_id",
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for i in chunk {
+                        q = q
+                            .bind(i.link.as_str())
+                            .bind(bits(i.products))
+                            .bind(ms(i.at))
+                            .bind(encode_prev(&prev_of[i.link.as_str()]));
+                    }
+                    for row in &q.fetch_all(&mut *conn).await? {
+                        id_of.insert(row.try_get(1)?, row.try_get(0)?);
+                    }
+                }
+                let times: Vec<(&str, &'static str, i64)> = intents
+                    .iter()
+                    .flat_map(|i| i.products.iter().map(move |p| (i.link.as_str(), p.as_str(), ms(i.at))))
+                    .collect();
+                for chunk in times.chunks(BATCH_ROWS) {
+                    let text = rows(
+                        "INSERT INTO schedules (link_id, product, last_requested_at) VALUES ",
+                        "(?, ?, ?)",
+                        chunk.len(),
+                        " ON CONFLICT (link_id, product) DO UPDATE SET last_requested_at = excluded.last_requested_at",
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for (link, product, at) in chunk {
+                        q = q.bind(*link).bind(*product).bind(*at);
+                    }
+                    q.execute(&mut *conn).await?;
+                }
+                intents
+                    .iter()
+                    .map(|i| {
+                        id_of.get(i.link.as_str()).copied().ok_or_else(|| {
+                            StoreError::Corrupt(format!("no attempt id returned for link {}", i.link))
+                        })
+                    })
+                    .collect()
+            }
+
+            /// Whether an outcome can join a batched run: no 429 restore (it
+            /// reads the attempt row back) and each product patched once.
+            fn bulk_ok(o: &Outcome) -> bool {
+                !o.patch.restore_requested
+                    && distinct(o.patch.products.iter().map(|(p, _)| p.as_str()))
+            }
+
+            /// A run of outcomes of distinct links, one statement per table
+            /// and chunk; the same effect as [`outcome_one`] for each in turn.
+            async fn outcomes_bulk(conn: &mut Conn, run: &[Outcome]) -> Result<(), StoreError> {
+                let mut finished = HashSet::new();
+                for chunk in run.chunks(BATCH_ROWS) {
+                    let text = rows(BULK_FINISH_HEAD, BULK_FINISH_ROW, chunk.len(), BULK_FINISH_TAIL);
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for o in chunk {
+                        q = q
+                            .bind(o.attempt)
+                            .bind(o.label.as_str())
+                            .bind(o.status.map(i32::from))
+                            .bind(o.detail.as_deref())
+                            .bind(ms(o.at))
+                            .bind(o.link.as_str());
+                    }
+                    for row in &q.fetch_all(&mut *conn).await? {
+                        finished.insert(row.try_get::<i64, _>(0)?);
+                    }
+                }
+                for o in run.iter().filter(|o| !finished.contains(&o.attempt)) {
+                    tracing::warn!(
+                        link = %o.link,
+                        attempt = o.attempt,
+                        "outcome for an unknown or pruned attempt; applying its patch only"
+                    );
+                }
+                let mut found: HashSet<String> = HashSet::new();
+                for chunk in run.chunks(BATCH_ROWS) {
+                    let text = rows(BULK_PATCH_LINK_HEAD, BULK_PATCH_LINK_ROW, chunk.len(), BULK_PATCH_LINK_TAIL);
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for o in chunk {
+                        let p = &o.patch;
+                        let (state, reason) = match &p.state {
+                            Some((s, r)) => (Some(s.as_str()), r.as_deref()),
+                            None => (None, None),
+                        };
+                        q = q
+                            .bind(o.link.as_str())
+                            .bind(p.state.is_some())
+                            .bind(state)
+                            .bind(reason)
+                            .bind(p.backoff_until.is_some())
+                            .bind(opt_ms(p.backoff_until.flatten()))
+                            .bind(p.failures.is_some())
+                            .bind(p.failures.map(|f| f.min(i32::MAX as u32) as i32))
+                            .bind(ms(o.at));
+                    }
+                    for row in &q.fetch_all(&mut *conn).await? {
+                        found.insert(row.try_get(0)?);
+                    }
+                }
+                let products: Vec<(&str, &$crate::store::ProductPatch, Product)> = run
+                    .iter()
+                    .filter(|o| found.contains(o.link.as_str()))
+                    .flat_map(|o| o.patch.products.iter().map(move |(p, pp)| (o.link.as_str(), pp, *p)))
+                    .collect();
+                for chunk in products.chunks(BATCH_ROWS) {
+                    let text = rows(BULK_ENSURE_SCHEDULE_HEAD, UPSERT_SCHEDULE_ROW, chunk.len(), BULK_ENSURE_SCHEDULE_TAIL);
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for (link, _, product) in chunk {
+                        q = q.bind(*link).bind(product.as_str());
+                    }
+                    q.execute(&mut *conn).await?;
+                    let text = rows(BULK_PATCH_SCHEDULE_HEAD, BULK_PATCH_SCHEDULE_ROW, chunk.len(), BULK_PATCH_SCHEDULE_TAIL);
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for (link, p, product) in chunk {
+                        q = q
+                            .bind(*link)
+                            .bind(product.as_str())
+                            .bind(p.last_requested_at.is_some())
+                            .bind(opt_ms(p.last_requested_at.flatten()))
+                            .bind(opt_ms(p.server_refreshed_at))
+                            .bind(opt_ms(p.server_attempted_at))
+                            .bind(p.next_due_at.is_some())
+                            .bind(opt_ms(p.next_due_at.flatten()))
+                            .bind(p.failures.is_some())
+                            .bind(p.failures.map(|f| f.min(i32::MAX as u32) as i32))
+                            .bind(p.backoff_until.is_some())
+                            .bind(opt_ms(p.backoff_until.flatten()))
+                            .bind(p.parked_reason.is_some())
+                            .bind(p.parked_reason.clone().flatten())
+                            .bind(p.refresh_requested.is_some())
+                            .bind(p.refresh_requested.unwrap_or(false));
+                    }
+                    q.execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            /// One outcome: its attempt row, a 429's restore, its patch.
+            async fn outcome_one(conn: &mut Conn, o: &Outcome) -> Result<(), StoreError> {
+                let row = sqlx::query(
+                    "UPDATE attempts SET outcome = $2, status = $3, detail = $4, \
+                     finished_at = $5 WHERE id = $1 AND link_id = $6 \
+                     RETURNING intent_at, prev_requested",
+                )
+                .bind(o.attempt)
+                .bind(o.label.as_str())
+                .bind(o.status.map(i32::from))
+                .bind(o.detail.as_deref())
+                .bind(ms(o.at))
+                .bind(o.link.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+                match (&row, o.patch.restore_requested) {
+                    (Some(row), true) => {
+                        let intent_at: i64 = row.try_get(0)?;
+                        let prev: String = row.try_get(1)?;
+                        for (product, at) in decode_prev(&prev)? {
+                            // Only where no later intent has moved it since.
+                            sqlx::query(
+                                "UPDATE schedules SET last_requested_at = $3 \
+                                 WHERE link_id = $1 AND product = $2 AND last_requested_at = $4",
+                            )
+                            .bind(o.link.as_str())
+                            .bind(product.as_str())
+                            .bind(at)
+                            .bind(intent_at)
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                    }
+                    (None, _) => tracing::warn!(
+                        link = %o.link,
+                        attempt = o.attempt,
+                        "outcome for an unknown or pruned attempt; applying its patch only"
+                    ),
+                    (Some(_), false) => {}
+                }
+                patch(conn, &o.link, &o.patch, o.at, None).await?;
+                Ok(())
             }
 
             impl $store {
@@ -448,6 +726,11 @@ macro_rules! impl_sql_store {
                 #[tracing::instrument(skip_all, fields(intents = intents.len()))]
                 async fn record_intents(&self, intents: &[Intent]) -> Result<Vec<AttemptId>, StoreError> {
                     let mut tx = self.begin_write().await?;
+                    if $bulk && intents.len() > 1 && distinct(intents.iter().map(|i| i.link.as_str())) {
+                        let ids = intents_bulk(&mut tx, intents).await?;
+                        tx.commit().await?;
+                        return Ok(ids);
+                    }
                     let mut ids = Vec::with_capacity(intents.len());
                     for intent in intents {
                         let rows = sqlx::query(
@@ -496,46 +779,25 @@ macro_rules! impl_sql_store {
                 #[tracing::instrument(skip_all, fields(outcomes = outcomes.len()))]
                 async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
                     let mut tx = self.begin_write().await?;
-                    for o in outcomes {
-                        let row = sqlx::query(
-                            "UPDATE attempts SET outcome = $2, status = $3, detail = $4, \
-                             finished_at = $5 WHERE id = $1 AND link_id = $6 \
-                             RETURNING intent_at, prev_requested",
-                        )
-                        .bind(o.attempt)
-                        .bind(o.label.as_str())
-                        .bind(o.status.map(i32::from))
-                        .bind(o.detail.as_deref())
-                        .bind(ms(o.at))
-                        .bind(o.link.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        match (&row, o.patch.restore_requested) {
-                            (Some(row), true) => {
-                                let intent_at: i64 = row.try_get(0)?;
-                                let prev: String = row.try_get(1)?;
-                                for (product, at) in decode_prev(&prev)? {
-                                    // Only where no later intent has moved it since.
-                                    sqlx::query(
-                                        "UPDATE schedules SET last_requested_at = $3 \
-                                         WHERE link_id = $1 AND product = $2 AND last_requested_at = $4",
-                                    )
-                                    .bind(o.link.as_str())
-                                    .bind(product.as_str())
-                                    .bind(at)
-                                    .bind(intent_at)
-                                    .execute(&mut *tx)
-                                    .await?;
-                                }
-                            }
-                            (None, _) => tracing::warn!(
-                                link = %o.link,
-                                attempt = o.attempt,
-                                "outcome for an unknown or pruned attempt; applying its patch only"
-                            ),
-                            (Some(_), false) => {}
+                    let mut i = 0;
+                    while i < outcomes.len() {
+                        // Runs of outcomes of distinct links go in bulk, in
+                        // order; a 429 (restore) goes on its own, in its place.
+                        let start = i;
+                        let mut seen = HashSet::new();
+                        while $bulk
+                            && i < outcomes.len()
+                            && bulk_ok(&outcomes[i])
+                            && seen.insert(outcomes[i].link.as_str())
+                        {
+                            i += 1;
                         }
-                        patch(&mut tx, &o.link, &o.patch, o.at, None).await?;
+                        if i - start > 1 {
+                            outcomes_bulk(&mut tx, &outcomes[start..i]).await?;
+                        } else {
+                            i = start + 1;
+                            outcome_one(&mut tx, &outcomes[start]).await?;
+                        }
                     }
                     tx.commit().await?;
                     Ok(())

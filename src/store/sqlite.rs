@@ -55,4 +55,4 @@ impl SqliteStore {
     }
 }
 
-super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, begin = "BEGIN IMMEDIATE");
+super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, begin = "BEGIN IMMEDIATE", bulk = true, anon = true);
