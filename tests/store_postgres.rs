@@ -17,6 +17,7 @@ conformance_tests!(TestDb::postgres;
     operator_controls_bump_the_change_sequence_for_the_daemon,
     pruning_removes_only_attempts_older_than_the_cutoff,
     due_times_and_removal_by_api_are_stored,
+    batches_of_intents_and_outcomes_match_one_by_one,
 );
 
 #[tokio::test]

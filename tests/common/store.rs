@@ -585,3 +585,109 @@ pub async fn due_times_and_removal_by_api_are_stored(db: &TestDb) {
     assert!(link(&store, "mk_a").await.removed);
     store.ping().await.unwrap();
 }
+
+/// The batched paths (several intents, several outcomes in one call) must do
+/// exactly what the same calls one by one do, including a 429's restore in
+/// the middle of a batch, two outcomes of one link, and an unknown link.
+pub async fn batches_of_intents_and_outcomes_match_one_by_one(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config(
+            "r1",
+            &[
+                spec("mk_a", "accounts,transactions"),
+                spec("mk_b", "identity"),
+                spec("mk_c", "accounts"),
+            ],
+            t(0),
+        )
+        .await
+        .unwrap();
+    let early = intent(&store, "mk_b", "identity", t(10)).await;
+    store
+        .record_outcomes(&[outcome(early, "mk_b", "accepted", 202, t(11))])
+        .await
+        .unwrap();
+    let intents: Vec<Intent> = [("mk_a", "accounts,transactions"), ("mk_b", "identity"), ("mk_c", "accounts")]
+        .into_iter()
+        .map(|(l, p)| Intent {
+            link: id(l),
+            products: products(p),
+            at: t(100),
+        })
+        .collect();
+    let ids = store.record_intents(&intents).await.unwrap();
+    assert_eq!(ids.len(), 3);
+    for (raw, attempt) in [("mk_a", ids[0]), ("mk_b", ids[1]), ("mk_c", ids[2])] {
+        let h = store.attempts(&id(raw), 1).await.unwrap();
+        assert_eq!(h[0].id, attempt, "ids come back in the order of the intents");
+        assert_eq!(h[0].intent_at, t(100));
+    }
+    let b_prev = store.attempts(&id("mk_b"), 1).await.unwrap()[0].prev_requested.clone();
+    assert_eq!(b_prev, [(Product::Identity, Some(t(10)))]);
+    for (raw, p) in [("mk_a", Product::Transactions), ("mk_c", Product::Accounts)] {
+        assert_eq!(schedule(&link(&store, raw).await, p).last_requested_at, Some(t(100)));
+    }
+
+    let mut a_ok = outcome(ids[0], "mk_a", "accepted", 202, t(101));
+    a_ok.patch = LinkPatch {
+        failures: Some(0),
+        backoff_until: Some(None),
+        products: vec![(
+            Product::Accounts,
+            ProductPatch {
+                server_refreshed_at: Some(t(99)),
+                refresh_requested: Some(false),
+                ..ProductPatch::default()
+            },
+        )],
+        ..LinkPatch::default()
+    };
+    let mut b_429 = outcome(ids[1], "mk_b", "rate_limited", 429, t(101));
+    b_429.patch = LinkPatch {
+        restore_requested: true,
+        backoff_until: Some(Some(t(700))),
+        failures: Some(1),
+        ..LinkPatch::default()
+    };
+    let mut c_ok = outcome(ids[2], "mk_c", "accepted", 202, t(102));
+    c_ok.patch.failures = Some(0);
+    c_ok.detail = Some("fine".into());
+    // A second outcome of mk_a in the same batch: applied after the first.
+    let mut a_park = outcome(ids[0], "mk_a", "forbidden", 403, t(103));
+    a_park.patch.products = vec![(
+        Product::Transactions,
+        ProductPatch {
+            parked_reason: Some(Some("forbidden".into())),
+            ..ProductPatch::default()
+        },
+    )];
+    a_park.patch.state = Some((LinkState::Active, Some("one product parked".into())));
+    let ghost = outcome(999_999, "mk_ghost", "accepted", 202, t(104));
+    store
+        .record_outcomes(&[a_ok, b_429, c_ok, a_park, ghost])
+        .await
+        .unwrap();
+
+    let a = link(&store, "mk_a").await;
+    assert_eq!(a.reason.as_deref(), Some("one product parked"));
+    assert_eq!(a.failures, 0);
+    assert_eq!(schedule(&a, Product::Accounts).server_refreshed_at, Some(t(99)));
+    assert_eq!(schedule(&a, Product::Accounts).last_requested_at, Some(t(100)));
+    assert_eq!(
+        schedule(&a, Product::Transactions).parked_reason.as_deref(),
+        Some("forbidden")
+    );
+    let history = store.attempts(&id("mk_a"), 1).await.unwrap();
+    assert_eq!(history[0].outcome.as_deref(), Some("forbidden"), "the later outcome wins");
+    assert_eq!(history[0].finished_at, Some(t(103)));
+    let b = link(&store, "mk_b").await;
+    assert_eq!(schedule(&b, Product::Identity).last_requested_at, Some(t(10)), "429 restored");
+    assert_eq!(b.backoff_until, Some(t(700)));
+    assert_eq!(b.failures, 1);
+    let c = link(&store, "mk_c").await;
+    assert_eq!(c.updated_at, t(102));
+    let h = store.attempts(&id("mk_c"), 1).await.unwrap();
+    assert_eq!((h[0].outcome.as_deref(), h[0].status, h[0].detail.as_deref()), (Some("accepted"), Some(202), Some("fine")));
+    assert!(store.load_link(&id("mk_ghost")).await.unwrap().is_none());
+}
