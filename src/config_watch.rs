@@ -101,6 +101,20 @@ pub fn watch_config_dir_with(
     dir: &Path,
     debounce: Duration,
 ) -> Result<ConfigWatch, ConfigWatchError> {
+    watch_config_dir_ignoring(dir, debounce, Vec::new())
+}
+
+/// Like [`watch_config_dir_with`], but events that only touch files named in
+/// `ignored` (file names, e.g. `linkfresh.db`, `linkfresh.db-wal`) do not
+/// count. The daemon ignores its own SQLite files: with the default
+/// `sqlite://linkfresh.db` they sit beside the config and change with every
+/// commit, which otherwise meant a full reload (re-read, re-sync, reload
+/// every link) every two seconds under load.
+pub fn watch_config_dir_ignoring(
+    dir: &Path,
+    debounce: Duration,
+    ignored: Vec<std::ffi::OsString>,
+) -> Result<ConfigWatch, ConfigWatchError> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -110,7 +124,7 @@ pub fn watch_config_dir_with(
     let (raw_tx, raw_rx) = std_mpsc::channel::<()>();
     let mut watcher = ::notify::recommended_watcher(move |res: ::notify::Result<Event>| {
         let relevant = match res {
-            Ok(event) => counts(&event),
+            Ok(event) => counts(&event, &ignored),
             Err(err) => {
                 // The backend lost track (e.g. a queue overflow): assume the
                 // worst and let the daemon re-read the config.
@@ -148,8 +162,13 @@ pub fn watch_config_dir_with(
 /// Whether an event means the folder's contents may have changed. Reads
 /// (open, close without write) do not: the daemon reading its own config on
 /// reload must not trigger another reload.
-fn counts(event: &Event) -> bool {
-    !matches!(event.kind, EventKind::Access(_))
+fn counts(event: &Event, ignored: &[std::ffi::OsString]) -> bool {
+    let only_ignored = !event.paths.is_empty()
+        && event.paths.iter().all(|p| {
+            p.file_name()
+                .is_some_and(|name| ignored.iter().any(|i| i.as_os_str() == name))
+        });
+    !matches!(event.kind, EventKind::Access(_)) && !only_ignored
 }
 
 /// Turns raw events into one signal per burst. Ends when the watcher (and with
