@@ -78,7 +78,11 @@ impl Scheduler {
     pub async fn run(mut self, cancel: CancellationToken, drain: Duration) -> Ended {
         let mut control = tokio::time::interval(Duration::from_secs(1));
         control.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
+        // Housekeeping also pings the systemd watchdog, so it runs at least
+        // as often as the watchdog asks (half of WATCHDOG_USEC).
+        let every = crate::notify::watchdog_interval()
+            .map_or(Duration::from_secs(2), |w| w.min(Duration::from_secs(2)));
+        let mut housekeeping = tokio::time::interval(every);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_prune = Instant::now() - Duration::from_secs(3600);
         let mut ended = Ended::Shutdown;

@@ -158,11 +158,17 @@ pub struct DaemonProcess {
 impl DaemonProcess {
     /// Starts `linkfresh run --config path`, logs to a file beside it.
     pub fn spawn(config_path: &Path, tag: &str) -> Self {
+        Self::spawn_with_env(config_path, tag, &[])
+    }
+
+    /// Like [`DaemonProcess::spawn`] with extra environment variables.
+    pub fn spawn_with_env(config_path: &Path, tag: &str, env: &[(&str, &str)]) -> Self {
         let stderr_path = config_path.with_file_name(format!("daemon-{tag}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_linkfresh"))
             .args(["run", "--config"])
             .arg(config_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
