@@ -169,6 +169,8 @@ pub fn transactions_updates_event(link: &LinkId, at: DateTime<Utc>) -> Value {
     v
 }
 
+/// The common keys; `webhook_timestamp` is `at` as well (the simulator
+/// sends at once); set it on the returned value for a late delivery.
 fn common(event: &str, link: &LinkId, at: DateTime<Utc>) -> Value {
     json!({
         "webhook_event": event,
