@@ -35,7 +35,12 @@ fn signature() -> impl Strategy<Value = Signature> {
     ];
     prop_oneof![
         "[ -~]{0,300}".prop_map(Signature::Text),
-        (alg, kid, prop::collection::vec(any::<u8>(), 0..120), prop::collection::vec(any::<u8>(), 0..80))
+        (
+            alg,
+            kid,
+            prop::collection::vec(any::<u8>(), 0..120),
+            prop::collection::vec(any::<u8>(), 0..80)
+        )
             .prop_map(|(alg, kid, claims, sig)| {
                 let header = json!({ "alg": alg, "kid": kid, "typ": "JWT" });
                 Signature::Text(format!(
@@ -77,5 +82,8 @@ fn random_bodies_and_signatures_never_panic_or_change_the_store() {
         prop_assert!(matches!(status, Some(400) | Some(413)), "status {status:?}");
     });
     assert_eq!(rt.block_on(r.snapshot()), before);
-    assert!(r.jwks_requests() <= 3, "unknown kids must not hammer the JWKS");
+    assert!(
+        r.jwks_requests() <= 3,
+        "unknown kids must not hammer the JWKS"
+    );
 }

@@ -29,7 +29,10 @@ async fn send_with_token(r: &Rig, body: &serde_json::Value, token: &str) -> Opti
     r.sim
         .send_raw(
             &r.url,
-            &[("content-type", "application/json"), ("moneykit-signature", token)],
+            &[
+                ("content-type", "application/json"),
+                ("moneykit-signature", token),
+            ],
             &body,
         )
         .await
@@ -39,7 +42,11 @@ async fn send_with_token(r: &Rig, body: &serde_json::Value, token: &str) -> Opti
 async fn assert_refused(r: &Rig, status: Option<u16>, want: u16) {
     let before = r.snapshot().await;
     assert_eq!(status, Some(want));
-    assert_eq!(r.refreshed_at(Product::Accounts).await, None, "nothing was applied");
+    assert_eq!(
+        r.refreshed_at(Product::Accounts).await,
+        None,
+        "nothing was applied"
+    );
     assert_eq!(r.snapshot().await, before);
 }
 
@@ -147,12 +154,20 @@ async fn an_hs256_token_keyed_with_the_public_key_is_rejected() {
     let body = completed(60);
     let bytes = serde_json::to_vec(&body).unwrap();
     let claims = SigningKey::claims_for(&bytes, now());
-    let jwks = reqwest::get(r.sim.jwks_url()).await.unwrap().text().await.unwrap();
-    let jwk = serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(&jwks).unwrap()["keys"][0]).unwrap();
+    let jwks = reqwest::get(r.sim.jwks_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let jwk =
+        serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(&jwks).unwrap()["keys"][0])
+            .unwrap();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(r.sim.current_kid());
     for secret in [r.sim.public_key_bytes(), jwk, jwks.into_bytes()] {
-        let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret)).unwrap();
+        let token =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret)).unwrap();
         let status = send_with_token(&r, &body, &token).await;
         assert_refused(&r, status, 400).await;
     }
@@ -176,7 +191,8 @@ async fn a_replayed_idempotency_key_is_acknowledged_but_not_applied_again() {
     assert_eq!(r.sim.replay(0).await, Some(200));
     // A freshly signed delivery reusing the key, carrying a later time: dropped.
     let mut again = completed(10);
-    again["webhook_idempotency_key"] = r.sim.deliveries()[0].json()["webhook_idempotency_key"].clone();
+    again["webhook_idempotency_key"] =
+        r.sim.deliveries()[0].json()["webhook_idempotency_key"].clone();
     let before = r.snapshot().await;
     assert_eq!(r.sim.deliver(&r.url, &again).await, Some(200));
     assert_eq!(r.snapshot().await, before);
@@ -198,11 +214,28 @@ async fn after_a_key_rotation_the_old_kid_is_still_accepted_during_the_overlap()
     let signed_by_old = r.sim.signed_delivery(&r.url, &completed(100));
     let new_kid = r.sim.rotate_key();
     assert_ne!(old_kid, new_kid);
-    assert_eq!(r.sim.deliver(&r.url, &completed(200)).await, Some(200), "new kid");
-    assert_eq!(signed_by_old.header("moneykit-signature").map(|t| t.is_empty()), Some(false));
-    assert_eq!(r.sim.send(signed_by_old).await, Some(200), "old kid during the overlap");
+    assert_eq!(
+        r.sim.deliver(&r.url, &completed(200)).await,
+        Some(200),
+        "new kid"
+    );
+    assert_eq!(
+        signed_by_old
+            .header("moneykit-signature")
+            .map(|t| t.is_empty()),
+        Some(false)
+    );
+    assert_eq!(
+        r.sim.send(signed_by_old).await,
+        Some(200),
+        "old kid during the overlap"
+    );
     assert_eq!(r.refreshed_at(Product::Accounts).await, Some(ago(100)));
-    assert_eq!(r.jwks_requests(), 2, "one fetch at start, one for the new kid");
+    assert_eq!(
+        r.jwks_requests(),
+        2,
+        "one fetch at start, one for the new kid"
+    );
 }
 
 #[tokio::test]
@@ -215,8 +248,10 @@ async fn a_parked_link_resumes_on_a_connected_webhook() {
     };
     r.sim.set_link(link);
     r.sim.set_link_fault(&id(LINK), SimLinkState::Healthy);
-    r.wait_for("the link to be active again", |l| l.state == LinkState::Active)
-        .await;
+    r.wait_for("the link to be active again", |l| {
+        l.state == LinkState::Active
+    })
+    .await;
     assert_eq!(r.link().await.reason, None);
     let sent = r.sim.deliveries();
     assert_eq!(sent.len(), 1);
@@ -252,7 +287,11 @@ async fn out_of_order_product_refreshes_never_move_refreshed_at_backwards() {
     assert_eq!(r.sim.deliver(&r.url, &failed_late).await, Some(200));
     assert_eq!(r.sim.deliver(&r.url, &failed_early).await, Some(200));
     let link = r.link().await;
-    let acc = link.schedules.iter().find(|s| s.product == Product::Accounts).unwrap();
+    let acc = link
+        .schedules
+        .iter()
+        .find(|s| s.product == Product::Accounts)
+        .unwrap();
     assert_eq!(acc.server_attempted_at, Some(ago(5)));
     assert_eq!(acc.server_refreshed_at, Some(ago(10)));
 }
@@ -278,7 +317,12 @@ async fn a_flood_of_unknown_kids_fetches_the_jwks_at_most_once_per_interval() {
 async fn webhooks_for_unknown_links_and_other_events_are_acknowledged_and_ignored() {
     let r = rig().await;
     let before = r.snapshot().await;
-    let stranger = product_refresh_event(&id("mk_someone_else"), Product::Accounts, "completed", ago(5));
+    let stranger = product_refresh_event(
+        &id("mk_someone_else"),
+        Product::Accounts,
+        "completed",
+        ago(5),
+    );
     assert_eq!(r.sim.deliver(&r.url, &stranger).await, Some(200));
     let updates = transactions_updates_event(&id(LINK), now());
     assert_eq!(r.sim.deliver(&r.url, &updates).await, Some(200));
@@ -304,10 +348,16 @@ async fn the_simulator_reports_an_accepted_refresh_by_a_signed_webhook() {
     })
     .unwrap();
     let outcome = client
-        .refresh(&id(LINK), linkfresh::domain::ProductSet::parse_list("transactions").unwrap())
+        .refresh(
+            &id(LINK),
+            linkfresh::domain::ProductSet::parse_list("transactions").unwrap(),
+        )
         .await;
     assert!(
-        matches!(outcome, linkfresh::moneykit::RefreshOutcome::Accepted { .. }),
+        matches!(
+            outcome,
+            linkfresh::moneykit::RefreshOutcome::Accepted { .. }
+        ),
         "{outcome:?}"
     );
     r.wait_for("transactions refreshed_at from the webhook", |l| {

@@ -27,13 +27,37 @@ async fn a_forgotten_key_is_new_again(db: &TestDb) {
 async fn expired_keys_are_pruned_as_new_ones_arrive(db: &TestDb) {
     let store = linkfresh::store::connect(&db.url).await.unwrap();
     for n in 0..150 {
-        assert!(store.remember_delivery(&format!("old{n}"), t(10), t(0)).await.unwrap());
+        assert!(
+            store
+                .remember_delivery(&format!("old{n}"), t(10), t(0))
+                .await
+                .unwrap()
+        );
     }
     // Each call prunes a bounded batch of expired keys; two calls clear 150.
-    assert!(store.remember_delivery("new1", t(1000), t(20)).await.unwrap());
-    assert!(store.remember_delivery("new2", t(1000), t(20)).await.unwrap());
-    assert_eq!(count_keys(&db.url).await, 2, "only the unexpired keys remain");
-    assert!(store.remember_delivery("old0", t(1000), t(21)).await.unwrap());
+    assert!(
+        store
+            .remember_delivery("new1", t(1000), t(20))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remember_delivery("new2", t(1000), t(20))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        count_keys(&db.url).await,
+        2,
+        "only the unexpired keys remain"
+    );
+    assert!(
+        store
+            .remember_delivery("old0", t(1000), t(21))
+            .await
+            .unwrap()
+    );
 }
 
 async fn count_keys(url: &str) -> i64 {

@@ -230,7 +230,9 @@ pub(super) fn check(
             let path = sv.webhook_path.trim();
             let ok = path.len() > 1
                 && path.starts_with('/')
-                && path.chars().all(|ch| ch.is_ascii_graphic() && !"?#{}*:".contains(ch));
+                && path
+                    .chars()
+                    .all(|ch| ch.is_ascii_graphic() && !"?#{}*:".contains(ch));
             if !ok {
                 return Err(c.invalid(
                     "[server] webhook_path",

@@ -95,7 +95,10 @@ impl SigningKey {
 
 /// Lower-case hex SHA-256, as `request_body_sha256` carries it.
 pub fn hex_sha256(body: &[u8]) -> String {
-    Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One webhook POST, as sent (or about to be sent) to a receiver.
@@ -123,7 +126,8 @@ impl WebhookDelivery {
     /// The same delivery with one header replaced (or added): for tampering.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.headers.push((name.to_ascii_lowercase(), value.to_owned()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_owned()));
         self
     }
 
@@ -140,7 +144,12 @@ impl WebhookDelivery {
 }
 
 /// A `link.product_refresh` event body.
-pub fn product_refresh_event(link: &LinkId, product: Product, state: &str, at: DateTime<Utc>) -> Value {
+pub fn product_refresh_event(
+    link: &LinkId,
+    product: Product,
+    state: &str,
+    at: DateTime<Utc>,
+) -> Value {
     let mut v = common("link.product_refresh", link, at);
     v["product"] = json!(product.as_str());
     v["state"] = json!(state);
@@ -227,7 +236,10 @@ impl Webhooks {
     }
 
     fn current(&self) -> Arc<SigningKey> {
-        lock(&self.inner.keys).last().cloned().expect("the simulator always has a key")
+        lock(&self.inner.keys)
+            .last()
+            .cloned()
+            .expect("the simulator always has a key")
     }
 
     fn rotate(&self) -> String {
@@ -257,7 +269,10 @@ impl Webhooks {
             headers: vec![
                 ("content-type".into(), "application/json".into()),
                 ("moneykit-signature".into(), jwt),
-                ("moneykit-delivery-token".into(), format!("sim_dlv_{:016x}", rand::random::<u64>())),
+                (
+                    "moneykit-delivery-token".into(),
+                    format!("sim_dlv_{:016x}", rand::random::<u64>()),
+                ),
                 ("moneykit-delivery-attempt".into(), "1".into()),
             ],
             body,
@@ -300,12 +315,22 @@ impl Webhooks {
 
     /// After an accepted refresh: `completed` for the products refreshed,
     /// `failed` for those the 202 reported as rate limited.
-    pub fn refresh_accepted(&self, url: String, link: &LinkId, refreshed: ProductSet, failed: ProductSet) {
+    pub fn refresh_accepted(
+        &self,
+        url: String,
+        link: &LinkId,
+        refreshed: ProductSet,
+        failed: ProductSet,
+    ) {
         let at = self.inner.clock.now();
         let bodies = refreshed
             .iter()
             .map(|p| product_refresh_event(link, p, "completed", at))
-            .chain(failed.iter().map(|p| product_refresh_event(link, p, "failed", at)))
+            .chain(
+                failed
+                    .iter()
+                    .map(|p| product_refresh_event(link, p, "failed", at)),
+            )
             .collect();
         self.spawn(url, bodies, COMPLETION_DELAY);
     }

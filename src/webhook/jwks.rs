@@ -45,7 +45,12 @@ pub(crate) struct Jwks {
 }
 
 impl Jwks {
-    pub fn new(url: String, http: reqwest::Client, max_age: Duration, min_refetch: Duration) -> Self {
+    pub fn new(
+        url: String,
+        http: reqwest::Client,
+        max_age: Duration,
+        min_refetch: Duration,
+    ) -> Self {
         Self {
             url,
             http,
@@ -143,7 +148,11 @@ fn verify_key(jwk: &Jwk) -> Option<VerifyKey> {
     if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
         return None;
     }
-    if jwk.common.key_algorithm.is_some_and(|a| a != KeyAlgorithm::ES256) {
+    if jwk
+        .common
+        .key_algorithm
+        .is_some_and(|a| a != KeyAlgorithm::ES256)
+    {
         return None;
     }
     match &jwk.algorithm {

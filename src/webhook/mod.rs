@@ -200,11 +200,7 @@ async fn receive(
     handle(&state.inner, &headers, body).instrument(span).await
 }
 
-async fn handle(
-    s: &Inner,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn handle(s: &Inner, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(rejection) => {
@@ -221,10 +217,7 @@ async fn handle(
     };
     let now = s.clock.now();
     let leeway = TimeDelta::from_std(s.settings.leeway).unwrap_or(TimeDelta::MAX);
-    let Some(token) = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(token) = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
         return reject(verify::Rejection::MissingSignature);
     };
     if let Err(r) = verify::verify(&s.jwks, token.trim(), &body, now, leeway).await {
@@ -245,7 +238,10 @@ async fn handle(
         count(event, "malformed");
         return (StatusCode::BAD_REQUEST, "malformed event\n").into_response();
     }
-    if !env.timestamp().is_some_and(|ts| event::timely(ts, now, leeway)) {
+    if !env
+        .timestamp()
+        .is_some_and(|ts| event::timely(ts, now, leeway))
+    {
         tracing::warn!(event, "webhook_timestamp missing or outside the tolerance");
         count(event, verify::Rejection::Stale.label());
         return (StatusCode::BAD_REQUEST, "stale\n").into_response();
@@ -254,7 +250,11 @@ async fn handle(
     match s.store.remember_delivery(key, expires, now).await {
         Ok(true) => {}
         Ok(false) => {
-            tracing::info!(event, idempotency_key = key, "duplicate webhook delivery dropped");
+            tracing::info!(
+                event,
+                idempotency_key = key,
+                "duplicate webhook delivery dropped"
+            );
             count(event, "duplicate");
             return (StatusCode::OK, "duplicate\n").into_response();
         }
@@ -262,7 +262,12 @@ async fn handle(
     }
     match event::apply(s.store.as_ref(), &env, now).await {
         Ok(applied) => {
-            tracing::info!(event, idempotency_key = key, result = applied.label(), "webhook handled");
+            tracing::info!(
+                event,
+                idempotency_key = key,
+                result = applied.label(),
+                "webhook handled"
+            );
             count(event, applied.label());
             (StatusCode::OK, "ok\n").into_response()
         }
@@ -276,7 +281,10 @@ async fn handle(
 }
 
 fn reject(r: verify::Rejection) -> Response {
-    tracing::warn!(reason = r.label(), "webhook rejected: not verifiably from MoneyKit");
+    tracing::warn!(
+        reason = r.label(),
+        "webhook rejected: not verifiably from MoneyKit"
+    );
     count("unverified", r.label());
     (StatusCode::BAD_REQUEST, "not verified\n").into_response()
 }

@@ -89,7 +89,10 @@ pub(crate) async fn verify(
     if claims.iat.saturating_sub(now_s).saturating_abs() > leeway_s {
         return Err(Rejection::Stale);
     }
-    if claims.exp.is_some_and(|exp| exp.saturating_add(leeway_s) < now_s) {
+    if claims
+        .exp
+        .is_some_and(|exp| exp.saturating_add(leeway_s) < now_s)
+    {
         return Err(Rejection::Stale);
     }
     Ok(())
@@ -97,8 +100,10 @@ pub(crate) async fn verify(
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

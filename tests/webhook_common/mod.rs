@@ -42,7 +42,10 @@ pub async fn rig() -> Rig {
 pub async fn rig_with(settings: WebhookSettings) -> Rig {
     let sim = sim::spawn(SimConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("linkfresh.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("linkfresh.db").display()
+    );
     let store = linkfresh::store::connect(&url).await.unwrap();
     let spec = LinkSpec {
         id: id(LINK),
@@ -95,7 +98,12 @@ impl Rig {
             state: Some((state, Some("test".into()))),
             ..LinkPatch::default()
         };
-        assert!(self.store.apply_patch(&id(LINK), &patch, Utc::now()).await.unwrap());
+        assert!(
+            self.store
+                .apply_patch(&id(LINK), &patch, Utc::now())
+                .await
+                .unwrap()
+        );
     }
 
     /// Waits (up to 5 s) until `check` holds for the stored link.
@@ -105,7 +113,10 @@ impl Rig {
             if check(&self.link().await) {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
