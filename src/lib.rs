@@ -18,3 +18,4 @@ pub mod shutdown;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
