@@ -58,9 +58,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `cancel` fires.
-pub async fn serve(listener: TcpListener, state: AppState, cancel: CancellationToken) {
-    let app = router(state);
+/// Serves the router plus `extra` routes (the webhook receiver) until
+/// `cancel` fires.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    extra: Router,
+    cancel: CancellationToken,
+) {
+    let app = router(state).merge(extra);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await

@@ -107,6 +107,7 @@ pub struct Application {
     store: Arc<dyn Store>,
     client: MoneyKit,
     listener: TcpListener,
+    webhook_listener: Option<TcpListener>,
     clock: Clock,
     options: Options,
 }
@@ -186,11 +187,20 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("while binding [server] listen = {}", config.server.listen))?;
+        let webhook_listener = match config.server.webhook_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("while binding [server] webhook_listen = {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             config,
             store,
             client,
             listener,
+            webhook_listener,
             clock,
             options,
         })
@@ -215,6 +225,7 @@ impl Application {
             store,
             client,
             listener,
+            webhook_listener,
             clock,
             options,
         } = self;
@@ -224,7 +235,33 @@ impl Application {
         let server_cancel = CancellationToken::new();
         let state =
             crate::server::AppState::new(metrics, store.clone(), client.clone(), heartbeat.clone());
-        let server = tokio::spawn(crate::server::serve(listener, state, server_cancel.clone()));
+        let webhooks = crate::webhook::WebhookState::new(
+            store.clone(),
+            crate::webhook::jwks_url(&config.moneykit.base_url),
+            reqwest::Client::builder()
+                .timeout(config.moneykit.request_timeout)
+                .user_agent(concat!("linkfresh/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .context("while building the JWKS client")?,
+            clock,
+            crate::webhook::WebhookSettings {
+                path: config.server.webhook_path.clone(),
+                ..Default::default()
+            },
+        );
+        if let Some(l) = webhook_listener {
+            tokio::spawn(crate::webhook::serve(
+                l,
+                webhooks.clone(),
+                server_cancel.clone(),
+            ));
+        }
+        let server = tokio::spawn(crate::server::serve(
+            listener,
+            state,
+            crate::webhook::router(webhooks),
+            server_cancel.clone(),
+        ));
 
         // A token first: bad credentials stop here with a clear message;
         // an unreachable MoneyKit is retried (the server answers /healthz).
