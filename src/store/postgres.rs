@@ -37,4 +37,4 @@ impl PgStore {
     }
 }
 
-super::sql::impl_sql_store!(PgStore, sqlx::Postgres, begin = "BEGIN");
+super::sql::impl_sql_store!(PgStore, sqlx::Postgres, begin = "BEGIN", numbered = true);

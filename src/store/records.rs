@@ -178,34 +178,38 @@ pub(crate) fn finish(mut link: LinkRecord) -> LinkRecord {
 }
 
 /// Expands a row template such as `(?, ?, 'x')` `rows` times between `head`
-/// and `tail`, numbering the `?`s `$1, $2, ...` (both backends accept `$N`).
-/// The text only depends on `rows`, so full chunks reuse one prepared statement.
-pub(crate) fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (row.len() + 16));
+/// and `tail` (which may hold `?`s too). PostgreSQL needs the `?`s numbered
+/// `$1, $2, ...`; SQLite keeps plain `?`, because it looks numbered
+/// parameters up by a linear scan, which made a 3,500-parameter statement cost
+/// more to bind than to run. The text only depends on `rows`, so full chunks
+/// reuse one prepared statement.
+pub(crate) fn multi_row(head: &str, row: &str, rows: usize, tail: &str, numbered: bool) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (row.len() + 2));
     sql.push_str(head);
-    let mut n = 0;
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        for c in row.chars() {
-            if c == '?' {
-                n += 1;
-                sql.push('$');
-                sql.push_str(&n.to_string());
-            } else {
-                sql.push(c);
-            }
-        }
+        sql.push_str(row);
     }
     sql.push_str(tail);
-    sql
+    if numbered { number_params(&sql) } else { sql }
 }
 
-/// `id IN ($2, $3, ...)` lists for bulk updates whose `$1` is shared.
-pub(crate) fn in_list(head: &str, first: usize, n: usize, tail: &str) -> String {
-    let params: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
-    format!("{head}({}){tail}", params.join(", "))
+/// Rewrites every `?` as `$1, $2, ...` in order (no templates quote a `?`).
+fn number_params(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() * 2);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// What `sync_config` knows of a stored link, to decide whether it changed.
@@ -286,15 +290,15 @@ mod tests {
     }
 
     #[test]
-    fn multi_row_numbers_parameters_across_rows() {
+    fn multi_row_numbers_parameters_across_head_and_rows_only_when_asked() {
+        let head = "UPDATE t SET at = ? WHERE id IN (";
         assert_eq!(
-            multi_row(
-                "INSERT INTO t VALUES ",
-                "(?, ?, 'a')",
-                2,
-                " ON CONFLICT DO NOTHING"
-            ),
-            "INSERT INTO t VALUES ($1, $2, 'a'), ($3, $4, 'a') ON CONFLICT DO NOTHING"
+            multi_row(head, "?", 2, ")", true),
+            "UPDATE t SET at = $1 WHERE id IN ($2, $3)"
+        );
+        assert_eq!(
+            multi_row(head, "?", 2, ")", false),
+            "UPDATE t SET at = ? WHERE id IN (?, ?)"
         );
     }
 

@@ -17,6 +17,8 @@ pub(crate) const SYNC_TX_LINKS: usize = 20_000;
 pub(crate) const LINK_ROWS: usize = 500;
 /// Rows per multi-row schedule INSERT (2 parameters each).
 pub(crate) const SCHEDULE_ROWS: usize = 1_000;
+/// Rows per multi-row due-time update (3 parameters each).
+pub(crate) const DUE_ROWS: usize = 1_000;
 /// Ids per `IN (...)` list.
 pub(crate) const ID_ROWS: usize = 500;
 
@@ -78,6 +80,13 @@ pub(crate) const PATCH_LINK: &str = "UPDATE links SET \
     updated_at = $11 \
     WHERE id = $1";
 
+/// Due times for many products in one statement (`UPDATE ... FROM VALUES`,
+/// which both backends accept; VALUES columns are `column1..3` in both).
+pub(crate) const SET_DUE_HEAD: &str = "UPDATE schedules SET next_due_at = v.column3 FROM (VALUES ";
+pub(crate) const SET_DUE_ROW: &str = "(?, ?, ?)";
+pub(crate) const SET_DUE_TAIL: &str =
+    ") AS v WHERE schedules.link_id = v.column1 AND schedules.product = v.column2";
+
 pub(crate) const ENSURE_SCHEDULE: &str = "INSERT INTO schedules (link_id, product) VALUES ($1, $2) \
     ON CONFLICT (link_id, product) DO NOTHING";
 
@@ -100,9 +109,10 @@ pub(crate) const PATCH_SCHEDULE: &str = "UPDATE schedules SET \
 /// fields), `$db` its sqlx database, `$begin` the statement that opens a
 /// write transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE` so concurrent writers wait on `busy_timeout` instead of
-/// failing when a read turns into a write).
+/// failing when a read turns into a write), `$numbered` whether multi-row
+/// statements number their parameters (see [`multi_row`](super::records::multi_row)).
 macro_rules! impl_sql_store {
-    ($store:ident, $db:ty, begin = $begin:literal) => {
+    ($store:ident, $db:ty, begin = $begin:literal, numbered = $numbered:literal) => {
         mod shared_impl {
             use std::collections::HashMap;
 
@@ -196,7 +206,13 @@ macro_rules! impl_sql_store {
                 change_seq: i64,
             ) -> Result<(), StoreError> {
                 for chunk in specs.chunks(LINK_ROWS) {
-                    let text = multi_row(UPSERT_LINK_HEAD, UPSERT_LINK_ROW, chunk.len(), UPSERT_LINK_TAIL);
+                    let text = multi_row(
+                        UPSERT_LINK_HEAD,
+                        UPSERT_LINK_ROW,
+                        chunk.len(),
+                        UPSERT_LINK_TAIL,
+                        $numbered,
+                    );
                     let mut q = sqlx::query(AssertSqlSafe(text));
                     for spec in chunk {
                         q = q
@@ -220,6 +236,7 @@ macro_rules! impl_sql_store {
                         UPSERT_SCHEDULE_ROW,
                         chunk.len(),
                         UPSERT_SCHEDULE_TAIL,
+                        $numbered,
                     );
                     let mut q = sqlx::query(AssertSqlSafe(text));
                     for (id, product) in chunk {
@@ -357,11 +374,12 @@ macro_rules! impl_sql_store {
                     for chunk in plan.removed.chunks(SYNC_TX_LINKS) {
                         let mut tx = self.begin_write().await?;
                         for ids in chunk.chunks(ID_ROWS) {
-                            let text = records::in_list(
-                                "UPDATE links SET removed = TRUE, updated_at = $1 WHERE id IN ",
-                                2,
+                            let text = multi_row(
+                                "UPDATE links SET removed = TRUE, updated_at = ? WHERE id IN (",
+                                "?",
                                 ids.len(),
-                                "",
+                                ")",
+                                $numbered,
                             );
                             let mut q = sqlx::query(AssertSqlSafe(text)).bind(ms(now));
                             for id in ids {
@@ -700,15 +718,19 @@ macro_rules! impl_sql_store {
                 async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError> {
                     for chunk in updates.chunks(SYNC_TX_LINKS) {
                         let mut tx = self.begin_write().await?;
-                        for (link, product, due) in chunk {
-                            sqlx::query(
-                                "UPDATE schedules SET next_due_at = $3 WHERE link_id = $1 AND product = $2",
-                            )
-                            .bind(link.as_str())
-                            .bind(product.as_str())
-                            .bind(opt_ms(*due))
-                            .execute(&mut *tx)
-                            .await?;
+                        for rows in chunk.chunks(DUE_ROWS) {
+                            let text = multi_row(
+                                SET_DUE_HEAD,
+                                SET_DUE_ROW,
+                                rows.len(),
+                                SET_DUE_TAIL,
+                                $numbered,
+                            );
+                            let mut q = sqlx::query(AssertSqlSafe(text));
+                            for (link, product, due) in rows {
+                                q = q.bind(link.as_str()).bind(product.as_str()).bind(opt_ms(*due));
+                            }
+                            q.execute(&mut *tx).await?;
                         }
                         tx.commit().await?;
                     }

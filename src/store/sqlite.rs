@@ -30,7 +30,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Rows cross from SQLite's worker thread to the runtime through a
+            // channel; a deeper one halves load_links' thread hand-offs.
+            .row_buffer_size(1024);
         let location = format!("sqlite:{}", options.get_filename().display());
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // An in-memory database lives as long as its one connection.
@@ -55,4 +58,9 @@ impl SqliteStore {
     }
 }
 
-super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, begin = "BEGIN IMMEDIATE");
+super::sql::impl_sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    begin = "BEGIN IMMEDIATE",
+    numbered = false
+);
