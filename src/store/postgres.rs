@@ -37,4 +37,22 @@ impl PgStore {
     }
 }
 
-super::sql::impl_sql_store!(PgStore, sqlx::Postgres, begin = "BEGIN", numbered = true);
+
+/// One page of links with their schedules as a JSON document (see
+/// `records::parse_page`).
+const JSON_PAGE: &str = "SELECT COALESCE(json_agg(json_build_array(\
+    l.id, l.products, l.cadence, l.source, l.state, l.reason, l.removed, l.created_at, \
+    l.updated_at, l.backoff_until, l.failures, l.change_seq, \
+    (SELECT COALESCE(json_agg(json_build_array(s.product, s.last_requested_at, \
+        s.server_refreshed_at, s.server_attempted_at, s.next_due_at, s.failures, \
+        s.backoff_until, s.parked_reason, s.refresh_requested)), '[]'::json) \
+        FROM schedules s WHERE s.link_id = l.id)) ORDER BY l.id), '[]'::json)::text, max(l.id) \
+    FROM (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l";
+
+super::sql::impl_sql_store!(
+    PgStore,
+    sqlx::Postgres,
+    begin = "BEGIN",
+    numbered = true,
+    json_page = super::JSON_PAGE
+);

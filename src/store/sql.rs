@@ -27,14 +27,6 @@ const LINK_AND_SCHEDULE_COLUMNS: &str = "l.id, l.products, l.cadence, l.source, 
      s.product, s.last_requested_at, s.server_refreshed_at, s.server_attempted_at, \
      s.next_due_at, s.failures, s.backoff_until, s.parked_reason, s.refresh_requested";
 
-pub(crate) fn select_page() -> String {
-    format!(
-        "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM \
-         (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l \
-         LEFT JOIN schedules s ON s.link_id = l.id ORDER BY l.id"
-    )
-}
-
 pub(crate) fn select_one() -> String {
     format!(
         "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM links l \
@@ -110,9 +102,19 @@ pub(crate) const PATCH_SCHEDULE: &str = "UPDATE schedules SET \
 /// write transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE` so concurrent writers wait on `busy_timeout` instead of
 /// failing when a read turns into a write), `$numbered` whether multi-row
-/// statements number their parameters (see [`multi_row`](super::records::multi_row)).
+/// statements number their parameters (see [`multi_row`](super::records::multi_row)),
+/// `$json_page` the backend's query for one page of links as a JSON document
+/// (see [`parse_page`](super::records::parse_page)): `$1` the last id of the
+/// previous page, `$2` the page size; it returns the document and the page's
+/// last id.
 macro_rules! impl_sql_store {
-    ($store:ident, $db:ty, begin = $begin:literal, numbered = $numbered:literal) => {
+    (
+        $store:ident,
+        $db:ty,
+        begin = $begin:literal,
+        numbered = $numbered:literal,
+        json_page = $json_page:expr
+    ) => {
         mod shared_impl {
             use std::collections::HashMap;
 
@@ -436,19 +438,21 @@ macro_rules! impl_sql_store {
 
                 #[tracing::instrument(skip_all)]
                 async fn load_links(&self) -> Result<Vec<LinkRecord>, StoreError> {
-                    let text = select_page();
                     let mut out = Vec::new();
                     let mut after = String::new();
                     loop {
-                        let rows = sqlx::query(AssertSqlSafe(text.as_str()))
+                        let row = sqlx::query($json_page)
                             .bind(&after)
                             .bind(sql::PAGE)
-                            .fetch_all(&self.pool)
+                            .fetch_one(&self.pool)
                             .await?;
-                        match group(&rows, &mut out)? {
-                            Some(last) => after = last,
-                            None => return Ok(out),
-                        }
+                        let last: Option<String> = row.try_get(1)?;
+                        let Some(last) = last else {
+                            return Ok(out);
+                        };
+                        let doc: String = row.try_get(0)?;
+                        out.extend(records::parse_page(&doc)?);
+                        after = last;
                     }
                 }
 

@@ -58,9 +58,21 @@ impl SqliteStore {
     }
 }
 
+/// One page of links with their schedules as a JSON document (see
+/// `records::parse_page`); `json()` keeps the inner array from being quoted.
+const JSON_PAGE: &str = "SELECT json_group_array(json_array(\
+    l.id, l.products, l.cadence, l.source, l.state, l.reason, l.removed, l.created_at, \
+    l.updated_at, l.backoff_until, l.failures, l.change_seq, \
+    json((SELECT json_group_array(json_array(s.product, s.last_requested_at, \
+        s.server_refreshed_at, s.server_attempted_at, s.next_due_at, s.failures, \
+        s.backoff_until, s.parked_reason, s.refresh_requested)) \
+        FROM schedules s WHERE s.link_id = l.id)))), max(l.id) \
+    FROM (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l";
+
 super::sql::impl_sql_store!(
     SqliteStore,
     sqlx::Sqlite,
     begin = "BEGIN IMMEDIATE",
-    numbered = false
+    numbered = false,
+    json_page = super::JSON_PAGE
 );

@@ -166,6 +166,16 @@ async fn link(store: &Arc<dyn Store>, raw: &str) -> LinkRecord {
         .expect("link is stored")
 }
 
+/// The bulk loader (one JSON page per query) must agree with the one-link
+/// loader (a plain join) on every field.
+async fn assert_bulk_load_matches_single_loads(store: &Arc<dyn Store>) {
+    let all = store.load_links().await.unwrap();
+    assert!(!all.is_empty());
+    for l in &all {
+        assert_eq!(Some(l.clone()), store.load_link(&l.id).await.unwrap());
+    }
+}
+
 async fn intent(store: &Arc<dyn Store>, raw: &str, list: &str, at: DateTime<Utc>) -> i64 {
     store
         .record_intents(&[Intent {
@@ -420,6 +430,7 @@ pub async fn server_times_are_max_merged_and_never_move_backwards(db: &TestDb) {
         "an older report does not win"
     );
     assert_eq!(s.server_attempted_at, Some(t(900)), "a newer report does");
+    assert_bulk_load_matches_single_loads(&store).await;
     assert!(
         !store
             .apply_patch(&id("mk_nope"), &report(1, 1), t(1))
@@ -506,6 +517,7 @@ pub async fn operator_controls_bump_the_change_sequence_for_the_daemon(db: &Test
     assert!(schedule(a, Product::Transactions).refresh_requested);
     assert!(!schedule(a, Product::Accounts).refresh_requested);
     assert!(schedule(&changed[1], Product::Accounts).refresh_requested);
+    assert_bulk_load_matches_single_loads(&store).await;
 
     assert!(store.set_paused(&id("mk_a"), false, t(4)).await.unwrap());
     let (after_resume, changed) = store.changes_since(after_refresh).await.unwrap();
