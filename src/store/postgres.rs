@@ -37,7 +37,6 @@ impl PgStore {
     }
 }
 
-
 /// One page of links with their schedules as a JSON document (see
 /// `records::parse_page`).
 const JSON_PAGE: &str = "SELECT COALESCE(json_agg(json_build_array(\
