@@ -44,7 +44,10 @@ impl TestDb {
             .or_else(|| std::env::var("DATABASE_URL").ok())
             .filter(|u| u.starts_with("postgres"))
         else {
-            eprintln!(
+            // Straight to stderr: libtest captures eprintln! of passing tests.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "!!!! skipped: set LINKFRESH_TEST_PG_URL to run the PostgreSQL store tests !!!!"
             );
             return None;
@@ -201,17 +204,22 @@ fn outcome(attempt: i64, raw: &str, label: &str, status: u16, at: DateTime<Utc>)
 
 pub async fn syncing_the_same_revision_twice_is_skipped_and_changes_no_rows(db: &TestDb) {
     let store = db.open().await;
-    let links = vec![
+    let mut links = vec![
         spec("mk_a", "accounts,transactions"),
         spec("mk_b", "identity"),
         spec("mk_c", "accounts"),
     ];
+    links[0].cadence = Some(r#"{"every":{"transactions":"4h"},"note":"it's \"quoted\""}"#.into());
     let first = store.sync_config("rev1", &links, t(0)).await.unwrap();
     assert_eq!((first.added, first.changed, first.removed), (3, 0, 0));
     assert!(!first.skipped_same_revision);
     let before = store.load_links().await.unwrap();
     assert_eq!(before.len(), 3);
     assert_eq!(before[0].schedules.len(), 2);
+    assert_eq!(
+        before[0].cadence, links[0].cadence,
+        "cadence is kept verbatim"
+    );
 
     let again = store.sync_config("rev1", &links, t(10)).await.unwrap();
     assert!(again.skipped_same_revision);
