@@ -201,52 +201,15 @@ macro_rules! impl_sql_store {
                 .await?)
             }
 
+            /// Link rows and their schedule rows; the bulk form is the
+            /// backend's own (`write_links` in its module).
             async fn upsert_links(
                 conn: &mut Conn,
                 specs: &[&LinkSpec],
                 now: Timestamp,
                 change_seq: i64,
             ) -> Result<(), StoreError> {
-                for chunk in specs.chunks(LINK_ROWS) {
-                    let text = multi_row(
-                        UPSERT_LINK_HEAD,
-                        UPSERT_LINK_ROW,
-                        chunk.len(),
-                        UPSERT_LINK_TAIL,
-                        $numbered,
-                    );
-                    let mut q = sqlx::query(AssertSqlSafe(text));
-                    for spec in chunk {
-                        q = q
-                            .bind(spec.id.as_str())
-                            .bind(bits(spec.products))
-                            .bind(spec.cadence.as_deref())
-                            .bind(spec.source.as_str())
-                            .bind(ms(now))
-                            .bind(ms(now))
-                            .bind(change_seq);
-                    }
-                    q.execute(&mut *conn).await?;
-                }
-                let pairs: Vec<(&str, &'static str)> = specs
-                    .iter()
-                    .flat_map(|s| s.products.iter().map(move |p| (s.id.as_str(), p.as_str())))
-                    .collect();
-                for chunk in pairs.chunks(SCHEDULE_ROWS) {
-                    let text = multi_row(
-                        UPSERT_SCHEDULE_HEAD,
-                        UPSERT_SCHEDULE_ROW,
-                        chunk.len(),
-                        UPSERT_SCHEDULE_TAIL,
-                        $numbered,
-                    );
-                    let mut q = sqlx::query(AssertSqlSafe(text));
-                    for (id, product) in chunk {
-                        q = q.bind(*id).bind(*product);
-                    }
-                    q.execute(&mut *conn).await?;
-                }
-                Ok(())
+                super::write_links(conn, specs, now, change_seq).await
             }
 
             /// Applies a patch; false (and nothing written) if the link is unknown.
@@ -722,20 +685,7 @@ macro_rules! impl_sql_store {
                 async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError> {
                     for chunk in updates.chunks(SYNC_TX_LINKS) {
                         let mut tx = self.begin_write().await?;
-                        for rows in chunk.chunks(DUE_ROWS) {
-                            let text = multi_row(
-                                SET_DUE_HEAD,
-                                SET_DUE_ROW,
-                                rows.len(),
-                                SET_DUE_TAIL,
-                                $numbered,
-                            );
-                            let mut q = sqlx::query(AssertSqlSafe(text));
-                            for (link, product, due) in rows {
-                                q = q.bind(link.as_str()).bind(product.as_str()).bind(opt_ms(*due));
-                            }
-                            q.execute(&mut *tx).await?;
-                        }
+                        super::write_due(&mut tx, chunk).await?;
                         tx.commit().await?;
                     }
                     Ok(())

@@ -7,7 +7,15 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::StoreError;
+use sqlx::{AssertSqlSafe, SqliteConnection};
+
+use super::records::{bits, ms, multi_row, opt_ms};
+use super::sql::{
+    DUE_ROWS, LINK_ROWS, SCHEDULE_ROWS, SET_DUE_HEAD, SET_DUE_ROW, SET_DUE_TAIL, UPSERT_LINK_HEAD,
+    UPSERT_LINK_ROW, UPSERT_LINK_TAIL, UPSERT_SCHEDULE_HEAD, UPSERT_SCHEDULE_ROW,
+    UPSERT_SCHEDULE_TAIL,
+};
+use super::{DueUpdate, LinkSpec, StoreError, Timestamp};
 
 /// A SQLite database file (or `sqlite::memory:` for quick tools).
 pub struct SqliteStore {
@@ -76,3 +84,69 @@ super::sql::impl_sql_store!(
     numbered = false,
     json_page = super::JSON_PAGE
 );
+
+/// Upserts links and their schedule rows with multi-row `VALUES` statements
+/// of plain `?` parameters (see `records::multi_row`).
+async fn write_links(
+    conn: &mut SqliteConnection,
+    specs: &[&LinkSpec],
+    now: Timestamp,
+    change_seq: i64,
+) -> Result<(), StoreError> {
+    for chunk in specs.chunks(LINK_ROWS) {
+        let text = multi_row(
+            UPSERT_LINK_HEAD,
+            UPSERT_LINK_ROW,
+            chunk.len(),
+            UPSERT_LINK_TAIL,
+            false,
+        );
+        let mut q = sqlx::query(AssertSqlSafe(text));
+        for spec in chunk {
+            q = q
+                .bind(spec.id.as_str())
+                .bind(bits(spec.products))
+                .bind(spec.cadence.as_deref())
+                .bind(spec.source.as_str())
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(change_seq);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let pairs: Vec<(&str, &'static str)> = specs
+        .iter()
+        .flat_map(|s| s.products.iter().map(move |p| (s.id.as_str(), p.as_str())))
+        .collect();
+    for chunk in pairs.chunks(SCHEDULE_ROWS) {
+        let text = multi_row(
+            UPSERT_SCHEDULE_HEAD,
+            UPSERT_SCHEDULE_ROW,
+            chunk.len(),
+            UPSERT_SCHEDULE_TAIL,
+            false,
+        );
+        let mut q = sqlx::query(AssertSqlSafe(text));
+        for (id, product) in chunk {
+            q = q.bind(*id).bind(*product);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Writes due times with multi-row `UPDATE ... FROM (VALUES ...)` statements.
+async fn write_due(conn: &mut SqliteConnection, updates: &[DueUpdate]) -> Result<(), StoreError> {
+    for rows in updates.chunks(DUE_ROWS) {
+        let text = multi_row(SET_DUE_HEAD, SET_DUE_ROW, rows.len(), SET_DUE_TAIL, false);
+        let mut q = sqlx::query(AssertSqlSafe(text));
+        for (link, product, due) in rows {
+            q = q
+                .bind(link.as_str())
+                .bind(product.as_str())
+                .bind(opt_ms(*due));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
