@@ -17,6 +17,9 @@ pub(crate) const SYNC_TX_LINKS: usize = 20_000;
 pub(crate) const LINK_ROWS: usize = 500;
 /// Rows per multi-row schedule INSERT (2 parameters each).
 pub(crate) const SCHEDULE_ROWS: usize = 1_000;
+/// Links changed by one sync past which the backend refreshes its planner
+/// statistics (`after_bulk_write`).
+pub(crate) const BULK_CHANGE: usize = 10_000;
 /// Rows per multi-row due-time update (3 parameters each).
 pub(crate) const DUE_ROWS: usize = 1_000;
 /// Ids per `IN (...)` list.
@@ -353,6 +356,9 @@ macro_rules! impl_sql_store {
                             q.execute(&mut *tx).await?;
                         }
                         tx.commit().await?;
+                    }
+                    if plan.upserts.len() + plan.removed.len() >= BULK_CHANGE {
+                        super::after_bulk_write(&self.pool).await?;
                     }
                     // Recorded last: a crash part-way leaves the old revision,
                     // so the next start repeats the (idempotent) diff.

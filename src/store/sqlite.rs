@@ -150,3 +150,9 @@ async fn write_due(conn: &mut SqliteConnection, updates: &[DueUpdate]) -> Result
     }
     Ok(())
 }
+
+/// After a large sync: lets SQLite refresh the statistics it finds stale.
+async fn after_bulk_write(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::query("PRAGMA optimize").execute(pool).await?;
+    Ok(())
+}
