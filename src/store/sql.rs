@@ -17,6 +17,11 @@ pub(crate) const SYNC_TX_LINKS: usize = 20_000;
 pub(crate) const LINK_ROWS: usize = 500;
 /// Rows per multi-row schedule INSERT (2 parameters each).
 pub(crate) const SCHEDULE_ROWS: usize = 1_000;
+/// Links changed by one sync past which the backend refreshes its planner
+/// statistics (`after_bulk_write`).
+pub(crate) const BULK_CHANGE: usize = 10_000;
+/// Rows per multi-row due-time update (3 parameters each).
+pub(crate) const DUE_ROWS: usize = 1_000;
 /// Ids per `IN (...)` list.
 pub(crate) const ID_ROWS: usize = 500;
 
@@ -24,14 +29,6 @@ const LINK_AND_SCHEDULE_COLUMNS: &str = "l.id, l.products, l.cadence, l.source, 
      l.reason, l.removed, l.created_at, l.updated_at, l.backoff_until, l.failures, l.change_seq, \
      s.product, s.last_requested_at, s.server_refreshed_at, s.server_attempted_at, \
      s.next_due_at, s.failures, s.backoff_until, s.parked_reason, s.refresh_requested";
-
-pub(crate) fn select_page() -> String {
-    format!(
-        "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM \
-         (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l \
-         LEFT JOIN schedules s ON s.link_id = l.id ORDER BY l.id"
-    )
-}
 
 pub(crate) fn select_one() -> String {
     format!(
@@ -78,6 +75,13 @@ pub(crate) const PATCH_LINK: &str = "UPDATE links SET \
     updated_at = $11 \
     WHERE id = $1";
 
+/// Due times for many products in one statement (`UPDATE ... FROM VALUES`,
+/// which both backends accept; VALUES columns are `column1..3` in both).
+pub(crate) const SET_DUE_HEAD: &str = "UPDATE schedules SET next_due_at = v.column3 FROM (VALUES ";
+pub(crate) const SET_DUE_ROW: &str = "(?, ?, ?)";
+pub(crate) const SET_DUE_TAIL: &str =
+    ") AS v WHERE schedules.link_id = v.column1 AND schedules.product = v.column2";
+
 pub(crate) const ENSURE_SCHEDULE: &str = "INSERT INTO schedules (link_id, product) VALUES ($1, $2) \
     ON CONFLICT (link_id, product) DO NOTHING";
 
@@ -111,9 +115,20 @@ pub(crate) const REMEMBER_DELIVERY: &str = "INSERT INTO webhook_deliveries \
 /// fields), `$db` its sqlx database, `$begin` the statement that opens a
 /// write transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE` so concurrent writers wait on `busy_timeout` instead of
-/// failing when a read turns into a write).
+/// failing when a read turns into a write), `$numbered` whether multi-row
+/// statements number their parameters (see [`multi_row`](super::records::multi_row)),
+/// `$json_page` the backend's query for one page of links as a JSON document
+/// (see [`parse_page`](super::records::parse_page)): `$1` the last id of the
+/// previous page, `$2` the page size; it returns the document and the page's
+/// last id.
 macro_rules! impl_sql_store {
-    ($store:ident, $db:ty, begin = $begin:literal) => {
+    (
+        $store:ident,
+        $db:ty,
+        begin = $begin:literal,
+        numbered = $numbered:literal,
+        json_page = $json_page:expr
+    ) => {
         mod shared_impl {
             use std::collections::HashMap;
 
@@ -200,45 +215,15 @@ macro_rules! impl_sql_store {
                 .await?)
             }
 
+            /// Link rows and their schedule rows; the bulk form is the
+            /// backend's own (`write_links` in its module).
             async fn upsert_links(
                 conn: &mut Conn,
                 specs: &[&LinkSpec],
                 now: Timestamp,
                 change_seq: i64,
             ) -> Result<(), StoreError> {
-                for chunk in specs.chunks(LINK_ROWS) {
-                    let text = multi_row(UPSERT_LINK_HEAD, UPSERT_LINK_ROW, chunk.len(), UPSERT_LINK_TAIL);
-                    let mut q = sqlx::query(AssertSqlSafe(text));
-                    for spec in chunk {
-                        q = q
-                            .bind(spec.id.as_str())
-                            .bind(bits(spec.products))
-                            .bind(spec.cadence.as_deref())
-                            .bind(spec.source.as_str())
-                            .bind(ms(now))
-                            .bind(ms(now))
-                            .bind(change_seq);
-                    }
-                    q.execute(&mut *conn).await?;
-                }
-                let pairs: Vec<(&str, &'static str)> = specs
-                    .iter()
-                    .flat_map(|s| s.products.iter().map(move |p| (s.id.as_str(), p.as_str())))
-                    .collect();
-                for chunk in pairs.chunks(SCHEDULE_ROWS) {
-                    let text = multi_row(
-                        UPSERT_SCHEDULE_HEAD,
-                        UPSERT_SCHEDULE_ROW,
-                        chunk.len(),
-                        UPSERT_SCHEDULE_TAIL,
-                    );
-                    let mut q = sqlx::query(AssertSqlSafe(text));
-                    for (id, product) in chunk {
-                        q = q.bind(*id).bind(*product);
-                    }
-                    q.execute(&mut *conn).await?;
-                }
-                Ok(())
+                super::write_links(conn, specs, now, change_seq).await
             }
 
             /// Applies a patch; false (and nothing written) if the link is unknown.
@@ -368,11 +353,12 @@ macro_rules! impl_sql_store {
                     for chunk in plan.removed.chunks(SYNC_TX_LINKS) {
                         let mut tx = self.begin_write().await?;
                         for ids in chunk.chunks(ID_ROWS) {
-                            let text = records::in_list(
-                                "UPDATE links SET removed = TRUE, updated_at = $1 WHERE id IN ",
-                                2,
+                            let text = multi_row(
+                                "UPDATE links SET removed = TRUE, updated_at = ? WHERE id IN (",
+                                "?",
                                 ids.len(),
-                                "",
+                                ")",
+                                $numbered,
                             );
                             let mut q = sqlx::query(AssertSqlSafe(text)).bind(ms(now));
                             for id in ids {
@@ -381,6 +367,9 @@ macro_rules! impl_sql_store {
                             q.execute(&mut *tx).await?;
                         }
                         tx.commit().await?;
+                    }
+                    if plan.upserts.len() + plan.removed.len() >= BULK_CHANGE {
+                        super::after_bulk_write(&self.pool).await?;
                     }
                     // Recorded last: a crash part-way leaves the old revision,
                     // so the next start repeats the (idempotent) diff.
@@ -429,19 +418,21 @@ macro_rules! impl_sql_store {
 
                 #[tracing::instrument(skip_all)]
                 async fn load_links(&self) -> Result<Vec<LinkRecord>, StoreError> {
-                    let text = select_page();
                     let mut out = Vec::new();
                     let mut after = String::new();
                     loop {
-                        let rows = sqlx::query(AssertSqlSafe(text.as_str()))
+                        let row = sqlx::query($json_page)
                             .bind(&after)
                             .bind(sql::PAGE)
-                            .fetch_all(&self.pool)
+                            .fetch_one(&self.pool)
                             .await?;
-                        match group(&rows, &mut out)? {
-                            Some(last) => after = last,
-                            None => return Ok(out),
-                        }
+                        let last: Option<String> = row.try_get(1)?;
+                        let Some(last) = last else {
+                            return Ok(out);
+                        };
+                        let doc: String = row.try_get(0)?;
+                        out.extend(records::parse_page(&doc)?);
+                        after = last;
                     }
                 }
 
@@ -711,16 +702,7 @@ macro_rules! impl_sql_store {
                 async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError> {
                     for chunk in updates.chunks(SYNC_TX_LINKS) {
                         let mut tx = self.begin_write().await?;
-                        for (link, product, due) in chunk {
-                            sqlx::query(
-                                "UPDATE schedules SET next_due_at = $3 WHERE link_id = $1 AND product = $2",
-                            )
-                            .bind(link.as_str())
-                            .bind(product.as_str())
-                            .bind(opt_ms(*due))
-                            .execute(&mut *tx)
-                            .await?;
-                        }
+                        super::write_due(&mut tx, chunk).await?;
                         tx.commit().await?;
                     }
                     Ok(())

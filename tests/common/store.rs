@@ -44,7 +44,10 @@ impl TestDb {
             .or_else(|| std::env::var("DATABASE_URL").ok())
             .filter(|u| u.starts_with("postgres"))
         else {
-            eprintln!(
+            // Straight to stderr: libtest captures eprintln! of passing tests.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "!!!! skipped: set LINKFRESH_TEST_PG_URL to run the PostgreSQL store tests !!!!"
             );
             return None;
@@ -166,6 +169,16 @@ async fn link(store: &Arc<dyn Store>, raw: &str) -> LinkRecord {
         .expect("link is stored")
 }
 
+/// The bulk loader (one JSON page per query) must agree with the one-link
+/// loader (a plain join) on every field.
+async fn assert_bulk_load_matches_single_loads(store: &Arc<dyn Store>) {
+    let all = store.load_links().await.unwrap();
+    assert!(!all.is_empty());
+    for l in &all {
+        assert_eq!(Some(l.clone()), store.load_link(&l.id).await.unwrap());
+    }
+}
+
 async fn intent(store: &Arc<dyn Store>, raw: &str, list: &str, at: DateTime<Utc>) -> i64 {
     store
         .record_intents(&[Intent {
@@ -191,17 +204,22 @@ fn outcome(attempt: i64, raw: &str, label: &str, status: u16, at: DateTime<Utc>)
 
 pub async fn syncing_the_same_revision_twice_is_skipped_and_changes_no_rows(db: &TestDb) {
     let store = db.open().await;
-    let links = vec![
+    let mut links = vec![
         spec("mk_a", "accounts,transactions"),
         spec("mk_b", "identity"),
         spec("mk_c", "accounts"),
     ];
+    links[0].cadence = Some(r#"{"every":{"transactions":"4h"},"note":"it's \"quoted\""}"#.into());
     let first = store.sync_config("rev1", &links, t(0)).await.unwrap();
     assert_eq!((first.added, first.changed, first.removed), (3, 0, 0));
     assert!(!first.skipped_same_revision);
     let before = store.load_links().await.unwrap();
     assert_eq!(before.len(), 3);
     assert_eq!(before[0].schedules.len(), 2);
+    assert_eq!(
+        before[0].cadence, links[0].cadence,
+        "cadence is kept verbatim"
+    );
 
     let again = store.sync_config("rev1", &links, t(10)).await.unwrap();
     assert!(again.skipped_same_revision);
@@ -420,6 +438,7 @@ pub async fn server_times_are_max_merged_and_never_move_backwards(db: &TestDb) {
         "an older report does not win"
     );
     assert_eq!(s.server_attempted_at, Some(t(900)), "a newer report does");
+    assert_bulk_load_matches_single_loads(&store).await;
     assert!(
         !store
             .apply_patch(&id("mk_nope"), &report(1, 1), t(1))
@@ -506,6 +525,7 @@ pub async fn operator_controls_bump_the_change_sequence_for_the_daemon(db: &Test
     assert!(schedule(a, Product::Transactions).refresh_requested);
     assert!(!schedule(a, Product::Accounts).refresh_requested);
     assert!(schedule(&changed[1], Product::Accounts).refresh_requested);
+    assert_bulk_load_matches_single_loads(&store).await;
 
     assert!(store.set_paused(&id("mk_a"), false, t(4)).await.unwrap());
     let (after_resume, changed) = store.changes_since(after_refresh).await.unwrap();
