@@ -107,7 +107,9 @@ pub enum Product {
 
 /// A product name that is not one of MoneyKit's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown product {0:?}; allowed: accounts, transactions, account_numbers, identity, investments, enrichment")]
+#[error(
+    "unknown product {0:?}; allowed: accounts, transactions, account_numbers, identity, investments, enrichment"
+)]
 pub struct UnknownProduct(pub String);
 
 impl Product {
@@ -220,7 +222,10 @@ impl ProductSet {
 
     /// The comma separated form used in the store and in links files.
     pub fn to_list(self) -> String {
-        self.iter().map(Product::as_str).collect::<Vec<_>>().join(",")
+        self.iter()
+            .map(Product::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

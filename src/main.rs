@@ -1,1 +1,5 @@
-fn main() {}
+//! The `linkfresh` binary: everything lives in the library; see `linkfresh::cli`.
+
+fn main() -> std::process::ExitCode {
+    linkfresh::cli::main()
+}

@@ -81,7 +81,9 @@ mod tests {
         let now = t("2026-01-01T00:00:00Z");
         assert_eq!(RetryAfter::At(t("2025-01-01T00:00:00Z")).until(now), now);
         assert_eq!(
-            RetryAfter::parse("99999999999999999999999").unwrap().until(now),
+            RetryAfter::parse("99999999999999999999999")
+                .unwrap()
+                .until(now),
             now + MAX_RETRY_AFTER
         );
     }

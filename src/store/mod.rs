@@ -326,6 +326,21 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the policy's computed due times, batched, for status/fleet queries.
     async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError>;
 
+    /// Remembers a webhook's idempotency key until `expires_at`, so a retried
+    /// or replayed delivery is acknowledged without being applied twice; true
+    /// the first time (or once an earlier entry expired). Prunes a bounded
+    /// batch of expired keys as it goes.
+    async fn remember_delivery(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets a remembered idempotency key, so a delivery whose effects could
+    /// not be written is applied when MoneyKit retries it.
+    async fn forget_delivery(&self, key: &str) -> Result<(), StoreError>;
+
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 

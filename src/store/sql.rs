@@ -99,6 +99,17 @@ pub(crate) const PATCH_SCHEDULE: &str = "UPDATE schedules SET \
     refresh_requested = CASE WHEN $15 THEN $16 ELSE refresh_requested END \
     WHERE link_id = $1 AND product = $2";
 
+/// Expired idempotency keys deleted per `remember_delivery`: bounded work per
+/// delivery, still far more than deliveries arrive, so the table stays small.
+pub(crate) const PRUNE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE idempotency_key IN \
+    (SELECT idempotency_key FROM webhook_deliveries WHERE expires_at <= $1 LIMIT 100)";
+
+/// Inserts a key; an expired entry for the same key counts as absent (a row is
+/// written either way, so `rows_affected() == 1` means "first time").
+pub(crate) const REMEMBER_DELIVERY: &str = "INSERT INTO webhook_deliveries \
+    (idempotency_key, expires_at) VALUES ($1, $2) ON CONFLICT (idempotency_key) \
+    DO UPDATE SET expires_at = excluded.expires_at WHERE webhook_deliveries.expires_at <= $3";
+
 /// Expands the shared [`Store`](crate::store::Store) implementation for one
 /// backend: `$store` is the backend struct (with `pool` and `location`
 /// fields), `$db` its sqlx database, `$begin` the statement that opens a
@@ -694,6 +705,39 @@ macro_rules! impl_sql_store {
                         super::write_due(&mut tx, chunk).await?;
                         tx.commit().await?;
                     }
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip_all)]
+                async fn remember_delivery(
+                    &self,
+                    key: &str,
+                    expires_at: Timestamp,
+                    now: Timestamp,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(PRUNE_DELIVERIES)
+                        .bind(ms(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    let first = sqlx::query(REMEMBER_DELIVERY)
+                        .bind(key)
+                        .bind(ms(expires_at))
+                        .bind(ms(now))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                    tx.commit().await?;
+                    Ok(first)
+                }
+
+                #[tracing::instrument(skip_all)]
+                async fn forget_delivery(&self, key: &str) -> Result<(), StoreError> {
+                    sqlx::query("DELETE FROM webhook_deliveries WHERE idempotency_key = $1")
+                        .bind(key)
+                        .execute(&self.pool)
+                        .await?;
                     Ok(())
                 }
 

@@ -1,0 +1,431 @@
+//! Turns the raw file into a checked [`Config`], naming every bad value.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use sha2::{Digest, Sha256};
+
+use super::raw::{RawLink, RawSettings};
+use super::{
+    Config, ConfigError, DatabaseConfig, DiscoveryConfig, LinkConfig, MoneyKitConfig, SecretSource,
+    ServerConfig, links_file,
+};
+use crate::domain::{LinkId, Product, ProductSet};
+use crate::policy::{Cadence, CronSchedule, Limits, Rules};
+
+const DURATION_HELP: &str = "use a positive duration such as 90s, 15m, 1h or 1d";
+
+/// Checks values in the context of one file, so every error can name it.
+struct Checker<'a> {
+    file: String,
+    dir: &'a Path,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, key: &str, value: &str, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            key: key.to_owned(),
+            value: format!("{value:?}"),
+            problem: problem.into(),
+        }
+    }
+
+    fn duration(&self, key: &str, raw: &str, zero_ok: bool) -> Result<Duration, ConfigError> {
+        let d = humantime::parse_duration(raw.trim()).map_err(|e| {
+            self.invalid(key, raw, format!("not a duration ({e}); {DURATION_HELP}"))
+        })?;
+        if d.is_zero() && !zero_ok {
+            return Err(self.invalid(key, raw, format!("must be more than zero; {DURATION_HELP}")));
+        }
+        Ok(d)
+    }
+
+    fn delta(&self, key: &str, raw: &str, zero_ok: bool) -> Result<TimeDelta, ConfigError> {
+        let d = self.duration(key, raw, zero_ok)?;
+        TimeDelta::from_std(d)
+            .map_err(|_| self.invalid(key, raw, "too long; use at most 100 years"))
+    }
+
+    fn products(&self, key: &str, names: &[String]) -> Result<ProductSet, ConfigError> {
+        let mut set = ProductSet::EMPTY;
+        for name in names {
+            set.insert(Product::parse(name).map_err(|e| self.invalid(key, name, e.to_string()))?);
+        }
+        if set.is_empty() {
+            return Err(self.invalid(
+                key,
+                "[]",
+                "empty product list; give at least one of accounts, transactions, account_numbers, identity, investments, enrichment",
+            ));
+        }
+        Ok(set)
+    }
+
+    fn path(&self, raw: &str) -> PathBuf {
+        let p = Path::new(raw);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    fn secret(
+        &self,
+        key: &str,
+        inline: Option<crate::secret::Secret>,
+        file: Option<&str>,
+    ) -> Result<SecretSource, ConfigError> {
+        match (inline.filter(|s| !s.is_empty()), file) {
+            (Some(_), Some(f)) => Err(self.invalid(
+                &format!("{key}_file"),
+                f,
+                format!("both {key} and {key}_file are set; set only one"),
+            )),
+            (Some(s), None) => Ok(SecretSource::Inline(s)),
+            (None, Some(f)) => Ok(SecretSource::File(self.path(f))),
+            (None, None) => Ok(SecretSource::Missing),
+        }
+    }
+}
+
+/// Checks every value of `raw` read from `path`.
+pub(super) fn check(
+    path: &Path,
+    raw: RawSettings,
+    env: &HashMap<String, String>,
+) -> Result<Config, ConfigError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // Absolute, so that a daemon that changes directory still finds its files.
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let c = Checker {
+        file: path.display().to_string(),
+        dir: &dir,
+    };
+
+    let m = raw.moneykit;
+    let base_url = m.base_url.trim_end_matches('/').to_owned();
+    match reqwest::Url::parse(&base_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => {
+            return Err(c.invalid(
+                "[moneykit] base_url",
+                &m.base_url,
+                "not an http(s) URL; e.g. https://api.moneykit.com",
+            ));
+        }
+    }
+    if m.api_version.trim().is_empty() {
+        return Err(c.invalid(
+            "[moneykit] api_version",
+            &m.api_version,
+            "must not be empty; e.g. 2023-02-18",
+        ));
+    }
+    if m.max_requests_per_second == 0 {
+        return Err(c.invalid(
+            "[moneykit] max_requests_per_second",
+            "0",
+            "must be at least 1",
+        ));
+    }
+    if m.max_in_flight == 0 {
+        return Err(c.invalid("[moneykit] max_in_flight", "0", "must be at least 1"));
+    }
+    let mut client_secret = c.secret(
+        "[moneykit] client_secret",
+        m.client_secret,
+        m.client_secret_file.as_deref(),
+    )?;
+    if client_secret == SecretSource::Missing
+        && let Some(dir) = env.get("CREDENTIALS_DIRECTORY")
+    {
+        // systemd's LoadCredential=client_secret:...
+        client_secret = SecretSource::File(Path::new(dir).join("client_secret"));
+    }
+    let moneykit = MoneyKitConfig {
+        base_url,
+        client_id: m.client_id.filter(|s| !s.trim().is_empty()),
+        client_secret,
+        scope: m.scope,
+        api_version: m.api_version,
+        request_timeout: c.duration("[moneykit] request_timeout", &m.request_timeout, false)?,
+        max_requests_per_second: m.max_requests_per_second,
+        max_in_flight: m.max_in_flight,
+    };
+
+    let d = raw.database;
+    let database = DatabaseConfig {
+        url: database_url(&c, &d.url)?,
+        lease: c.duration("[database] lease", &d.lease, false)?,
+        history_retention: c.duration(
+            "[database] history_retention",
+            &d.history_retention,
+            false,
+        )?,
+    };
+
+    let l = raw.limits;
+    let mut windows = [TimeDelta::zero(); Product::ALL.len()];
+    for (p, v) in [
+        (Product::Accounts, &l.accounts),
+        (Product::Transactions, &l.transactions),
+        (Product::AccountNumbers, &l.account_numbers),
+        (Product::Identity, &l.identity),
+        (Product::Investments, &l.investments),
+        (Product::Enrichment, &l.enrichment),
+    ] {
+        windows[p.index()] = c.delta(&format!("[limits] {p}"), v, false)?;
+    }
+    let limits = Limits::new(windows, c.delta("[limits] margin", &l.margin, true)?);
+
+    let s = raw.schedule;
+    let rules = Rules {
+        limits,
+        coalesce: c.delta("[schedule] coalesce", &s.coalesce, true)?,
+        backoff_base: c.delta("[schedule] backoff_base", &s.backoff_base, false)?,
+        backoff_max: c.delta("[schedule] backoff_max", &s.backoff_max, false)?,
+        first_spread: c.delta("[schedule] first_spread", &s.first_spread, true)?,
+        ride_along_share: s.ride_along_share,
+    };
+    if rules.backoff_max < rules.backoff_base {
+        return Err(c.invalid(
+            "[schedule] backoff_max",
+            &s.backoff_max,
+            format!(
+                "is shorter than backoff_base = {:?}; backoff_max must be at least backoff_base",
+                s.backoff_base
+            ),
+        ));
+    }
+    if !(0.0..=0.5).contains(&rules.ride_along_share) {
+        return Err(c.invalid(
+            "[schedule] ride_along_share",
+            &s.ride_along_share.to_string(),
+            "must be between 0 and 0.5 (a share of the product's window)",
+        ));
+    }
+
+    let sv = raw.server;
+    let server = ServerConfig {
+        listen: sv.listen.parse().map_err(|_| {
+            c.invalid(
+                "[server] listen",
+                &sv.listen,
+                "not a socket address; e.g. 127.0.0.1:9464 or 0.0.0.0:9464",
+            )
+        })?,
+        admin_token: c.secret(
+            "[server] admin_token",
+            sv.admin_token,
+            sv.admin_token_file.as_deref(),
+        )?,
+        webhook_path: {
+            let path = sv.webhook_path.trim();
+            let ok = path.len() > 1
+                && path.starts_with('/')
+                && path
+                    .chars()
+                    .all(|ch| ch.is_ascii_graphic() && !"?#{}*:".contains(ch));
+            if !ok {
+                return Err(c.invalid(
+                    "[server] webhook_path",
+                    &sv.webhook_path,
+                    "must be an absolute URL path without query, colons, braces or wildcards; e.g. /webhooks/moneykit",
+                ));
+            }
+            path.to_owned()
+        },
+        webhook_listen: match sv.webhook_listen.as_deref() {
+            None => None,
+            Some(raw) => Some(raw.parse().map_err(|_| {
+                c.invalid(
+                    "[server] webhook_listen",
+                    raw,
+                    "not a socket address; e.g. 127.0.0.1:9465 behind a TLS-terminating proxy",
+                )
+            })?),
+        },
+    };
+    if server.webhook_listen == Some(server.listen) {
+        return Err(c.invalid(
+            "[server] webhook_listen",
+            &server.listen.to_string(),
+            "must differ from [server] listen (it is a second listener serving only the webhook route)",
+        ));
+    }
+
+    let dc = raw.discovery;
+    let discovery = DiscoveryConfig {
+        enabled: dc.enabled,
+        every: c.duration("[discovery] every", &dc.every, false)?,
+        products: c.products("[discovery] products", &dc.products)?,
+        tags: dc.tags,
+    };
+    let default_products = c.products("[defaults] products", &raw.defaults.products)?;
+
+    let mut links = Vec::new();
+    let mut seen: HashMap<LinkId, String> = HashMap::new();
+    let mut remember = |id: &LinkId, origin: String| match seen.get(id) {
+        Some(first) => Err(ConfigError::Duplicate {
+            id: id.to_string(),
+            first: first.clone(),
+            second: origin,
+        }),
+        None => {
+            seen.insert(id.clone(), origin);
+            Ok(())
+        }
+    };
+    for (i, rl) in raw.links.into_iter().enumerate() {
+        let link = check_link(&c, &rules, default_products, i, rl)?;
+        remember(&link.id, format!("{} [[links]] #{}", c.file, i + 1))?;
+        links.push(link);
+    }
+    let links_file = raw.links_file.as_deref().map(|f| c.path(f));
+    if let Some(lf) = &links_file {
+        let name = lf.display().to_string();
+        let text = std::fs::read_to_string(lf)
+            .map_err(|e| c.invalid("links_file", &name, format!("cannot be read: {e}")))?;
+        let lines = links_file::parse(&text).map_err(|e| ConfigError::LinksFile {
+            file: name.clone(),
+            line: e.line,
+            problem: e.problem,
+        })?;
+        links.reserve(lines.len());
+        for line in lines {
+            remember(&line.id, format!("{name}:{}", line.line))?;
+            links.push(LinkConfig {
+                id: line.id,
+                products: line.products.unwrap_or(default_products),
+                cadence: BTreeMap::new(),
+            });
+        }
+    }
+
+    let revision = revision(&links);
+    Ok(Config {
+        path: path.to_path_buf(),
+        moneykit,
+        database,
+        rules,
+        server,
+        discovery,
+        default_products,
+        links,
+        links_file,
+        revision,
+    })
+}
+
+fn database_url(c: &Checker<'_>, raw: &str) -> Result<String, ConfigError> {
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        return Ok(raw.to_owned());
+    }
+    let Some(rest) = raw.strip_prefix("sqlite:") else {
+        // Never echo a URL that might carry a password.
+        let scheme = raw.split(':').next().unwrap_or_default();
+        return Err(c.invalid(
+            "[database] url",
+            &format!("{scheme}:..."),
+            "unsupported scheme; use sqlite://PATH or postgres://USER@HOST/DB",
+        ));
+    };
+    let path = rest.trim_start_matches("//");
+    if path.is_empty() {
+        return Err(c.invalid(
+            "[database] url",
+            raw,
+            "no file path; e.g. sqlite://linkfresh.db",
+        ));
+    }
+    if path == ":memory:" || Path::new(path).is_absolute() {
+        return Ok(format!("sqlite://{path}"));
+    }
+    Ok(format!("sqlite://{}", c.path(path).display()))
+}
+
+fn check_link(
+    c: &Checker<'_>,
+    rules: &Rules,
+    defaults: ProductSet,
+    index: usize,
+    rl: RawLink,
+) -> Result<LinkConfig, ConfigError> {
+    let at = |key: &str| format!("[[links]] #{} {key}", index + 1);
+    let id = LinkId::parse(&rl.id).map_err(|e| c.invalid(&at("id"), &rl.id, e.to_string()))?;
+    let products = match &rl.products {
+        Some(names) => c.products(&at("products"), names)?,
+        None => defaults,
+    };
+    let mut cadence = BTreeMap::new();
+    for (name, raw) in &rl.every {
+        let key = at(&format!("every.{name}"));
+        let p = Product::parse(name).map_err(|e| c.invalid(&key, name, e.to_string()))?;
+        if !products.contains(p) {
+            return Err(c.invalid(
+                &key,
+                raw,
+                format!("{p} is not among this link's products ({products})"),
+            ));
+        }
+        let every = c.delta(&key, raw, false)?;
+        let limit = rules.limits.window(p);
+        if every < limit {
+            return Err(c.invalid(&key, raw, format!(
+                "shorter than [limits] {p} = {}; MoneyKit would refuse the extra requests, so use at least that",
+                humantime::format_duration(limit.to_std().unwrap_or_default())
+            )));
+        }
+        cadence.insert(p, Cadence::Every(every));
+    }
+    for (name, raw) in &rl.cron {
+        let key = at(&format!("cron.{name}"));
+        let p = Product::parse(name).map_err(|e| c.invalid(&key, name, e.to_string()))?;
+        if !products.contains(p) {
+            return Err(c.invalid(
+                &key,
+                raw,
+                format!("{p} is not among this link's products ({products})"),
+            ));
+        }
+        if cadence.contains_key(&p) {
+            return Err(c.invalid(
+                &key,
+                raw,
+                format!("{p} has both every and cron; choose one"),
+            ));
+        }
+        let schedule = CronSchedule::parse(raw).map_err(|e| c.invalid(&key, raw, e.to_string()))?;
+        cadence.insert(p, Cadence::Cron(schedule));
+    }
+    Ok(LinkConfig {
+        id,
+        products,
+        cadence,
+    })
+}
+
+/// A short hash of the link set and cadences: equal configs, equal revisions.
+fn revision(links: &[LinkConfig]) -> String {
+    let mut h = Sha256::new();
+    for l in links {
+        h.update(l.id.as_str().as_bytes());
+        h.update([
+            0,
+            l.products.iter().fold(0u8, |acc, p| acc | 1 << p.index()),
+        ]);
+        if let Some(j) = l.cadence_json() {
+            h.update(j.as_bytes());
+        }
+        h.update([b'\n']);
+    }
+    let digest = h.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}

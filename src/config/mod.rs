@@ -1,0 +1,338 @@
+//! Configuration: defaults < file < environment, checked in full at start.
+//!
+//! [`load`] reads `linkfresh.toml` (TOML) with the `config` crate, layers
+//! `LINKFRESH__SECTION__KEY` environment variables on top (plus
+//! `MONEYKIT_CLIENT_ID` / `MONEYKIT_CLIENT_SECRET`), reads `links_file`, and
+//! turns the strings into checked, typed values. Any problem is a
+//! [`ConfigError`] that names the file, the key or line, the bad value and
+//! what is allowed; the daemon does not start on bad config (exit code 2).
+//!
+//! Decisions written down here:
+//! - `every` shorter than the product's limit is rejected, not clamped:
+//!   MoneyKit would refuse the extra requests, and a silent clamp hides a
+//!   misunderstanding.
+//! - `margin` and `coalesce` may be `0s` (no margin, no coalescing); every
+//!   other duration must be positive.
+//! - Credentials are only *located* here (`client_secret` inline, env,
+//!   `client_secret_file`, or `$CREDENTIALS_DIRECTORY/client_secret` under
+//!   systemd); they are read when the daemon starts, so `check` works on a
+//!   machine that does not hold the secret.
+
+mod check;
+pub mod links_file;
+mod raw;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::domain::{LinkId, Product, ProductSet};
+use crate::policy::{Cadence, Rules};
+use crate::secret::Secret;
+
+/// The default config path when neither `--config` nor `LINKFRESH_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "linkfresh.toml";
+
+/// A configuration problem; its `Display` is the message shown to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or is not valid TOML / has unknown keys.
+    #[error("{file}: {message}")]
+    Read {
+        /// The config file.
+        file: String,
+        /// What went wrong, with the key where known.
+        message: String,
+    },
+    /// A key holds a value that is not allowed.
+    #[error("{file}: {key} = {value}: {problem}")]
+    Invalid {
+        /// The config file.
+        file: String,
+        /// The key, e.g. `[limits] accounts`.
+        key: String,
+        /// The value as written (`[redacted]` for secrets).
+        value: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+    /// A line of the links file is bad.
+    #[error("{file}:{line}: {problem}")]
+    LinksFile {
+        /// The links file.
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+    /// The same link is configured twice.
+    #[error(
+        "duplicate link id {id}: configured at {first} and again at {second}; each link may appear once"
+    )]
+    Duplicate {
+        /// The repeated id.
+        id: String,
+        /// Where it first appears.
+        first: String,
+        /// Where it appears again.
+        second: String,
+    },
+}
+
+/// Where a secret comes from; it is read only when needed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    /// Not configured.
+    Missing,
+    /// Given inline or through the environment.
+    Inline(Secret),
+    /// Read from this file (trailing newline removed).
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// Reads the secret; the error names the file, never the value.
+    pub fn read(&self, what: &str) -> Result<Option<Secret>, String> {
+        match self {
+            SecretSource::Missing => Ok(None),
+            SecretSource::Inline(s) => Ok(Some(s.clone())),
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|s| Some(Secret::new(s.trim_end_matches(['\r', '\n']))))
+                .map_err(|e| format!("cannot read {what} from {}: {e}", path.display())),
+        }
+    }
+}
+
+/// `[moneykit]`: where and how to call the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoneyKitConfig {
+    /// API base URL, without a trailing slash.
+    pub base_url: String,
+    /// OAuth client id.
+    pub client_id: Option<String>,
+    /// OAuth client secret.
+    pub client_secret: SecretSource,
+    /// Optional OAuth scope (space separated).
+    pub scope: Option<String>,
+    /// Sent as `MoneyKit-Version`.
+    pub api_version: String,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Global request rate across all links.
+    pub max_requests_per_second: u32,
+    /// Global number of requests in flight.
+    pub max_in_flight: u32,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` (relative paths resolved against the config folder) or `postgres://...`.
+    pub url: String,
+    /// How long a replica's claim on a link lasts (PostgreSQL).
+    pub lease: Duration,
+    /// How long attempt history is kept.
+    pub history_retention: Duration,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address of the metrics/health/API listener.
+    pub listen: SocketAddr,
+    /// Bearer token for `/api`; missing turns the API off.
+    pub admin_token: SecretSource,
+    /// Route of the MoneyKit webhook receiver, on both listeners.
+    pub webhook_path: String,
+    /// A second listener serving only the webhook route, so it can be made
+    /// public (behind TLS termination) while `listen` stays private.
+    pub webhook_listen: Option<SocketAddr>,
+}
+
+/// `[discovery]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveryConfig {
+    /// Whether to keep every link `GET /links` lists.
+    pub enabled: bool,
+    /// How often to list.
+    pub every: Duration,
+    /// Products of discovered links.
+    pub products: ProductSet,
+    /// Only links with one of these tags (empty: all).
+    pub tags: Vec<String>,
+}
+
+/// One configured link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkConfig {
+    /// Its id.
+    pub id: LinkId,
+    /// Products to keep fresh.
+    pub products: ProductSet,
+    /// Per-product cadence other than "as often as allowed".
+    pub cadence: BTreeMap<Product, Cadence>,
+}
+
+impl LinkConfig {
+    /// The cadence of one product.
+    pub fn cadence_of(&self, p: Product) -> Cadence {
+        self.cadence.get(&p).cloned().unwrap_or_default()
+    }
+
+    /// The cadence as a small JSON object for the store (`None` when default),
+    /// e.g. `{"every":{"transactions":"4h"},"cron":{"identity":"0 0 6 * * *"}}`.
+    pub fn cadence_json(&self) -> Option<String> {
+        cadence_to_json(&self.cadence)
+    }
+}
+
+/// Serialises per-product cadences for the store; `None` when all default.
+pub fn cadence_to_json(cadence: &BTreeMap<Product, Cadence>) -> Option<String> {
+    if cadence.is_empty() {
+        return None;
+    }
+    let mut every = serde_json::Map::new();
+    let mut cron = serde_json::Map::new();
+    for (p, c) in cadence {
+        match c {
+            Cadence::AsOftenAsAllowed => {}
+            Cadence::Every(d) => {
+                let d = d.to_std().unwrap_or_default();
+                every.insert(
+                    p.to_string(),
+                    humantime::format_duration(d).to_string().into(),
+                );
+            }
+            Cadence::Cron(c) => {
+                cron.insert(p.to_string(), c.as_str().into());
+            }
+        }
+    }
+    Some(serde_json::json!({ "every": every, "cron": cron }).to_string())
+}
+
+/// Parses what [`cadence_to_json`] wrote; unknown or bad entries are skipped
+/// (the config that wrote them was checked).
+pub fn cadence_from_json(json: Option<&str>) -> BTreeMap<Product, Cadence> {
+    let mut out = BTreeMap::new();
+    let Some(value) = json.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()) else {
+        return out;
+    };
+    let entries = |key: &str| {
+        value
+            .get(key)
+            .and_then(|v| v.as_object())
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((Product::parse(k).ok()?, v.as_str()?.to_owned())))
+            .collect::<Vec<_>>()
+    };
+    for (p, s) in entries("every") {
+        if let Some(d) = humantime::parse_duration(&s)
+            .ok()
+            .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+        {
+            out.insert(p, Cadence::Every(d));
+        }
+    }
+    for (p, s) in entries("cron") {
+        if let Ok(c) = crate::policy::CronSchedule::parse(&s) {
+            out.insert(p, Cadence::Cron(c));
+        }
+    }
+    out
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[moneykit]`.
+    pub moneykit: MoneyKitConfig,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[limits]` and `[schedule]`, as the policy uses them.
+    pub rules: Rules,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[discovery]`.
+    pub discovery: DiscoveryConfig,
+    /// `[defaults] products`.
+    pub default_products: ProductSet,
+    /// `[[links]]` and `links_file`, in file order.
+    pub links: Vec<LinkConfig>,
+    /// `links_file`, resolved.
+    pub links_file: Option<PathBuf>,
+    /// A hash of the link set; the store skips a sync of the same revision.
+    pub revision: String,
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} links)", self.path.display(), self.links.len())
+    }
+}
+
+/// The config path: `--config`, else `LINKFRESH_CONFIG`, else `./linkfresh.toml`.
+pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("LINKFRESH_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+/// Loads and checks the config at `path` with the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_env(path, std::env::vars().collect())
+}
+
+/// Loads and checks the config at `path` with the given environment (tests
+/// pass their own instead of mutating the process's).
+pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let read_err = |e: config::ConfigError| ConfigError::Read {
+        file: file.clone(),
+        message: e.to_string(),
+    };
+    if !path.is_file() {
+        return Err(ConfigError::Read {
+            file: file.clone(),
+            message: "no such file; pass --config FILE or set LINKFRESH_CONFIG (see config/linkfresh.example.toml)".into(),
+        });
+    }
+    let linkfresh_env: config::Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("LINKFRESH__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml));
+    for (var, key) in [
+        ("MONEYKIT_CLIENT_ID", "moneykit.client_id"),
+        ("MONEYKIT_CLIENT_SECRET", "moneykit.client_secret"),
+    ] {
+        let explicit = format!("LINKFRESH__{}", key.replace('.', "__").to_uppercase());
+        if let (Some(v), false) = (env.get(var), env.contains_key(&explicit)) {
+            builder = builder.set_override(key, v.clone()).map_err(read_err)?;
+        }
+    }
+    let builder = builder.add_source(
+        config::Environment::with_prefix("LINKFRESH")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("defaults.products")
+            .with_list_parse_key("discovery.products")
+            .with_list_parse_key("discovery.tags")
+            .try_parsing(true)
+            .source(Some(linkfresh_env)),
+    );
+    let raw: raw::RawSettings = builder
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(read_err)?;
+    check::check(path, raw, &env)
+}

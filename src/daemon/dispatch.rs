@@ -1,0 +1,263 @@
+//! The dispatcher: paces jobs through the global limits, commits the intents
+//! of each batch in one transaction, then sends.
+//!
+//! Order matters for crash safety: permits first (so the recorded send time
+//! is the real one, not a time before a long wait for the rate limiter), the
+//! intent commit second, the request last.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::limiter::Limiter;
+use crate::clock::Clock;
+use crate::domain::{LinkId, ProductSet};
+use crate::moneykit::{LinkOutcome, MoneyKit, RefreshOutcome};
+use crate::store::{AttemptId, Intent, Store};
+
+/// Most jobs whose intents share one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Why a link is read with `GET /links/{id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPurpose {
+    /// No local history: learn what the server already did before any POST.
+    Reconcile,
+    /// Parked as needs_user_action: has the user reconnected it?
+    Recheck,
+}
+
+/// Work for the dispatcher.
+#[derive(Debug)]
+pub enum Job {
+    /// `POST /links/{id}/products`.
+    Refresh {
+        /// Link index in the table.
+        idx: usize,
+        /// Link id.
+        link: LinkId,
+        /// Products to request.
+        products: ProductSet,
+        /// Earliest due time among them (for the lateness metric).
+        due_at: DateTime<Utc>,
+    },
+    /// `GET /links/{id}`.
+    Read {
+        /// Link index in the table.
+        idx: usize,
+        /// Link id.
+        link: LinkId,
+        /// Why.
+        purpose: ReadPurpose,
+    },
+}
+
+/// A finished job, back to the scheduler.
+#[derive(Debug)]
+pub enum Done {
+    /// A POST was answered (or failed).
+    Refresh {
+        /// Link index.
+        idx: usize,
+        /// Products requested.
+        products: ProductSet,
+        /// Earliest due time among them.
+        due_at: DateTime<Utc>,
+        /// The history row of the intent.
+        attempt: AttemptId,
+        /// When the request left.
+        sent_at: DateTime<Utc>,
+        /// When the answer came.
+        received_at: DateTime<Utc>,
+        /// The answer (boxed: it carries the parsed link).
+        outcome: Box<RefreshOutcome>,
+    },
+    /// A read was answered.
+    Read {
+        /// Link index.
+        idx: usize,
+        /// Why it was read.
+        purpose: ReadPurpose,
+        /// When the answer came.
+        received_at: DateTime<Utc>,
+        /// The answer.
+        outcome: Box<LinkOutcome>,
+    },
+    /// The job was dropped before sending (intent not committed, shutdown).
+    NotSent {
+        /// Link index.
+        idx: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Job {
+    fn idx(&self) -> usize {
+        match self {
+            Job::Refresh { idx, .. } | Job::Read { idx, .. } => *idx,
+        }
+    }
+}
+
+/// Shared handles the dispatcher needs.
+pub struct Dispatcher {
+    /// Durable store for intents.
+    pub store: Arc<dyn Store>,
+    /// MoneyKit client.
+    pub client: MoneyKit,
+    /// Global request rate.
+    pub limiter: Limiter,
+    /// Global in-flight bound.
+    pub in_flight: Arc<Semaphore>,
+    /// Time source.
+    pub clock: Clock,
+    /// Tracks send tasks so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+impl Dispatcher {
+    /// Runs until `jobs` closes or `cancel` fires.
+    pub async fn run(
+        self,
+        mut jobs: mpsc::Receiver<Job>,
+        done: mpsc::UnboundedSender<Done>,
+        cancel: CancellationToken,
+    ) {
+        let mut pending: Option<Job> = None;
+        loop {
+            let first = match pending.take() {
+                Some(job) => job,
+                None => tokio::select! {
+                    () = cancel.cancelled() => break,
+                    job = jobs.recv() => match job { Some(j) => j, None => break },
+                },
+            };
+            let permit = tokio::select! {
+                () = cancel.cancelled() => { let _ = done.send(Done::NotSent { idx: first.idx(), reason: "shutting down".into() }); break }
+                p = self.in_flight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            tokio::select! {
+                () = cancel.cancelled() => { let _ = done.send(Done::NotSent { idx: first.idx(), reason: "shutting down".into() }); break }
+                () = self.limiter.acquire() => {}
+            }
+            let mut batch = vec![(first, permit)];
+            while batch.len() < MAX_BATCH {
+                let Ok(job) = jobs.try_recv() else { break };
+                match self.in_flight.clone().try_acquire_owned() {
+                    Ok(p) if self.limiter.try_acquire() => batch.push((job, p)),
+                    _ => {
+                        pending = Some(job);
+                        break;
+                    }
+                }
+            }
+            self.send_batch(batch, &done).await;
+        }
+        // Whatever is still queued was never sent.
+        jobs.close();
+        while let Some(job) = pending.take().or_else(|| jobs.try_recv().ok()) {
+            let _ = done.send(Done::NotSent {
+                idx: job.idx(),
+                reason: "shutting down".into(),
+            });
+        }
+    }
+
+    async fn send_batch(
+        &self,
+        batch: Vec<(Job, OwnedSemaphorePermit)>,
+        done: &mpsc::UnboundedSender<Done>,
+    ) {
+        let now = self.clock.now();
+        let intents: Vec<Intent> = batch
+            .iter()
+            .filter_map(|(job, _)| match job {
+                Job::Refresh { link, products, .. } => Some(Intent {
+                    link: link.clone(),
+                    products: *products,
+                    at: now,
+                }),
+                Job::Read { .. } => None,
+            })
+            .collect();
+        let attempts = if intents.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.store.record_intents(&intents).await
+        };
+        let mut attempts = match attempts {
+            Ok(ids) => ids.into_iter(),
+            Err(e) => {
+                tracing::error!(error = %e, batch = intents.len(), "could not commit intents; not sending");
+                for (job, _) in batch {
+                    let _ = done.send(match job {
+                        Job::Refresh { idx, .. } => Done::NotSent {
+                            idx,
+                            reason: format!("store: {e}"),
+                        },
+                        read @ Job::Read { .. } => {
+                            self.spawn(read, None, done.clone());
+                            continue;
+                        }
+                    });
+                }
+                return;
+            }
+        };
+        for (job, permit) in batch {
+            let attempt = match &job {
+                Job::Refresh { .. } => attempts.next(),
+                Job::Read { .. } => None,
+            };
+            self.spawn(job, attempt, done.clone());
+            drop(permit);
+        }
+    }
+
+    fn spawn(&self, job: Job, attempt: Option<AttemptId>, done: mpsc::UnboundedSender<Done>) {
+        let client = self.client.clone();
+        let clock = self.clock;
+        let sem = self.in_flight.clone();
+        // The permit is re-taken inside the task so it is held for the whole
+        // request; try_acquire cannot fail here by more than the batch size.
+        self.tracker.spawn(async move {
+            let _permit = sem.acquire_owned().await.ok();
+            metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
+            let message = match job {
+                Job::Refresh {
+                    idx,
+                    link,
+                    products,
+                    due_at,
+                } => {
+                    let sent_at = clock.now();
+                    let outcome = client.refresh(&link, products).await;
+                    Done::Refresh {
+                        idx,
+                        products,
+                        due_at,
+                        attempt: attempt.unwrap_or_default(),
+                        sent_at,
+                        received_at: clock.now(),
+                        outcome: Box::new(outcome),
+                    }
+                }
+                Job::Read { idx, link, purpose } => {
+                    let outcome = client.get_link(&link).await;
+                    Done::Read {
+                        idx,
+                        purpose,
+                        received_at: clock.now(),
+                        outcome: Box::new(outcome),
+                    }
+                }
+            };
+            metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
+            let _ = done.send(message);
+        });
+    }
+}

@@ -1,0 +1,462 @@
+//! The daemon (`linkfresh run`): an [`Application`] that tests build and run
+//! exactly as `main` does, with a cancellation token for shutdown.
+//!
+//! Data flow: config → store (sync) → [`table`] (in memory) → [`scheduler`]
+//! asks the policy → [`dispatch`] paces, commits intents, sends → answers
+//! come back to the scheduler → [`outcome`] decides their effect →
+//! [`writer`] group-commits them.
+
+pub mod dispatch;
+pub mod gauges;
+pub mod limiter;
+pub mod outcome;
+pub mod scheduler;
+pub mod table;
+pub mod timer;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::config::{self, Config};
+use crate::domain::{LinkId, LinkState};
+use crate::moneykit::{ClientConfig, MoneyKit};
+use crate::policy::Rules;
+use crate::store::{self, LinkRecord, LinkSource, LinkSpec, Store};
+
+/// One line of the daemon's activity, for `demo` and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    /// The link.
+    pub link: LinkId,
+    /// Products requested (empty for reads).
+    pub products: String,
+    /// Outcome label (`accepted`, `rate_limited`, `reconciled`, ...).
+    pub outcome: String,
+    /// Detail, if any.
+    pub detail: Option<String>,
+    /// The link's state afterwards.
+    pub state: LinkState,
+    /// When the link is due next (None: idle).
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// Liveness shared between the loop and `/healthz`, plus the fatal error
+/// that stops the daemon.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    last: Arc<AtomicI64>,
+    /// Set by the loop when MoneyKit's answer means the daemon must stop.
+    pub fatal: Arc<Mutex<Option<String>>>,
+}
+
+impl Heartbeat {
+    /// Marks the loop alive now.
+    pub fn beat(&self) {
+        self.last.store(monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the loop last marked itself alive.
+    pub fn age_ms(&self) -> i64 {
+        monotonic_ms() - self.last.load(Ordering::Relaxed)
+    }
+}
+
+fn monotonic_ms() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
+}
+
+/// What a reload produced for the loop.
+pub struct Reloaded {
+    /// New policy rules.
+    pub rules: Rules,
+    /// Every non-removed link after the sync.
+    pub records: Vec<LinkRecord>,
+}
+
+/// Options that tests and `demo` set; `run` uses the defaults.
+#[derive(Default)]
+pub struct Options {
+    /// The clock (tests may start it at a fixed date).
+    pub clock: Option<Clock>,
+    /// Receives one [`Activity`] per answer.
+    pub activity: Option<mpsc::UnboundedSender<Activity>>,
+    /// Watch the config folder and reload on change (Kubernetes ConfigMaps).
+    pub watch_config: bool,
+    /// Reload on SIGHUP.
+    pub reload_on_sighup: bool,
+}
+
+/// The daemon, built and ready to run.
+pub struct Application {
+    config: Config,
+    store: Arc<dyn Store>,
+    client: MoneyKit,
+    listener: TcpListener,
+    webhook_listener: Option<TcpListener>,
+    clock: Clock,
+    options: Options,
+}
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration cannot run (missing credentials): exit 2.
+    #[error("{0}")]
+    Config(String),
+    /// Anything else: exit 1.
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+/// The store's view of the configured links.
+pub fn link_specs(config: &Config) -> Vec<LinkSpec> {
+    config
+        .links
+        .iter()
+        .map(|l| LinkSpec {
+            id: l.id.clone(),
+            products: l.products,
+            cadence: l.cadence_json(),
+            source: LinkSource::Config,
+        })
+        .collect()
+}
+
+/// Builds the MoneyKit client from the configuration, reading the secret.
+pub fn client_from(config: &Config) -> Result<MoneyKit, DaemonError> {
+    let m = &config.moneykit;
+    let client_id = m.client_id.clone().ok_or_else(|| {
+        DaemonError::Config(format!(
+            "{}: [moneykit] client_id is not set; set it in the file or with MONEYKIT_CLIENT_ID",
+            config.path.display()
+        ))
+    })?;
+    let secret = m
+        .client_secret
+        .read("[moneykit] client_secret")
+        .map_err(DaemonError::Config)?
+        .ok_or_else(|| DaemonError::Config(format!(
+            "{}: no client secret: set [moneykit] client_secret_file, client_secret, MONEYKIT_CLIENT_SECRET, or LoadCredential=client_secret under systemd",
+            config.path.display()
+        )))?;
+    MoneyKit::new(ClientConfig {
+        base_url: m.base_url.clone(),
+        client_id,
+        client_secret: secret,
+        api_version: m.api_version.clone(),
+        request_timeout: m.request_timeout,
+        scope: m.scope.clone(),
+    })
+    .map_err(|e| DaemonError::Config(e.to_string()))
+}
+
+impl Application {
+    /// Connects the store (migrating it), syncs the configured links, builds
+    /// the client and binds the server's listener (port 0 allowed).
+    pub async fn build(config: Config, options: Options) -> Result<Self, DaemonError> {
+        let clock = options.clock.unwrap_or_default();
+        let client = client_from(&config)?;
+        let store = store::connect(&config.database.url)
+            .await
+            .with_context(|| {
+                format!(
+                    "while opening the store {}",
+                    crate::cli::redact_url(&config.database.url)
+                )
+            })?;
+        let report = store
+            .sync_config(&config.revision, &link_specs(&config), clock.now())
+            .await
+            .context("while syncing the configured links into the store")?;
+        tracing::info!(store = %store.describe(), added = report.added, removed = report.removed, changed = report.changed, unchanged = report.unchanged, "configuration synced");
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("while binding [server] listen = {}", config.server.listen))?;
+        let webhook_listener = match config.server.webhook_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("while binding [server] webhook_listen = {addr}"))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            store,
+            client,
+            listener,
+            webhook_listener,
+            clock,
+            options,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.config.server.listen)
+    }
+
+    /// The store, for tests and commands that run alongside.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Runs until `cancel` fires (exit 0) or a fatal error (exit 1).
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), DaemonError> {
+        let Application {
+            config,
+            store,
+            client,
+            listener,
+            webhook_listener,
+            clock,
+            options,
+        } = self;
+        let heartbeat = Heartbeat::default();
+        heartbeat.beat();
+        let metrics = crate::metrics::install();
+        let server_cancel = CancellationToken::new();
+        let state =
+            crate::server::AppState::new(metrics, store.clone(), client.clone(), heartbeat.clone());
+        let webhooks = crate::webhook::WebhookState::new(
+            store.clone(),
+            crate::webhook::jwks_url(&config.moneykit.base_url),
+            reqwest::Client::builder()
+                .timeout(config.moneykit.request_timeout)
+                .user_agent(concat!("linkfresh/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .context("while building the JWKS client")?,
+            clock,
+            crate::webhook::WebhookSettings {
+                path: config.server.webhook_path.clone(),
+                ..Default::default()
+            },
+        );
+        if let Some(l) = webhook_listener {
+            tokio::spawn(crate::webhook::serve(
+                l,
+                webhooks.clone(),
+                server_cancel.clone(),
+            ));
+        }
+        let server = tokio::spawn(crate::server::serve(
+            listener,
+            state,
+            crate::webhook::router(webhooks),
+            server_cancel.clone(),
+        ));
+
+        // A token first: bad credentials stop here with a clear message;
+        // an unreachable MoneyKit is retried (the server answers /healthz).
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match client.ensure_token().await {
+                Ok(()) => break,
+                Err(e) if e.is_fatal() => {
+                    server_cancel.cancel();
+                    let _ = server.await;
+                    return Err(DaemonError::Runtime(anyhow::anyhow!(e)));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "no access token yet");
+                    tokio::select! {
+                        () = cancel.cancelled() => { server_cancel.cancel(); let _ = server.await; return Ok(()) }
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+
+        let records = store
+            .load_links()
+            .await
+            .context("while loading links from the store")?;
+        let change_seq = records.iter().map(|r| r.change_seq).max().unwrap_or(0);
+        tracing::info!(links = records.len(), "links loaded");
+        let (reload_tx, reload_rx) = mpsc::channel(4);
+        let _watch = spawn_reload_sources(&config, &options, reload_tx, cancel.clone());
+
+        let (jobs_tx, jobs_rx) = mpsc::channel(4096);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (writes_tx, writes_rx) = mpsc::unbounded_channel();
+        let limiter = dispatch_limiter(&config);
+        let tracker = TaskTracker::new();
+        let writer = tokio::spawn(writer::run(store.clone(), writes_rx, clock));
+        let dispatch_cancel = CancellationToken::new();
+        let dispatcher = dispatch::Dispatcher {
+            store: store.clone(),
+            client: client.clone(),
+            limiter: limiter.clone(),
+            in_flight: Arc::new(Semaphore::new(config.moneykit.max_in_flight as usize)),
+            clock,
+            tracker: tracker.clone(),
+        };
+        let dispatcher = tokio::spawn(dispatcher.run(jobs_rx, done_tx, dispatch_cancel.clone()));
+
+        let mut scheduler = scheduler::Scheduler {
+            table: table::LinkTable::from_records(&records),
+            timer: timer::Timer::default(),
+            rules: config.rules.clone(),
+            clock,
+            store: store.clone(),
+            jobs: jobs_tx,
+            done: done_rx,
+            writes: writes_tx,
+            limiter,
+            activity: options.activity,
+            heartbeat: heartbeat.clone(),
+            reload: reload_rx,
+            config_path: config.path.clone(),
+            change_seq,
+            in_flight: 0,
+            history_retention: TimeDelta::from_std(config.database.history_retention)
+                .unwrap_or(TimeDelta::days(30)),
+        };
+        drop(records);
+        scheduler.start();
+        crate::notify::ready();
+        tracing::info!(listen = %config.server.listen, "linkfresh is running");
+
+        // The scheduler drains in-flight answers itself; the dispatcher stops
+        // taking new work as soon as shutdown begins.
+        let sched_cancel = cancel.clone();
+        let stop_dispatch = dispatch_cancel.clone();
+        tokio::spawn(async move {
+            sched_cancel.cancelled().await;
+            stop_dispatch.cancel();
+        });
+        let drain = config.moneykit.request_timeout + Duration::from_secs(1);
+        let ended = scheduler.run(cancel.clone(), drain).await;
+        crate::notify::stopping();
+        dispatch_cancel.cancel();
+        let _ = dispatcher.await;
+        tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+        // The scheduler (and with it the writes sender) is gone: the writer
+        // flushes what is queued and ends.
+        let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+        server_cancel.cancel();
+        let _ = server.await;
+        match ended {
+            scheduler::Ended::Shutdown => {
+                tracing::info!("stopped cleanly");
+                Ok(())
+            }
+            scheduler::Ended::Fatal(msg) => Err(DaemonError::Runtime(anyhow::anyhow!(msg))),
+        }
+    }
+}
+
+fn dispatch_limiter(config: &Config) -> limiter::Limiter {
+    limiter::Limiter::new(config.moneykit.max_requests_per_second)
+}
+
+/// Re-reads the config and syncs it into the store; `None` (the running
+/// configuration is kept) when the new one is invalid or the sync fails.
+pub async fn reload(
+    path: &std::path::Path,
+    store: &Arc<dyn Store>,
+    clock: Clock,
+) -> Option<Reloaded> {
+    crate::notify::reloading();
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected: keeping the running configuration");
+            crate::notify::ready();
+            return None;
+        }
+    };
+    let result = async {
+        store
+            .sync_config(&config.revision, &link_specs(&config), clock.now())
+            .await?;
+        store.load_links().await
+    }
+    .await;
+    crate::notify::ready();
+    match result {
+        Ok(records) => {
+            tracing::info!(links = records.len(), "configuration reloaded");
+            Some(Reloaded {
+                rules: config.rules,
+                records,
+            })
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed in the store: keeping the running configuration");
+            None
+        }
+    }
+}
+
+/// SIGHUP and (optionally) the config folder watcher both ask for a reload.
+fn spawn_reload_sources(
+    config: &Config,
+    options: &Options,
+    tx: mpsc::Sender<()>,
+    cancel: CancellationToken,
+) -> Option<crate::config_watch::ConfigWatch> {
+    #[cfg(unix)]
+    if options.reload_on_sighup {
+        let tx = tx.clone();
+        let cancel = cancel.clone();
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        s = hup.recv() => { if s.is_none() { break } tracing::info!("SIGHUP: reloading configuration"); let _ = tx.try_send(()); }
+                    }
+                }
+            });
+        }
+    }
+    if !options.watch_config {
+        return None;
+    }
+    let dir = config.path.parent().map(|d| {
+        if d.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            d
+        }
+    })?;
+    match crate::config_watch::watch_config_dir(dir) {
+        Ok(mut watch) => {
+            let mut rx = std::mem::replace(watch.receiver(), mpsc::channel(1).1);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        c = rx.recv() => { if c.is_none() { break } tracing::info!("config folder changed: reloading"); let _ = tx.try_send(()); }
+                    }
+                }
+            });
+            Some(watch)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config folder; reload with SIGHUP");
+            None
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! The run loop: owns the link table and the timer, asks the policy what to
+//! do when a link's time comes, hands work to the dispatcher, and applies
+//! answers as they return. One task owns all scheduling state, so there are
+//! no locks on the hot path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::dispatch::{Done, Job, ReadPurpose};
+use super::limiter::Limiter;
+use super::outcome::{narrow_for_isolation, resolve};
+use super::table::LinkTable;
+use super::timer::Timer;
+use super::writer::Write;
+use super::{Activity, Heartbeat};
+use crate::clock::Clock;
+use crate::domain::{LinkState, Product};
+use crate::moneykit::ApiError;
+use crate::moneykit::wire::LinkStatus;
+use crate::policy::{Decision, Rules, decide};
+use crate::store::{LinkPatch, Outcome, ProductPatch, Store};
+
+/// Everything the loop owns or talks to.
+pub struct Scheduler {
+    pub(super) table: LinkTable,
+    pub(super) timer: Timer,
+    pub(super) rules: Rules,
+    pub(super) clock: Clock,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) jobs: mpsc::Sender<Job>,
+    pub(super) done: mpsc::UnboundedReceiver<Done>,
+    pub(super) writes: mpsc::UnboundedSender<Write>,
+    pub(super) limiter: Limiter,
+    pub(super) activity: Option<mpsc::UnboundedSender<Activity>>,
+    pub(super) heartbeat: Heartbeat,
+    pub(super) reload: mpsc::Receiver<()>,
+    pub(super) config_path: std::path::PathBuf,
+    pub(super) change_seq: i64,
+    pub(super) in_flight: usize,
+    pub(super) history_retention: TimeDelta,
+}
+
+/// What woke the loop.
+enum Event {
+    Cancel,
+    Done(Box<Done>),
+    Fire,
+    Room,
+    Control,
+    Reload,
+    Housekeeping,
+}
+
+/// How the loop ended.
+pub enum Ended {
+    /// Shutdown was asked for.
+    Shutdown,
+    /// A fatal error (bad credentials): the daemon must stop.
+    Fatal(String),
+}
+
+impl Scheduler {
+    /// Schedules every link for evaluation now.
+    pub fn start(&mut self) {
+        let now = self.clock.now();
+        for i in 0..self.table.len() {
+            self.timer.schedule(&mut self.table, i, now);
+        }
+    }
+
+    /// Runs until `cancel` fires or a fatal answer arrives, then waits (at
+    /// most `drain`) for requests in flight so their outcomes are recorded.
+    pub async fn run(mut self, cancel: CancellationToken, drain: Duration) -> Ended {
+        let mut control = tokio::time::interval(Duration::from_secs(1));
+        control.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Housekeeping also pings the systemd watchdog, so it runs at least
+        // as often as the watchdog asks (half of WATCHDOG_USEC).
+        let every = crate::notify::watchdog_interval()
+            .map_or(Duration::from_secs(2), |w| w.min(Duration::from_secs(2)));
+        let mut housekeeping = tokio::time::interval(every);
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_prune = Instant::now() - Duration::from_secs(3600);
+        let mut ended = Ended::Shutdown;
+        loop {
+            let next = self.timer.next_at(&self.table);
+            let wake = next.map(|at| self.clock.instant_at(at));
+            let room = self.jobs.capacity() > 0;
+            let event = {
+                let jobs = self.jobs.clone();
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => Event::Cancel,
+                    Some(done) = self.done.recv() => Event::Done(Box::new(done)),
+                    () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
+                    Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
+                    _ = control.tick() => Event::Control,
+                    Some(()) = self.reload.recv() => Event::Reload,
+                    _ = housekeeping.tick() => Event::Housekeeping,
+                }
+            };
+            match event {
+                Event::Cancel => break,
+                Event::Done(done) => self.on_done(*done),
+                Event::Fire => self.fire(),
+                Event::Room => {}
+                Event::Control => self.poll_changes().await,
+                Event::Reload => self.reload().await,
+                Event::Housekeeping => {
+                    self.housekeeping();
+                    if last_prune.elapsed() >= Duration::from_secs(3600) {
+                        last_prune = Instant::now();
+                        self.prune();
+                    }
+                }
+            }
+            if let Some(msg) = self.fatal_message() {
+                ended = Ended::Fatal(msg);
+                break;
+            }
+        }
+        // Drain: no new work, but answers to requests already sent are
+        // recorded so the store knows what MoneyKit saw.
+        let deadline = Instant::now() + drain;
+        while self.in_flight > 0 {
+            tokio::select! {
+                Some(done) = self.done.recv() => self.on_done(done),
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(in_flight = self.in_flight, "abandoning requests in flight at shutdown; their intents count them as sent");
+                    break;
+                }
+            }
+        }
+        ended
+    }
+
+    fn fatal_message(&mut self) -> Option<String> {
+        self.heartbeat.fatal.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Pops every link whose time has come and decides for it.
+    fn fire(&mut self) {
+        let now = self.clock.now();
+        while self.jobs.capacity() > 0 {
+            let Some(i) = self.timer.pop_due(&self.table, now) else {
+                break;
+            };
+            self.consider(i, now);
+        }
+    }
+
+    /// Decides for link `i` at `now`: queue a job, or set its next wake-up.
+    fn consider(&mut self, i: usize, now: DateTime<Utc>) {
+        let e = self.table.get(i);
+        if e.in_flight || e.removed {
+            return;
+        }
+        if e.state == LinkState::NeedsUserAction {
+            match e.recheck_at {
+                Some(at) if at <= now => self.queue(
+                    i,
+                    Job::Read {
+                        idx: i,
+                        link: e.id.clone(),
+                        purpose: ReadPurpose::Recheck,
+                    },
+                ),
+                Some(at) => self.timer.schedule(&mut self.table, i, at),
+                None => {
+                    let at = now + self.rules.backoff_max;
+                    self.table.get_mut(i).recheck_at = Some(at);
+                    self.timer.schedule(&mut self.table, i, at);
+                }
+            }
+            return;
+        }
+        match decide(&e.schedule, &self.rules, now) {
+            Decision::Send { .. } if e.needs_reconcile => self.queue(
+                i,
+                Job::Read {
+                    idx: i,
+                    link: e.id.clone(),
+                    purpose: ReadPurpose::Reconcile,
+                },
+            ),
+            Decision::Send { products, due_at } => {
+                let products = narrow_for_isolation(e, products);
+                self.queue(
+                    i,
+                    Job::Refresh {
+                        idx: i,
+                        link: e.id.clone(),
+                        products,
+                        due_at,
+                    },
+                )
+            }
+            Decision::Wait { until } => self.timer.schedule(&mut self.table, i, until),
+            Decision::Idle => self.timer.cancel(&mut self.table, i),
+        }
+    }
+
+    fn queue(&mut self, i: usize, job: Job) {
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                self.table.get_mut(i).in_flight = true;
+                self.in_flight += 1;
+            }
+            // Full: try again shortly (the loop waits for room first).
+            Err(_) => self.timer.schedule(&mut self.table, i, self.clock.now()),
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        let now = self.clock.now();
+        let idx = match &done {
+            Done::Refresh { idx, .. } | Done::Read { idx, .. } | Done::NotSent { idx, .. } => *idx,
+        };
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.table.get_mut(idx).in_flight = false;
+        match done {
+            Done::Refresh {
+                idx,
+                products,
+                due_at,
+                attempt,
+                sent_at,
+                received_at,
+                outcome,
+            } => {
+                let entry = self.table.get_mut(idx);
+                let r = resolve(entry, products, sent_at, received_at, &outcome, &self.rules);
+                let link = entry.id.clone();
+                for p in r.counted.iter() {
+                    metrics::counter!(crate::metrics::PRODUCTS_REQUESTED_TOTAL, "product" => p.as_str()).increment(1);
+                }
+                if !r.counted.is_empty() {
+                    metrics::histogram!(crate::metrics::DUE_LAG_SECONDS)
+                        .record(((sent_at - due_at).num_milliseconds().max(0)) as f64 / 1000.0);
+                }
+                if r.rate_limited {
+                    metrics::counter!(crate::metrics::RATE_LIMITED_TOTAL).increment(1);
+                    self.limiter.on_rate_limited(idx);
+                }
+                if let Some(msg) = &r.fatal {
+                    tracing::error!(link = %link, error = %msg, "fatal answer from MoneyKit; stopping");
+                    if let Ok(mut f) = self.heartbeat.fatal.lock() {
+                        *f = Some(msg.clone());
+                    }
+                }
+                tracing::info!(link = %link, products = %products, outcome = %r.label, status = ?r.status, detail = ?r.detail, "refresh");
+                let (label, detail) = (r.label.clone(), r.detail.clone());
+                let _ = self.writes.send(Write::Outcome(Outcome {
+                    attempt,
+                    link: link.clone(),
+                    label: r.label,
+                    status: r.status,
+                    detail: r.detail,
+                    at: received_at,
+                    patch: r.patch,
+                }));
+                self.consider(idx, now);
+                self.report(idx, products.to_list(), label, detail);
+            }
+            Done::Read {
+                idx,
+                purpose,
+                received_at,
+                outcome,
+            } => {
+                self.on_read(idx, purpose, received_at, *outcome);
+                self.consider(idx, now);
+            }
+            Done::NotSent { idx, reason } => {
+                tracing::warn!(link = %self.table.get(idx).id, %reason, "request not sent");
+                self.timer
+                    .schedule(&mut self.table, idx, now + TimeDelta::seconds(1));
+            }
+        }
+    }
+
+    /// Applies a `GET /links/{id}`: server times (reconcile) or a state change (re-check).
+    fn on_read(
+        &mut self,
+        idx: usize,
+        purpose: ReadPurpose,
+        received_at: DateTime<Utc>,
+        outcome: crate::moneykit::LinkOutcome,
+    ) {
+        let entry = self.table.get_mut(idx);
+        let mut patch = LinkPatch::default();
+        match outcome {
+            Ok(link) => {
+                entry.needs_reconcile = false;
+                for p in Product::ALL {
+                    let Some(server) = link.product(p) else {
+                        continue;
+                    };
+                    let (refreshed, attempted) = (server.refreshed_at, server.last_attempted_at);
+                    if let Some(s) = entry.product_mut(p) {
+                        s.server_seen_at = s.server_seen_at.max(refreshed).max(attempted);
+                    }
+                    if refreshed.is_some() || attempted.is_some() {
+                        patch.products.push((
+                            p,
+                            ProductPatch {
+                                server_refreshed_at: refreshed,
+                                server_attempted_at: attempted,
+                                ..ProductPatch::default()
+                            },
+                        ));
+                    }
+                }
+                if purpose == ReadPurpose::Recheck {
+                    if link.state == LinkStatus::Connected {
+                        tracing::info!(link = %entry.id, "link is connected again; resuming");
+                        entry.state = LinkState::Active;
+                        entry.recheck_at = None;
+                        entry.refresh_runnable();
+                        patch.state = Some((LinkState::Active, None));
+                    } else {
+                        entry.recheck_at = Some(received_at + self.rules.backoff_max);
+                    }
+                }
+            }
+            Err(e) => {
+                let parked = match e {
+                    ApiError::NotFound => Some((
+                        LinkState::NotFound,
+                        "not_found: MoneyKit has no such link".to_owned(),
+                    )),
+                    ApiError::Deleted => Some((
+                        LinkState::Deleted,
+                        "deleted: the link was deleted".to_owned(),
+                    )),
+                    ApiError::BadState {
+                        ref link_error_code,
+                    } => Some((
+                        LinkState::NeedsUserAction,
+                        format!(
+                            "needs_user_action: {}",
+                            link_error_code.as_deref().unwrap_or("unknown")
+                        ),
+                    )),
+                    _ => None,
+                };
+                match parked {
+                    Some((state, reason)) => {
+                        entry.state = state;
+                        entry.needs_reconcile = false;
+                        entry.refresh_runnable();
+                        if state == LinkState::NeedsUserAction {
+                            entry.recheck_at = Some(received_at + self.rules.backoff_max);
+                        }
+                        patch.state = Some((state, Some(reason)));
+                    }
+                    None => {
+                        // Transient: back off and read again later; never POST
+                        // blind to a link we know nothing of.
+                        entry.failures = entry.failures.saturating_add(1);
+                        let delay = crate::policy::backoff::backoff_delay(
+                            self.rules.backoff_base,
+                            self.rules.backoff_max,
+                            entry.failures,
+                            entry.schedule.hash,
+                        );
+                        entry.schedule.backoff_until = Some(received_at + delay);
+                        if purpose == ReadPurpose::Recheck {
+                            entry.recheck_at = Some(received_at + delay);
+                        }
+                        tracing::warn!(link = %entry.id, error = %e, "reading the link failed; backing off");
+                    }
+                }
+            }
+        }
+        let link = entry.id.clone();
+        let label = match purpose {
+            ReadPurpose::Reconcile => "reconciled",
+            ReadPurpose::Recheck => "rechecked",
+        };
+        if patch != LinkPatch::default() {
+            let _ = self.writes.send(Write::Patch(link, patch));
+        }
+        self.report(idx, String::new(), label.to_owned(), None);
+    }
+
+    fn report(&self, idx: usize, products: String, label: String, detail: Option<String>) {
+        let Some(tx) = &self.activity else { return };
+        let e = self.table.get(idx);
+        let next_due = match decide(&e.schedule, &self.rules, self.clock.now()) {
+            Decision::Wait { until } => Some(until),
+            Decision::Send { .. } => Some(self.clock.now()),
+            Decision::Idle => None,
+        };
+        let _ = tx.send(Activity {
+            link: e.id.clone(),
+            products,
+            outcome: label,
+            detail,
+            state: e.state,
+            next_due,
+        });
+    }
+
+    /// Operator and API changes made through the store, about once a second.
+    async fn poll_changes(&mut self) {
+        self.heartbeat.beat();
+        let changes = match self.store.changes_since(self.change_seq).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not poll the store for changes");
+                return;
+            }
+        };
+        let (seq, records) = changes;
+        self.change_seq = seq;
+        let now = self.clock.now();
+        for rec in &records {
+            let i = self.table.merge(rec);
+            tracing::debug!(link = %rec.id, state = %rec.state, "link changed in the store");
+            self.consider(i, now);
+        }
+    }
+
+    async fn reload(&mut self) {
+        let Some(reloaded) = super::reload(&self.config_path, &self.store, self.clock).await else {
+            return;
+        };
+        self.rules = reloaded.rules;
+        let now = self.clock.now();
+        for rec in &reloaded.records {
+            let i = self.table.merge(rec);
+            self.consider(i, now);
+        }
+        let kept: std::collections::HashSet<&crate::domain::LinkId> =
+            reloaded.records.iter().map(|r| &r.id).collect();
+        for i in 0..self.table.len() {
+            if !kept.contains(&self.table.get(i).id) {
+                let e = self.table.get_mut(i);
+                e.removed = true;
+                e.refresh_runnable();
+                self.timer.cancel(&mut self.table, i);
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        self.heartbeat.beat();
+        crate::notify::watchdog_ping();
+        self.limiter.tick();
+        super::gauges::publish(&self.table, self.clock.now());
+    }
+
+    fn prune(&self) {
+        let store = self.store.clone();
+        let before = self.clock.now() - self.history_retention;
+        tokio::spawn(async move {
+            match store.prune_attempts(before).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "pruned old attempt history"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not prune attempt history"),
+            }
+        });
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}

@@ -1,0 +1,77 @@
+//! Prometheus metrics with the stable names of DESIGN.md.
+//!
+//! The recorder is process-global (the `metrics` facade has one), installed
+//! once; `/metrics` renders it. Names are constants so that a rename is a
+//! compile error in every place that uses them.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// `linkfresh_requests_total{endpoint,status}`: every MoneyKit call.
+pub const REQUESTS_TOTAL: &str = "linkfresh_requests_total";
+/// `linkfresh_products_requested_total{product}`: products in sent POSTs.
+pub const PRODUCTS_REQUESTED_TOTAL: &str = "linkfresh_products_requested_total";
+/// `linkfresh_rate_limited_total`: 429 answers.
+pub const RATE_LIMITED_TOTAL: &str = "linkfresh_rate_limited_total";
+/// `linkfresh_links{state}`: links per state.
+pub const LINKS: &str = "linkfresh_links";
+/// `linkfresh_due_lag_seconds`: send time minus due time (histogram).
+pub const DUE_LAG_SECONDS: &str = "linkfresh_due_lag_seconds";
+/// `linkfresh_token_refreshes_total`: access tokens obtained.
+pub const TOKEN_REFRESHES_TOTAL: &str = "linkfresh_token_refreshes_total";
+/// `linkfresh_data_age_seconds{product,quantile}`: age of the last
+/// successful request per product across links (0.5, 0.9, 0.99, 1).
+pub const DATA_AGE_SECONDS: &str = "linkfresh_data_age_seconds";
+/// `linkfresh_request_rate_limit`: the current global requests/second after AIMD.
+pub const REQUEST_RATE_LIMIT: &str = "linkfresh_request_rate_limit";
+/// `linkfresh_in_flight`: requests being sent now.
+pub const IN_FLIGHT: &str = "linkfresh_in_flight";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder (once) and returns the handle `/metrics` renders.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(DUE_LAG_SECONDS.to_owned()),
+                    &[
+                        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+                        3600.0,
+                    ],
+                )
+                .expect("bucket list is not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a test harness);
+            // then our handle still renders what we record through it.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(REQUESTS_TOTAL, "MoneyKit requests by endpoint and status");
+    describe_counter!(
+        PRODUCTS_REQUESTED_TOTAL,
+        "Products included in sent refresh POSTs"
+    );
+    describe_counter!(RATE_LIMITED_TOTAL, "429 answers from MoneyKit");
+    describe_gauge!(LINKS, "Links by state");
+    describe_histogram!(DUE_LAG_SECONDS, "Send time minus due time of refresh POSTs");
+    describe_counter!(TOKEN_REFRESHES_TOTAL, "Access tokens obtained");
+    describe_gauge!(
+        DATA_AGE_SECONDS,
+        "Age of the last successful request per product, quantiles across links"
+    );
+    describe_gauge!(
+        REQUEST_RATE_LIMIT,
+        "Global request rate limit after AIMD adjustment"
+    );
+    describe_gauge!(IN_FLIGHT, "Requests in flight");
+}

@@ -1,0 +1,17 @@
+//! The MoneyKit API client and its wire types.
+//!
+//! - [`wire`]: the JSON shapes (shared with the simulator).
+//! - [`outcome`]: typed answers ([`RefreshOutcome`], [`ApiError`], [`AuthError`]).
+//! - `client`: [`MoneyKit`], the HTTP client with its token cache.
+//!
+//! It knows nothing of the store or the schedule.
+
+mod auth;
+mod client;
+pub mod outcome;
+pub mod wire;
+
+pub use auth::renew_after;
+pub use client::{ClientConfig, MoneyKit};
+pub use outcome::{ApiError, AuthError, ClientError, LinkOutcome, LinkPageOutcome, RefreshOutcome};
+pub use wire::{Link, LinkPage, ProductState};

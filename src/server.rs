@@ -1,0 +1,127 @@
+//! The daemon's HTTP server (axum): `/metrics` (Prometheus text), `/healthz`
+//! (the process loop is alive; never touches the database or MoneyKit, so a
+//! slow dependency cannot get the pod killed), `/readyz` (store reachable and
+//! a token obtained) and `/` (a short status page).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::Heartbeat;
+use crate::moneykit::MoneyKit;
+use crate::store::Store;
+
+/// How long the loop may stay silent before `/healthz` fails.
+pub const STALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// Shared handles the handlers read.
+#[derive(Clone)]
+pub struct AppState {
+    metrics: PrometheusHandle,
+    store: Arc<dyn Store>,
+    client: MoneyKit,
+    heartbeat: Heartbeat,
+}
+
+impl AppState {
+    /// Bundles the handles.
+    pub fn new(
+        metrics: PrometheusHandle,
+        store: Arc<dyn Store>,
+        client: MoneyKit,
+        heartbeat: Heartbeat,
+    ) -> Self {
+        Self {
+            metrics,
+            store,
+            client,
+            heartbeat,
+        }
+    }
+}
+
+/// The router, for tests that serve it themselves.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/", get(index))
+        .with_state(state)
+}
+
+/// Serves the router plus `extra` routes (the webhook receiver) until
+/// `cancel` fires.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    extra: Router,
+    cancel: CancellationToken,
+) {
+    let app = router(state).merge(extra);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+    {
+        tracing::error!(error = %e, "server failed");
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    let age = s.heartbeat.age_ms();
+    if age <= STALL_LIMIT.as_millis() as i64 {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("loop silent for {age} ms\n"),
+        )
+            .into_response()
+    }
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    let store = tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await;
+    let store_ok = matches!(store, Ok(Ok(())));
+    let token_ok = s.client.has_fresh_token().await;
+    let body = serde_json::json!({ "config": true, "store": store_ok, "token": token_ok });
+    let status = if store_ok && token_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn index(State(s): State<AppState>) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>linkfresh</title></head><body>\
+         <h1>linkfresh</h1><p>Store: {}</p>\
+         <p><a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p>\
+         </body></html>",
+        html_escape(&s.store.describe())
+    ))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
