@@ -38,3 +38,5 @@ impl PgStore {
 }
 
 super::sql::impl_sql_store!(PgStore, sqlx::Postgres, begin = "BEGIN");
+
+super::fleet::impl_fleet_queries!(PgStore, sqlx::Postgres);

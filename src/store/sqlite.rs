@@ -56,3 +56,5 @@ impl SqliteStore {
 }
 
 super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, begin = "BEGIN IMMEDIATE");
+
+super::fleet::impl_fleet_queries!(SqliteStore, sqlx::Sqlite);
