@@ -209,7 +209,8 @@ fn counts_section(body: &mut String, c: &FleetCounts) {
          <div class=\"card\"><a href=\"/\"><b data-count=\"total\">{}</b>total</a></div>",
         c.total()
     );
-    for (state, n) in &c.by_state {
+    for state in LinkState::ALL.map(LinkState::as_str) {
+        let n = c.by_state.get(state).copied().unwrap_or(0);
         let _ = write!(
             body,
             "<div class=\"card\"><a href=\"/?state={state}\"><b class=\"s-{state}\" data-count=\"{state}\">{n}</b>{state}</a></div>"
