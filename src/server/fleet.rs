@@ -45,10 +45,18 @@ pub struct FleetContext {
     pub admin_token: Option<Secret>,
     /// The daemon's clock.
     pub clock: Clock,
-    /// How long the fleet-wide aggregates are reused between page loads,
-    /// so that a million-link fleet is not re-counted on every refresh.
+    /// How long the fleet-wide aggregates are reused before a background
+    /// task recomputes them, so a million-link fleet is not re-counted on
+    /// every page load (see `summary`).
     pub summary_ttl: Duration,
-    cache: Arc<Mutex<Option<(Instant, Arc<Summary>)>>>,
+    cache: Arc<Mutex<SummaryCache>>,
+}
+
+/// The last aggregates and whether a task is recomputing them.
+#[derive(Default)]
+struct SummaryCache {
+    value: Option<(Instant, Arc<Summary>)>,
+    refreshing: bool,
 }
 
 impl Default for FleetContext {
@@ -58,7 +66,7 @@ impl Default for FleetContext {
 }
 
 impl FleetContext {
-    /// A context with a 2 s aggregate cache.
+    /// A context whose aggregates are recomputed when older than 2 s.
     pub fn new(rules: Rules, admin_token: Option<Secret>, clock: Clock) -> Self {
         Self {
             rules: Arc::new(rules),
@@ -88,14 +96,51 @@ pub fn routes() -> Router<AppState> {
         .route("/links/{id}", get(link_page))
 }
 
+/// The fleet-wide numbers, at most `summary_ttl` old when fresh; an older
+/// value is served at once while one background task recomputes it, so a
+/// page load only pays for the aggregates when there is no value at all.
 async fn summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
-    let ttl = s.fleet.summary_ttl;
-    if let Ok(cache) = s.fleet.cache.lock()
-        && let Some((at, sum)) = cache.as_ref()
-        && at.elapsed() < ttl
-    {
-        return Ok(sum.clone());
+    let stale = {
+        let mut cache = s.fleet.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let current = cache
+            .value
+            .as_ref()
+            .map(|(at, sum)| (at.elapsed(), sum.clone()));
+        match current {
+            Some((age, sum)) if age < s.fleet.summary_ttl || cache.refreshing => return Ok(sum),
+            Some((_, sum)) => {
+                cache.refreshing = true;
+                Some(sum)
+            }
+            None => None,
+        }
+    };
+    match stale {
+        Some(sum) => {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let fresh = compute_summary(&s).await;
+                let mut cache = s.fleet.cache.lock().unwrap_or_else(|e| e.into_inner());
+                cache.refreshing = false;
+                match fresh {
+                    Ok(fresh) => cache.value = Some((Instant::now(), fresh)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "fleet page: could not refresh the aggregates")
+                    }
+                }
+            });
+            Ok(sum)
+        }
+        None => {
+            let fresh = compute_summary(s).await?;
+            let mut cache = s.fleet.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache.value = Some((Instant::now(), fresh.clone()));
+            Ok(fresh)
+        }
     }
+}
+
+async fn compute_summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
     let now = s.fleet.clock.now();
     let store = &s.store;
     let due_from = now;
@@ -110,18 +155,14 @@ async fn summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
         ),
         store.data_age(now),
     )?;
-    let sum = Arc::new(Summary {
+    Ok(Arc::new(Summary {
         counts,
         last_hour,
         last_day,
         due_from,
         due_per_minute,
         ages,
-    });
-    if let Ok(mut cache) = s.fleet.cache.lock() {
-        *cache = Some((Instant::now(), sum.clone()));
-    }
-    Ok(sum)
+    }))
 }
 
 fn failure(s: &AppState, status: StatusCode, what: &str) -> Response {
