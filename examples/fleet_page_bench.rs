@@ -20,7 +20,7 @@ use linkfresh::policy::Rules;
 use linkfresh::secret::Secret;
 use linkfresh::server::fleet::FleetContext;
 use linkfresh::server::{AppState, router};
-use linkfresh::store::{self, FleetQueries as _, Intent, LinkPatch, LinkSource, LinkSpec, Outcome};
+use linkfresh::store::{self, Intent, LinkPatch, LinkSource, LinkSpec, Outcome};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
