@@ -6,6 +6,7 @@
 //! come back to the scheduler → [`outcome`] decides their effect →
 //! [`writer`] group-commits them.
 
+pub mod discovery;
 pub mod dispatch;
 pub mod gauges;
 pub mod limiter;
@@ -233,8 +234,18 @@ impl Application {
         heartbeat.beat();
         let metrics = crate::metrics::install();
         let server_cancel = CancellationToken::new();
+        let admin_token = config
+            .server
+            .admin_token
+            .read("[server] admin_token")
+            .map_err(DaemonError::Config)?;
         let state =
-            crate::server::AppState::new(metrics, store.clone(), client.clone(), heartbeat.clone());
+            crate::server::AppState::new(metrics, store.clone(), client.clone(), heartbeat.clone())
+                .with_fleet(crate::server::fleet::FleetContext::new(
+                    config.rules.clone(),
+                    admin_token,
+                    clock,
+                ));
         let webhooks = crate::webhook::WebhookState::new(
             store.clone(),
             crate::webhook::jwks_url(&config.moneykit.base_url),
@@ -310,6 +321,16 @@ impl Application {
             tracker: tracker.clone(),
         };
         let dispatcher = tokio::spawn(dispatcher.run(jobs_rx, done_tx, dispatch_cancel.clone()));
+        let discovery = config.discovery.enabled.then(|| {
+            let task = discovery::Discovery {
+                store: store.clone(),
+                client: client.clone(),
+                limiter: limiter.clone(),
+                config: config.discovery.clone(),
+                clock,
+            };
+            tokio::spawn(task.run(cancel.clone()))
+        });
 
         let mut scheduler = scheduler::Scheduler {
             table: table::LinkTable::from_records(&records),
@@ -347,6 +368,10 @@ impl Application {
         let ended = scheduler.run(cancel.clone(), drain).await;
         crate::notify::stopping();
         dispatch_cancel.cancel();
+        if let Some(discovery) = discovery {
+            discovery.abort();
+            let _ = discovery.await;
+        }
         let _ = dispatcher.await;
         tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;

@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::domain::{LinkState, Product};
 use crate::moneykit::ApiError;
 use crate::moneykit::wire::LinkStatus;
-use crate::policy::{Decision, Rules, decide};
+use crate::policy::{Decision, Rules, decide, evaluate};
 use crate::store::{LinkPatch, Outcome, ProductPatch, Store};
 
 /// Everything the loop owns or talks to.
@@ -178,7 +178,16 @@ impl Scheduler {
             }
             return;
         }
-        match decide(&e.schedule, &self.rules, now) {
+        let evaluation = evaluate(&e.schedule, &self.rules, now);
+        if !matches!(evaluation.decision, Decision::Send { .. }) {
+            let dues = evaluation
+                .products
+                .iter()
+                .map(|p| (e.id.clone(), p.product, p.due_at))
+                .collect();
+            let _ = self.writes.send(Write::Due(dues));
+        }
+        match evaluation.decision {
             Decision::Send { .. } if e.needs_reconcile => self.queue(
                 i,
                 Job::Read {

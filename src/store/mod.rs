@@ -37,6 +37,7 @@
 //! every batch with `synchronous=FULL`; intents are group-committed
 //! (one transaction per batch) so that either choice stays cheap.
 
+pub mod fleet;
 mod records;
 mod sql;
 
@@ -50,6 +51,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
 
+pub use fleet::FleetQueries;
 pub use records::LinkSource;
 
 /// A moment as the store keeps it (UTC, millisecond precision).
@@ -258,7 +260,7 @@ pub type DueUpdate = (LinkId, Product, Option<Timestamp>);
 /// The persistence boundary of linkfresh; one implementation per database so
 /// the daemon, CLI and server never care which one runs.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: FleetQueries + Send + Sync + 'static {
     /// Makes the stored links match the configuration (idempotent; skipped when
     /// `revision` was already synced). Only `Config`-managed links are removed.
     async fn sync_config(

@@ -137,3 +137,5 @@ async fn after_bulk_write(pool: &PgPool) -> Result<(), StoreError> {
         .await?;
     Ok(())
 }
+
+super::fleet::impl_fleet_queries!(PgStore, sqlx::Postgres);

@@ -156,3 +156,5 @@ async fn after_bulk_write(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::query("PRAGMA optimize").execute(pool).await?;
     Ok(())
 }
+
+super::fleet::impl_fleet_queries!(SqliteStore, sqlx::Sqlite);
