@@ -140,6 +140,14 @@ async fn summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
     }
 }
 
+/// Computes the aggregates once at start, so the first page load is served
+/// from the cache like every later one.
+pub async fn warm(s: AppState) {
+    if let Err(e) = summary(&s).await {
+        tracing::warn!(error = %e, "fleet page: could not compute the aggregates at start");
+    }
+}
+
 async fn compute_summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
     let now = s.fleet.clock.now();
     let store = &s.store;
