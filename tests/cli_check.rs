@@ -237,5 +237,10 @@ fn the_systemd_example_config_passes() {
         .args(["check", "--config", "deploy/systemd/linkfresh.toml"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
