@@ -59,6 +59,15 @@ pub struct Scheduler {
     pub(super) refused: Vec<usize>,
 }
 
+/// Replicas sharing a store wake for a link up to this much after it is due,
+/// at random, afresh each time. They all compute the same due time from the
+/// same state, so without it the same replica (the one whose loop happens to
+/// run first) won most links (measured: 65 of 90 POSTs with three replicas);
+/// with it each due link goes to whichever drew the smallest delay, a fair
+/// share, and the others' claims arrive after the winner's commit and are
+/// refused without contending for row locks. Small against any real window.
+const CLAIM_JITTER_MS: i64 = 250;
+
 /// Pause between reloading a link whose claim was refused and deciding for it
 /// again: if the refusal was a row briefly locked or a lease still held (the
 /// times did not move), the claim is retried at this pace, not in a tight loop.
@@ -231,7 +240,14 @@ impl Scheduler {
                     },
                 )
             }
-            Decision::Wait { until } => self.timer.schedule(&mut self.table, i, until),
+            Decision::Wait { until } => {
+                let until = if self.shared {
+                    until + TimeDelta::milliseconds(rand::random_range(0..CLAIM_JITTER_MS))
+                } else {
+                    until
+                };
+                self.timer.schedule(&mut self.table, i, until)
+            }
             Decision::Idle => self.timer.cancel(&mut self.table, i),
         }
     }
