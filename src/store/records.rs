@@ -68,7 +68,7 @@ pub(crate) fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
 /// A time rounded *up* to the stored millisecond: a claim's known time
 /// compared with the stored (truncated) one must not look older than it is.
 pub(crate) fn ceil_ms(t: Timestamp) -> i64 {
-    ms(t) + i64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0)
+    ms(t) + i64::from(!t.timestamp_subsec_nanos().is_multiple_of(1_000_000))
 }
 
 pub(crate) fn time(ms: i64) -> Result<Timestamp, StoreError> {
