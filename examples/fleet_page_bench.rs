@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
                 link: l.id.clone(),
                 products: both,
                 at: now - TimeDelta::milliseconds(((c * 5_000 + i) * 3_600_000 / n) as i64),
+                claim: None,
             })
             .collect();
         let ids = store.record_intents(&intents).await?;
@@ -63,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
             .zip(&intents)
             .enumerate()
             .map(|(i, (id, intent))| Outcome {
-                attempt: *id,
+                attempt: id.expect("an unguarded intent is always recorded"),
                 link: intent.link.clone(),
                 label: match i % 50 {
                     0 => "rate_limited",

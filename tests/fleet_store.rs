@@ -43,6 +43,7 @@ async fn fleet_queries_answer_from_the_stored_state(db: TestDb) {
             link: specs[i + 3].id.clone(),
             products: both,
             at: t0 + TimeDelta::minutes(i as i64 * 10),
+            claim: None,
         })
         .collect();
     let ids = store.record_intents(&intents).await.unwrap();
@@ -50,7 +51,7 @@ async fn fleet_queries_answer_from_the_stored_state(db: TestDb) {
         .iter()
         .enumerate()
         .map(|(i, label)| Outcome {
-            attempt: ids[i],
+            attempt: ids[i].unwrap(),
             link: intents[i].link.clone(),
             label: (*label).into(),
             status: None,

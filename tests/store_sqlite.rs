@@ -16,6 +16,9 @@ conformance_tests!(TestDb::sqlite;
     operator_controls_bump_the_change_sequence_for_the_daemon,
     pruning_removes_only_attempts_older_than_the_cutoff,
     due_times_and_removal_by_api_are_stored,
+    a_claim_on_a_stale_view_is_refused_and_writes_nothing,
+    a_lease_holds_off_other_replicas_until_released_or_expired,
+    two_replicas_claiming_the_same_links_at_once_never_both_win,
 );
 
 #[tokio::test]

@@ -296,6 +296,18 @@ impl Application {
             }
         }
 
+        // The claims mark first: a claim committed while the links load is
+        // merged by the first poll rather than missed.
+        let shared = is_shared(&config.database.url);
+        let claim_seq = if shared {
+            store
+                .claims_since(i64::MAX)
+                .await
+                .context("while reading the store's claim sequence")?
+                .0
+        } else {
+            0
+        };
         let records = store
             .load_links()
             .await
@@ -319,6 +331,8 @@ impl Application {
             in_flight: Arc::new(Semaphore::new(config.moneykit.max_in_flight as usize)),
             clock,
             tracker: tracker.clone(),
+            replica: replica_id(),
+            lease: TimeDelta::from_std(config.database.lease).unwrap_or(TimeDelta::seconds(15)),
         };
         let dispatcher = tokio::spawn(dispatcher.run(jobs_rx, done_tx, dispatch_cancel.clone()));
         let discovery = config.discovery.enabled.then(|| {
@@ -350,6 +364,9 @@ impl Application {
             in_flight: 0,
             history_retention: TimeDelta::from_std(config.database.history_retention)
                 .unwrap_or(TimeDelta::days(30)),
+            shared,
+            claim_seq,
+            refused: Vec::new(),
         };
         drop(records);
         scheduler.start();
@@ -388,6 +405,29 @@ impl Application {
             scheduler::Ended::Fatal(msg) => Err(DaemonError::Runtime(anyhow::anyhow!(msg))),
         }
     }
+}
+
+/// Whether other replicas may share this store (PostgreSQL): only then is
+/// polling for their claims worth a query a second.
+fn is_shared(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
+}
+
+/// The claim owner name of this process: host (the pod name on Kubernetes),
+/// pid and a random suffix, so that a restarted replica never mistakes its
+/// predecessor's leases for its own; those simply expire.
+pub fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "linkfresh".to_owned());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 fn dispatch_limiter(config: &Config) -> limiter::Limiter {

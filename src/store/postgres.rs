@@ -60,7 +60,10 @@ super::sql::impl_sql_store!(
     sqlx::Postgres,
     begin = "BEGIN",
     numbered = true,
-    json_page = super::JSON_PAGE
+    json_page = super::JSON_PAGE,
+    lock = " FOR UPDATE SKIP LOCKED",
+    next_seq = "nextval('link_intent_seq')",
+    overlap = 1024
 );
 
 /// Upserts links and their schedule rows from column arrays (`UNNEST`): one
@@ -139,3 +142,22 @@ async fn after_bulk_write(pool: &PgPool) -> Result<(), StoreError> {
 }
 
 super::fleet::impl_fleet_queries!(PgStore, sqlx::Postgres);
+/// Key of the advisory lock that serializes `sync_config` ("lfsync").
+const SYNC_LOCK: i64 = 0x6c66_7379_6e63;
+
+/// Serializes `sync_config` across replicas: a transaction-scoped advisory
+/// lock, held by the returned transaction until it commits or is dropped
+/// (rolled back), so a crashed replica never leaves it behind. Concurrent
+/// upserts of the same rows would be correct without it, but each would
+/// rewrite every link; with it, the replicas after the first find the
+/// revision synced and skip.
+async fn lock_sync(
+    pool: &PgPool,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SYNC_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(Some(tx))
+}

@@ -65,6 +65,12 @@ pub(crate) fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
     t.map(ms)
 }
 
+/// A time rounded *up* to the stored millisecond: a claim's known time
+/// compared with the stored (truncated) one must not look older than it is.
+pub(crate) fn ceil_ms(t: Timestamp) -> i64 {
+    ms(t) + i64::from(!t.timestamp_subsec_nanos().is_multiple_of(1_000_000))
+}
+
 pub(crate) fn time(ms: i64) -> Result<Timestamp, StoreError> {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} ms is out of range")))
@@ -394,6 +400,15 @@ mod tests {
             multi_row(head, "?", 2, ")", false),
             "UPDATE t SET at = ? WHERE id IN (?, ?)"
         );
+    }
+
+    #[test]
+    fn known_times_round_up_to_the_stored_millisecond() {
+        let t = DateTime::<Utc>::from_timestamp(1_750_000_000, 1_500_000).unwrap();
+        assert_eq!(ms(t), 1_750_000_000_001);
+        assert_eq!(ceil_ms(t), 1_750_000_000_002);
+        let whole = DateTime::<Utc>::from_timestamp(1_750_000_000, 2_000_000).unwrap();
+        assert_eq!(ceil_ms(whole), ms(whole));
     }
 
     #[test]

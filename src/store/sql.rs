@@ -37,6 +37,15 @@ pub(crate) fn select_one() -> String {
     )
 }
 
+/// Links stamped by claims or released leases after `$1` (see `claims_since`).
+pub(crate) fn select_claimed() -> String {
+    format!(
+        "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM links l \
+         LEFT JOIN schedules s ON s.link_id = l.id WHERE l.intent_seq > $1 AND l.removed = FALSE \
+         ORDER BY l.id"
+    )
+}
+
 pub(crate) fn select_changed() -> String {
     format!(
         "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM links l \
@@ -120,14 +129,23 @@ pub(crate) const REMEMBER_DELIVERY: &str = "INSERT INTO webhook_deliveries \
 /// `$json_page` the backend's query for one page of links as a JSON document
 /// (see [`parse_page`](super::records::parse_page)): `$1` the last id of the
 /// previous page, `$2` the page size; it returns the document and the page's
-/// last id.
+/// last id. `$lock` is appended to the claim's reads of the link and its
+/// schedule rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite's
+/// `BEGIN IMMEDIATE` already excludes other writers), `$next_seq` the SQL
+/// expression of the next `links.intent_seq`, and `$overlap` how far below
+/// its high-water mark `claims_since` re-reads (stamps that may commit out of
+/// order). The backend module also provides `lock_sync`, which serializes
+/// `sync_config` across processes where that matters.
 macro_rules! impl_sql_store {
     (
         $store:ident,
         $db:ty,
         begin = $begin:literal,
         numbered = $numbered:literal,
-        json_page = $json_page:expr
+        json_page = $json_page:expr,
+        lock = $lock:literal,
+        next_seq = $next_seq:literal,
+        overlap = $overlap:literal
     ) => {
         mod shared_impl {
             use std::collections::HashMap;
@@ -138,13 +156,13 @@ macro_rules! impl_sql_store {
             use super::$store;
             use $crate::domain::{LinkId, Product, ProductSet};
             use $crate::store::records::{
-                self, bits, decode_prev, encode_prev, finish, from_bits, ms, multi_row,
+                self, bits, ceil_ms, decode_prev, encode_prev, finish, from_bits, ms, multi_row,
                 opt_ms, opt_time, time, Existing, RawLink, RawSchedule,
             };
             use $crate::store::sql::{self, *};
             use $crate::store::{
-                AttemptId, AttemptRecord, DueUpdate, Intent, LinkPatch, LinkRecord, LinkSpec,
-                Outcome, Store, StoreError, SyncReport, Timestamp,
+                AttemptId, AttemptRecord, Claim, DueUpdate, Intent, LinkPatch, LinkRecord,
+                LinkSpec, Outcome, Store, StoreError, SyncReport, Timestamp,
             };
 
             type Db = $db;
@@ -213,6 +231,70 @@ macro_rules! impl_sql_store {
                 )
                 .fetch_one(conn)
                 .await?)
+            }
+
+            /// The guard of a claimed intent (see "Several replicas" in the
+            /// store docs): locks the link and its schedule rows without
+            /// waiting, checks the lease and the known times, and takes the
+            /// lease. False (nothing written) when the claim is refused.
+            async fn claim(conn: &mut Conn, intent: &Intent, claim: &Claim) -> Result<bool, StoreError> {
+                let lease = sqlx::query(concat!(
+                    "SELECT lease_owner, lease_until FROM links WHERE id = $1 AND removed = FALSE",
+                    $lock
+                ))
+                .bind(intent.link.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(lease) = lease else {
+                    // Unknown, removed, or being written by another transaction.
+                    return Ok(false);
+                };
+                let owner: Option<String> = lease.try_get(0)?;
+                let until: Option<i64> = lease.try_get(1)?;
+                if let (Some(owner), Some(until)) = (owner, until) {
+                    if owner != claim.owner && until > ms(intent.at) {
+                        return Ok(false);
+                    }
+                }
+                let rows = sqlx::query(concat!(
+                    "SELECT product, last_requested_at FROM schedules WHERE link_id = $1",
+                    $lock
+                ))
+                .bind(intent.link.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
+                for product in intent.products.iter() {
+                    // A row missing here is being written elsewhere (schedule
+                    // rows exist for every product of a stored link): refuse.
+                    let Some(row) = rows.iter().find(|r| {
+                        r.try_get::<&str, _>(0).is_ok_and(|p| p == product.as_str())
+                    }) else {
+                        return Ok(false);
+                    };
+                    let stored: Option<i64> = row.try_get(1)?;
+                    let known = claim
+                        .known
+                        .iter()
+                        .find(|(p, _)| *p == product)
+                        .and_then(|(_, at)| *at)
+                        .map(ceil_ms);
+                    match (stored, known) {
+                        (None, _) => {}
+                        (Some(stored), Some(known)) if stored <= known => {}
+                        _ => return Ok(false),
+                    }
+                }
+                sqlx::query(concat!(
+                    "UPDATE links SET lease_owner = $2, lease_until = $3, intent_seq = ",
+                    $next_seq,
+                    " WHERE id = $1"
+                ))
+                .bind(intent.link.as_str())
+                .bind(claim.owner.as_str())
+                .bind(ms(claim.lease_until))
+                .execute(&mut *conn)
+                .await?;
+                Ok(true)
             }
 
             /// Link rows and their schedule rows; the bulk form is the
@@ -331,6 +413,10 @@ macro_rules! impl_sql_store {
                     links: &[LinkSpec],
                     now: Timestamp,
                 ) -> Result<SyncReport, StoreError> {
+                    // Replicas starting together all sync the same config: the
+                    // first does the work, the others wait for it and then
+                    // find the revision synced.
+                    let lock = super::lock_sync(&self.pool).await?;
                     let stored: Option<String> =
                         sqlx::query_scalar("SELECT revision FROM config_revision WHERE id = 1")
                             .fetch_optional(&self.pool)
@@ -382,6 +468,9 @@ macro_rules! impl_sql_store {
                     .bind(ms(now))
                     .execute(&self.pool)
                     .await?;
+                    if let Some(lock) = lock {
+                        lock.commit().await?;
+                    }
                     tracing::info!(report = ?plan.report, "configuration synced");
                     Ok(plan.report)
                 }
@@ -448,10 +537,19 @@ macro_rules! impl_sql_store {
                 }
 
                 #[tracing::instrument(skip_all, fields(intents = intents.len()))]
-                async fn record_intents(&self, intents: &[Intent]) -> Result<Vec<AttemptId>, StoreError> {
+                async fn record_intents(
+                    &self,
+                    intents: &[Intent],
+                ) -> Result<Vec<Option<AttemptId>>, StoreError> {
                     let mut tx = self.begin_write().await?;
                     let mut ids = Vec::with_capacity(intents.len());
                     for intent in intents {
+                        if let Some(c) = &intent.claim {
+                            if !claim(&mut tx, intent, c).await? {
+                                ids.push(None);
+                                continue;
+                            }
+                        }
                         let rows = sqlx::query(
                             "SELECT product, last_requested_at FROM schedules WHERE link_id = $1",
                         )
@@ -468,13 +566,14 @@ macro_rules! impl_sql_store {
                             }
                         }
                         let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO attempts (link_id, products, intent_at, prev_requested) \
-                             VALUES ($1, $2, $3, $4) RETURNING id",
+                            "INSERT INTO attempts (link_id, products, intent_at, prev_requested, replica) \
+                             VALUES ($1, $2, $3, $4, $5) RETURNING id",
                         )
                         .bind(intent.link.as_str())
                         .bind(bits(intent.products))
                         .bind(ms(intent.at))
                         .bind(encode_prev(&prev))
+                        .bind(intent.claim.as_ref().map(|c| c.owner.as_str()))
                         .fetch_one(&mut *tx)
                         .await?;
                         for product in intent.products.iter() {
@@ -489,7 +588,7 @@ macro_rules! impl_sql_store {
                             .execute(&mut *tx)
                             .await?;
                         }
-                        ids.push(id);
+                        ids.push(Some(id));
                     }
                     tx.commit().await?;
                     Ok(ids)
@@ -502,7 +601,7 @@ macro_rules! impl_sql_store {
                         let row = sqlx::query(
                             "UPDATE attempts SET outcome = $2, status = $3, detail = $4, \
                              finished_at = $5 WHERE id = $1 AND link_id = $6 \
-                             RETURNING intent_at, prev_requested",
+                             RETURNING intent_at, prev_requested, replica",
                         )
                         .bind(o.attempt)
                         .bind(o.label.as_str())
@@ -512,6 +611,24 @@ macro_rules! impl_sql_store {
                         .bind(o.link.as_str())
                         .fetch_optional(&mut *tx)
                         .await?;
+                        // The link row first (as every other writer locks it),
+                        // and only this attempt's replica's lease.
+                        let replica: Option<String> = match &row {
+                            Some(row) => row.try_get(2)?,
+                            None => None,
+                        };
+                        if let Some(replica) = replica {
+                            sqlx::query(concat!(
+                                "UPDATE links SET lease_owner = NULL, lease_until = NULL, \
+                                 intent_seq = ",
+                                $next_seq,
+                                " WHERE id = $1 AND lease_owner = $2"
+                            ))
+                            .bind(o.link.as_str())
+                            .bind(replica)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
                         match (&row, o.patch.restore_requested) {
                             (Some(row), true) => {
                                 let intent_at: i64 = row.try_get(0)?;
@@ -649,6 +766,23 @@ macro_rules! impl_sql_store {
                     }
                     let rows = sqlx::query(AssertSqlSafe(select_changed()))
                         .bind(seq)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let mut out = Vec::new();
+                    group(&rows, &mut out)?;
+                    Ok((high, out))
+                }
+
+                async fn claims_since(&self, seq: i64) -> Result<(i64, Vec<LinkRecord>), StoreError> {
+                    let high: i64 =
+                        sqlx::query_scalar("SELECT COALESCE(MAX(intent_seq), 0) FROM links")
+                            .fetch_one(&self.pool)
+                            .await?;
+                    if high <= seq {
+                        return Ok((high, Vec::new()));
+                    }
+                    let rows = sqlx::query(AssertSqlSafe(select_claimed()))
+                        .bind((seq - $overlap).max(0))
                         .fetch_all(&self.pool)
                         .await?;
                     let mut out = Vec::new();

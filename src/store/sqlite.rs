@@ -82,7 +82,10 @@ super::sql::impl_sql_store!(
     sqlx::Sqlite,
     begin = "BEGIN IMMEDIATE",
     numbered = false,
-    json_page = super::JSON_PAGE
+    json_page = super::JSON_PAGE,
+    lock = "",
+    next_seq = "(SELECT COALESCE(MAX(intent_seq), 0) + 1 FROM links)",
+    overlap = 0
 );
 
 /// Upserts links and their schedule rows with multi-row `VALUES` statements
@@ -158,3 +161,10 @@ async fn after_bulk_write(pool: &SqlitePool) -> Result<(), StoreError> {
 }
 
 super::fleet::impl_fleet_queries!(SqliteStore, sqlx::Sqlite);
+/// One process owns a SQLite file: `sync_config` needs no cross-process lock
+/// (and `BEGIN IMMEDIATE` serializes its writes anyway).
+async fn lock_sync(
+    _pool: &SqlitePool,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Sqlite>>, StoreError> {
+    Ok(None)
+}
