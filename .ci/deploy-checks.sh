@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Offline checks for deploy/: the systemd unit, the Kubernetes manifests and the
-# container recipe. Installs what it needs on a fresh Debian/Ubuntu machine
+# Offline checks for deploy/: the systemd unit, the Kubernetes manifests (and
+# overlays) and the container recipe. Installs what it needs on a fresh Debian/Ubuntu machine
 # (apt-get, as root) and is quick when it is already there.
 #
 #   .ci/deploy-checks.sh            # from anywhere; exits non-zero on any FAIL
@@ -128,8 +128,17 @@ check_k8s_validate() {
     local f out rc kv_args=(--strict)
     [[ -n ${KUBERNETES_VERSION:-} ]] && kv_args+=(-k "$KUBERNETES_VERSION")
     shopt -s nullglob
-    local files=("$K8S_DIR"/manifests/*.yaml "$K8S_DIR"/manifests/*.yml)
+    # Overlays: their own full objects (kustomization.yaml is no object; the
+    # strategic-merge patches under patches/ are partial by nature and are
+    # checked in the rendered output by check_k8s_overlays).
+    local files=("$K8S_DIR"/manifests/*.yaml "$K8S_DIR"/manifests/*.yml
+        "$K8S_DIR"/overlays/*/*.yaml "$K8S_DIR"/overlays/*/*.yml)
     shopt -u nullglob
+    local kept=()
+    for f in "${files[@]}"; do
+        [[ $(basename "$f") == kustomization.y*ml ]] || kept+=("$f")
+    done
+    files=("${kept[@]}")
     if [[ ${#files[@]} -eq 0 ]]; then
         fail k8s-validate "no manifests under $K8S_DIR/manifests"
         return
@@ -149,8 +158,10 @@ check_k8s_validate() {
 
 # kustomization.yaml must list exactly the plain manifests, so that
 # `kubectl apply -k deploy/kubernetes` == `kubectl apply -f deploy/kubernetes/manifests`.
+# manifests/Kustomization (the overlays' base; no .yaml extension so that
+# `apply -f manifests` skips it) must list the same files.
 check_kustomization() {
-    local listed present
+    local listed present base
     listed=$(sed -nE 's/^[[:space:]]*-[[:space:]]*(manifests\/[^[:space:]#]+).*/\1/p' "$K8S_DIR/kustomization.yaml" | sort)
     present=$(cd "$K8S_DIR" && find manifests -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
     if [[ $listed == "$present" ]]; then
@@ -159,6 +170,64 @@ check_kustomization() {
         fail k8s-kustomization "resources differ from files in $K8S_DIR/manifests"
         show "$(diff <(echo "$listed") <(echo "$present") || true)"
     fi
+    if [[ -f $K8S_DIR/manifests/Kustomization ]]; then
+        base=$(sed -nE 's/^[[:space:]]*-[[:space:]]*([^[:space:]#]+\.ya?ml).*/manifests\/\1/p' "$K8S_DIR/manifests/Kustomization" | sort)
+        if [[ $base == "$present" ]]; then
+            pass k8s-kustomization "manifests/Kustomization (overlay base) lists the same manifests"
+        else
+            fail k8s-kustomization "manifests/Kustomization differs from files in $K8S_DIR/manifests"
+            show "$(diff <(echo "$base") <(echo "$present") || true)"
+        fi
+    fi
+}
+
+# Each overlay: every file it names exists, and, when kustomize (or kubectl,
+# which embeds it) is installed, its rendered output validates strictly, so
+# the partial patches are checked in the objects they produce.
+check_k8s_overlays() {
+    local dir name refs ref missing render out rc kv_args=(--strict)
+    [[ -n ${KUBERNETES_VERSION:-} ]] && kv_args+=(-k "$KUBERNETES_VERSION")
+    if command -v kustomize >/dev/null 2>&1; then
+        render=(kustomize build)
+    elif command -v kubectl >/dev/null 2>&1; then
+        render=(kubectl kustomize)
+    else
+        render=()
+    fi
+    shopt -s nullglob
+    for dir in "$K8S_DIR"/overlays/*/; do
+        dir=${dir%/}
+        name=$(basename "$dir")
+        missing=()
+        refs=$(sed -nE 's/^[[:space:]]*-[[:space:]]*(path:[[:space:]]*)?([^[:space:]#]+).*/\2/p' "$dir/kustomization.yaml")
+        while read -r ref; do
+            [[ -z $ref || -e $dir/$ref ]] || missing+=("$ref")
+        done <<<"$refs"
+        if [[ ${#missing[@]} -gt 0 ]]; then
+            fail k8s-overlay "$name: kustomization.yaml names missing ${missing[*]}"
+            continue
+        fi
+        if [[ ${#render[@]} -eq 0 ]]; then
+            pass k8s-overlay "$name: files present (render skipped: no kustomize or kubectl)"
+            continue
+        fi
+        rc=0
+        out=$("${render[@]}" "$dir" 2>&1 >"$tmp/overlay-$name.yaml") || rc=$?
+        if [[ $rc -ne 0 ]]; then
+            fail k8s-overlay "$name: ${render[*]} failed (exit $rc)"
+            show "$out"
+            continue
+        fi
+        rc=0
+        out=$("$KV" "${kv_args[@]}" "$tmp/overlay-$name.yaml" 2>&1) || rc=$?
+        if [[ $rc -eq 0 ]] && ! grep -qE '^(WARN|ERROR)' <<<"$out"; then
+            pass k8s-overlay "$name: rendered with ${render[*]}, $(grep -c '^kind:' "$tmp/overlay-$name.yaml") objects valid"
+        else
+            fail k8s-overlay "$name: rendered output (exit $rc)"
+            show "$out"
+        fi
+    done
+    shopt -u nullglob
 }
 
 # The config must be mounted as a directory: a subPath mount never sees
@@ -228,6 +297,7 @@ check_verify
 check_security
 check_k8s_validate
 check_kustomization
+check_k8s_overlays
 check_no_subpath
 check_toml
 check_dockerfile

@@ -148,7 +148,15 @@ impl Report {
     }
 
     /// A figure with an optional target and verdict; `key` also goes into the JSON.
-    fn row(&mut self, key: &str, label: &str, value: Value, shown: String, target: &str, ok: Option<bool>) {
+    fn row(
+        &mut self,
+        key: &str,
+        label: &str,
+        value: Value,
+        shown: String,
+        target: &str,
+        ok: Option<bool>,
+    ) {
         self.json.insert(key.into(), value);
         if let Some(ok) = ok {
             self.json.insert(format!("{key}_ok"), json!(ok));
@@ -161,11 +169,33 @@ impl Report {
     }
 
     fn print(&self) {
-        let w0 = self.rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(6);
-        let w1 = self.rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(5);
-        let w2 = self.rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max(6);
+        let w0 = self
+            .rows
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let w1 = self
+            .rows
+            .iter()
+            .map(|r| r.1.len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        let w2 = self
+            .rows
+            .iter()
+            .map(|r| r.2.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
         let mut out = format!("\n== {} ==\n", self.scenario);
-        let _ = writeln!(out, "{:<w0$}  {:>w1$}  {:<w2$}  verdict", "figure", "value", "target");
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:>w1$}  {:<w2$}  verdict",
+            "figure", "value", "target"
+        );
         for (label, value, target, ok) in &self.rows {
             let verdict = match ok {
                 Some(true) => "ok",
@@ -320,7 +350,9 @@ fn file_size(p: &Path) -> u64 {
 
 fn store_bytes(db: &Path) -> u64 {
     let s = db.to_string_lossy();
-    file_size(db) + file_size(Path::new(&format!("{s}-wal"))) + file_size(Path::new(&format!("{s}-shm")))
+    file_size(db)
+        + file_size(Path::new(&format!("{s}-wal")))
+        + file_size(Path::new(&format!("{s}-shm")))
 }
 
 // ---------------------------------------------------------------- configuration
@@ -349,7 +381,12 @@ fn link_id(prefix: &str, i: usize) -> String {
 }
 
 /// Writes `links.txt` and `linkfresh.toml` (daemon config plus `[sim]`).
-fn write_config(dir: &Path, s: &Setup, base_url: &str, listen: std::net::SocketAddr) -> Result<PathBuf> {
+fn write_config(
+    dir: &Path,
+    s: &Setup,
+    base_url: &str,
+    listen: std::net::SocketAddr,
+) -> Result<PathBuf> {
     let mut links = String::with_capacity(s.links * 64);
     for i in 0..s.links {
         links.push_str(&link_id(s.prefix, i));
@@ -424,10 +461,11 @@ enrichment = "{d}"
     Ok(path)
 }
 
-
 fn start_daemon(dir: &Path, config: &Path, log: &str, name: &str) -> Result<Proc> {
     let mut cmd = Command::new(linkfresh_bin()?);
-    cmd.args(["run", "--config"]).arg(config).env("RUST_LOG", log);
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", log);
     Proc::spawn(name, cmd, dir)
 }
 
@@ -447,10 +485,10 @@ async fn get_json(c: &reqwest::Client, url: &str) -> Result<Value> {
 async fn wait_up(c: &reqwest::Client, url: &str, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if let Ok(r) = c.get(url).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
+        if let Ok(r) = c.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -503,7 +541,11 @@ fn lag_histogram(text: &str) -> Vec<(f64, u64)> {
         let Some((le, tail)) = rest.split_once("\"}") else {
             continue;
         };
-        let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or(f64::NAN)
+        };
         let n = tail.trim().parse::<f64>().unwrap_or(0.0) as u64;
         out.push((le, n));
     }
@@ -572,7 +614,10 @@ async fn fleet(args: &Args, dir: &Path) -> Result<Report> {
     };
     let t = Instant::now();
     let config = write_config(dir, &setup, &base_url, free_addr()?)?;
-    eprintln!("fleet-1m: wrote {n} links in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "fleet-1m: wrote {n} links in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     // linkfresh check: a separate process, wall clock.
     let t = Instant::now();
@@ -585,7 +630,14 @@ async fn fleet(args: &Args, dir: &Path) -> Result<Report> {
     if !out.status.success() {
         bail!("check failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    report.row("check_s", "linkfresh check", json!(check_s), format!("{check_s:.2} s"), "< 5 s", Some(check_s < 5.0));
+    report.row(
+        "check_s",
+        "linkfresh check",
+        json!(check_s),
+        format!("{check_s:.2} s"),
+        "< 5 s",
+        Some(check_s < 5.0),
+    );
 
     let mut sim_cmd = Command::new(linkfresh_bin()?);
     sim_cmd
@@ -593,7 +645,12 @@ async fn fleet(args: &Args, dir: &Path) -> Result<Report> {
         .arg(&config)
         .env("RUST_LOG", "warn");
     let mut sim = Proc::spawn("sim", sim_cmd, dir)?;
-    wait_up(&c, &format!("{base_url}/_sim/stats"), Duration::from_secs(30)).await?;
+    wait_up(
+        &c,
+        &format!("{base_url}/_sim/stats"),
+        Duration::from_secs(30),
+    )
+    .await?;
 
     let mut first_post = None;
     let mut hwm_series = Vec::new();
@@ -636,20 +693,62 @@ async fn fleet(args: &Args, dir: &Path) -> Result<Report> {
         let hwm_mib = hwm as f64 / 1024.0;
         if round == 0 {
             first_post = Some(first);
-            report.row("first_post_s", "start to first POST (empty store)", json!(first), format!("{first:.2} s"), "< 10 s", Some(first < 10.0));
-            report.row("vmhwm_mib", &format!("peak RSS (VmHWM) after {run_secs} s"), json!(hwm_mib), format!("{hwm_mib:.0} MiB"), "< 512 MiB", Some(hwm_mib < 512.0));
+            report.row(
+                "first_post_s",
+                "start to first POST (empty store)",
+                json!(first),
+                format!("{first:.2} s"),
+                "< 10 s",
+                Some(first < 10.0),
+            );
+            report.row(
+                "vmhwm_mib",
+                &format!("peak RSS (VmHWM) after {run_secs} s"),
+                json!(hwm_mib),
+                format!("{hwm_mib:.0} MiB"),
+                "< 512 MiB",
+                Some(hwm_mib < 512.0),
+            );
         } else {
-            report.row("restart_first_post_s", "start to first POST (restart)", json!(first), format!("{first:.2} s"), "< 10 s", Some(first < 10.0));
-            report.row("restart_vmhwm_mib", "peak RSS (VmHWM), restart", json!(hwm_mib), format!("{hwm_mib:.0} MiB"), "< 512 MiB", Some(hwm_mib < 512.0));
+            report.row(
+                "restart_first_post_s",
+                "start to first POST (restart)",
+                json!(first),
+                format!("{first:.2} s"),
+                "< 10 s",
+                Some(first < 10.0),
+            );
+            report.row(
+                "restart_vmhwm_mib",
+                "peak RSS (VmHWM), restart",
+                json!(hwm_mib),
+                format!("{hwm_mib:.0} MiB"),
+                "< 512 MiB",
+                Some(hwm_mib < 512.0),
+            );
         }
     }
     let _ = first_post;
     let db = dir.join("linkfresh.db");
     let size = store_bytes(&db) as f64 / 1024.0 / 1024.0;
-    report.row("store_mib", "store size (db + wal)", json!(size), format!("{size:.0} MiB"), "reported", None);
+    report.row(
+        "store_mib",
+        "store size (db + wal)",
+        json!(size),
+        format!("{size:.0} MiB"),
+        "reported",
+        None,
+    );
     let stats = get_json(&c, &format!("{base_url}/_sim/stats")).await?;
     let v = stats["violations"].as_u64().unwrap_or(0);
-    report.row("violations", "window violations", json!(v), v.to_string(), "0", Some(v == 0));
+    report.row(
+        "violations",
+        "window violations",
+        json!(v),
+        v.to_string(),
+        "0",
+        Some(v == 0),
+    );
     report.info("runs", json!(hwm_series));
     sim.stop(Duration::from_secs(5));
     Ok(report)
@@ -745,11 +844,17 @@ async fn throughput(args: &Args, dir: &Path) -> Result<Report> {
         .arg(&config)
         .env("RUST_LOG", "warn");
     let mut sim = Proc::spawn("sim", sim_cmd, dir)?;
-    wait_up(&c, &format!("{base_url}/_sim/stats"), Duration::from_secs(30)).await?;
+    wait_up(
+        &c,
+        &format!("{base_url}/_sim/stats"),
+        Duration::from_secs(30),
+    )
+    .await?;
 
     // 1. The bare loop against the same simulator.
     let sim_cpu0 = cpu_seconds(sim.pid());
-    let (bare, bare_ok, bare_other) = bare_loop(&base_url, n, args.in_flight, args.bare_seconds).await?;
+    let (bare, bare_ok, bare_other) =
+        bare_loop(&base_url, n, args.in_flight, args.bare_seconds).await?;
     let sim_cpu_bare = (cpu_seconds(sim.pid()) - sim_cpu0) / (args.bare_seconds as f64 + 2.0);
     eprintln!("throughput: bare loop {bare:.0} POSTs/s ({bare_ok} ok, {bare_other} other)");
 
@@ -805,10 +910,38 @@ async fn throughput(args: &Args, dir: &Path) -> Result<Report> {
     let durable_rate = durable as f64 / ((t1_ms - t0_ms) as f64 / 1000.0);
     let ratio = durable_rate / bare;
 
-    report.row("bare_posts_per_s", "bare HTTP loop (no store)", json!(bare), format!("{bare:.0} /s"), "reference", None);
-    report.row("sim_accepted_per_s", "daemon, 202s seen by the sim", json!(sim_rate), format!("{sim_rate:.0} /s"), "", None);
-    report.row("durable_posts_per_s", &format!("daemon, durable POSTs over {secs} s"), json!(durable_rate), format!("{durable_rate:.0} /s"), ">= 5000 /s", Some(durable_rate >= 5000.0));
-    report.row("ratio", "daemon / bare loop", json!(ratio), format!("{ratio:.2}"), ">= 0.50", Some(ratio >= 0.5));
+    report.row(
+        "bare_posts_per_s",
+        "bare HTTP loop (no store)",
+        json!(bare),
+        format!("{bare:.0} /s"),
+        "reference",
+        None,
+    );
+    report.row(
+        "sim_accepted_per_s",
+        "daemon, 202s seen by the sim",
+        json!(sim_rate),
+        format!("{sim_rate:.0} /s"),
+        "",
+        None,
+    );
+    report.row(
+        "durable_posts_per_s",
+        &format!("daemon, durable POSTs over {secs} s"),
+        json!(durable_rate),
+        format!("{durable_rate:.0} /s"),
+        ">= 5000 /s",
+        Some(durable_rate >= 5000.0),
+    );
+    report.row(
+        "ratio",
+        "daemon / bare loop",
+        json!(ratio),
+        format!("{ratio:.2}"),
+        ">= 0.50",
+        Some(ratio >= 0.5),
+    );
     report.info("non_202_posts", json!(all_posts - accepted));
     report.info("intents_without_outcome", json!(pending));
     report.info("clean_stop", json!(clean));
@@ -816,9 +949,23 @@ async fn throughput(args: &Args, dir: &Path) -> Result<Report> {
     report.info("sim_cpu_cores", json!(cpu_s));
     report.info("sim_cpu_cores_bare", json!(sim_cpu_bare));
     report.info("daemon_vmhwm_mib", json!(hwm as f64 / 1024.0));
-    report.row("cpu", "CPU cores: daemon / sim", json!([cpu_d, cpu_s]), format!("{cpu_d:.2} / {cpu_s:.2}"), "", None);
+    report.row(
+        "cpu",
+        "CPU cores: daemon / sim",
+        json!([cpu_d, cpu_s]),
+        format!("{cpu_d:.2} / {cpu_s:.2}"),
+        "",
+        None,
+    );
     let v = s1["violations"].as_u64().unwrap_or(0);
-    report.row("violations", "window violations", json!(v), v.to_string(), "0", Some(v == 0));
+    report.row(
+        "violations",
+        "window violations",
+        json!(v),
+        v.to_string(),
+        "0",
+        Some(v == 0),
+    );
     sim.stop(Duration::from_secs(5));
     Ok(report)
 }
@@ -858,11 +1005,27 @@ async fn lateness(args: &Args, dir: &Path) -> Result<Report> {
         .arg(&config)
         .env("RUST_LOG", "warn");
     let mut sim = Proc::spawn("sim", sim_cmd, dir)?;
-    wait_up(&c, &format!("{base_url}/_sim/stats"), Duration::from_secs(30)).await?;
+    wait_up(
+        &c,
+        &format!("{base_url}/_sim/stats"),
+        Duration::from_secs(30),
+    )
+    .await?;
     let mut daemon = start_daemon(dir, &config, &args.daemon_log, "daemon")?;
     let pid = daemon.pid();
-    wait_up(&c, &format!("http://{listen}/metrics"), Duration::from_secs(60)).await?;
-    let h0 = lag_histogram(&c.get(format!("http://{listen}/metrics")).send().await?.text().await?);
+    wait_up(
+        &c,
+        &format!("http://{listen}/metrics"),
+        Duration::from_secs(60),
+    )
+    .await?;
+    let h0 = lag_histogram(
+        &c.get(format!("http://{listen}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?,
+    );
     let t0_ms = now_ms();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(secs) {
@@ -872,7 +1035,13 @@ async fn lateness(args: &Args, dir: &Path) -> Result<Report> {
         }
     }
     let t1_ms = now_ms();
-    let h1 = lag_histogram(&c.get(format!("http://{listen}/metrics")).send().await?.text().await?);
+    let h1 = lag_histogram(
+        &c.get(format!("http://{listen}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?,
+    );
     let stats = get_json(&c, &format!("{base_url}/_sim/stats")).await?;
     let (hwm, _) = memory_kib(pid);
     let cpu = cpu_seconds(pid) / (secs as f64);
@@ -893,10 +1062,11 @@ async fn lateness(args: &Args, dir: &Path) -> Result<Report> {
     let mut late = Vec::new();
     let mut prev: Option<(&str, i64)> = None;
     for (link, at, outcome) in &rows {
-        if let Some((pl, pat)) = prev {
-            if pl == link && *at >= t0_ms {
-                late.push((at - (pat + spacing_ms)) as f64 / 1000.0);
-            }
+        if let Some((pl, pat)) = prev
+            && pl == link
+            && *at >= t0_ms
+        {
+            late.push((at - (pat + spacing_ms)) as f64 / 1000.0);
         }
         if outcome.as_deref() == Some("accepted") {
             prev = Some((link.as_str(), *at));
@@ -908,18 +1078,77 @@ async fn lateness(args: &Args, dir: &Path) -> Result<Report> {
     let (p50, p99, max) = (pct(&late, 0.5), pct(&late, 0.99), pct(&late, 1.0));
     let early = late.iter().filter(|l| **l < 0.0).count();
     let posts_per_s = late.len() as f64 / ((t1_ms - t0_ms) as f64 / 1000.0);
-    report.row("samples", "POSTs measured (second and later per link)", json!(late.len()), late.len().to_string(), "", None);
-    report.row("posts_per_s", "of which per second", json!(posts_per_s), format!("{posts_per_s:.0} /s"), &format!("~{:.0} /s", n as f64 / hour), None);
-    report.row("p50_s", "lateness p50", json!(p50), format!("{:.3} s", p50), "", None);
-    report.row("p99_s", "lateness p99", json!(p99), format!("{:.3} s", p99), "< 1 s", Some(p99 < 1.0));
-    report.row("max_s", "lateness max", json!(max), format!("{:.3} s", max), "", None);
-    report.row("early", "sent before due (must be 0)", json!(early), early.to_string(), "0", Some(early == 0));
-    let (m50, m99) = (bucket_quantile(&h0, &h1, 0.5), bucket_quantile(&h0, &h1, 0.99));
-    report.row("metric_p99_le", "linkfresh_due_lag_seconds p99 bucket", json!(m99), format!("<= {m99} s"), "", None);
+    report.row(
+        "samples",
+        "POSTs measured (second and later per link)",
+        json!(late.len()),
+        late.len().to_string(),
+        "",
+        None,
+    );
+    report.row(
+        "posts_per_s",
+        "of which per second",
+        json!(posts_per_s),
+        format!("{posts_per_s:.0} /s"),
+        &format!("~{:.0} /s", n as f64 / hour),
+        None,
+    );
+    report.row(
+        "p50_s",
+        "lateness p50",
+        json!(p50),
+        format!("{:.3} s", p50),
+        "",
+        None,
+    );
+    report.row(
+        "p99_s",
+        "lateness p99",
+        json!(p99),
+        format!("{:.3} s", p99),
+        "< 1 s",
+        Some(p99 < 1.0),
+    );
+    report.row(
+        "max_s",
+        "lateness max",
+        json!(max),
+        format!("{:.3} s", max),
+        "",
+        None,
+    );
+    report.row(
+        "early",
+        "sent before due (must be 0)",
+        json!(early),
+        early.to_string(),
+        "0",
+        Some(early == 0),
+    );
+    let (m50, m99) = (
+        bucket_quantile(&h0, &h1, 0.5),
+        bucket_quantile(&h0, &h1, 0.99),
+    );
+    report.row(
+        "metric_p99_le",
+        "linkfresh_due_lag_seconds p99 bucket",
+        json!(m99),
+        format!("<= {m99} s"),
+        "",
+        None,
+    );
     report.info("metric_p50_le", json!(m50));
     let v = stats["violations"].as_u64().unwrap_or(0);
     let r429 = count(&stats, "refresh", Some("429"));
-    report.row("violations", "window violations / 429s", json!(v), format!("{v} / {r429}"), "0 / 0", Some(v == 0 && r429 == 0));
+    report.row(
+        "violations",
+        "window violations / 429s",
+        json!(v),
+        format!("{v} / {r429}"),
+        "0 / 0",
+        Some(v == 0 && r429 == 0),
+    );
     report.info("daemon_vmhwm_mib", json!(hwm as f64 / 1024.0));
     report.info("daemon_cpu_cores", json!(cpu));
     sim.stop(Duration::from_secs(5));
@@ -1013,10 +1242,22 @@ async fn efficiency(args: &Args, dir: &Path) -> Result<Report> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/baseline/refresh_loop.py");
     let mut py = Command::new(&args.python);
     py.arg(&script)
-        .args(["--host", &bbase, "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
+        .args([
+            "--host",
+            &bbase,
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            CLIENT_SECRET,
+        ])
         .arg("--links")
         .arg(bdir.join("links.txt"))
-        .args(["--period", &period.to_string(), "--duration", &secs.to_string()]);
+        .args([
+            "--period",
+            &period.to_string(),
+            "--duration",
+            &secs.to_string(),
+        ]);
     let t0 = Instant::now();
     let mut baseline = Proc::spawn("baseline", py, &bdir)?;
     let mut daemon = start_daemon(&ddir, &dconfig, &args.daemon_log, "daemon")?;
@@ -1029,9 +1270,14 @@ async fn efficiency(args: &Args, dir: &Path) -> Result<Report> {
     let mut last_sample = Instant::now();
     while t0.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if t0.elapsed() >= Duration::from_secs(secs / 2) && last_sample.elapsed() >= Duration::from_secs(2) {
+        if t0.elapsed() >= Duration::from_secs(secs / 2)
+            && last_sample.elapsed() >= Duration::from_secs(2)
+        {
             last_sample = Instant::now();
-            let (du, bu) = (format!("{dbase}/_sim/freshness"), format!("{bbase}/_sim/freshness"));
+            let (du, bu) = (
+                format!("{dbase}/_sim/freshness"),
+                format!("{bbase}/_sim/freshness"),
+            );
             let (d, b) = tokio::join!(get_json(&c, &du), get_json(&c, &bu));
             if let (Ok(d), Ok(b)) = (d, b) {
                 for p in ["accounts", "transactions", "account_numbers", "identity"] {
@@ -1082,16 +1328,72 @@ async fn efficiency(args: &Args, dir: &Path) -> Result<Report> {
     report.info("hour_equivalents", json!(hours));
     report.info("minimum_posts", json!(minimum));
     let over = d.posts as f64 / minimum - 1.0;
-    report.row("daemon_posts", "daemon POSTs", json!(d.posts), d.posts.to_string(), &format!("<= {:.0} (min +5%)", minimum * 1.05), Some(over <= 0.05));
-    report.row("baseline_posts", "baseline POSTs", json!(b.posts), b.posts.to_string(), "", None);
-    report.row("daemon_products", "daemon products requested", json!(d.products), d.products.to_string(), "", None);
-    report.row("baseline_products", "baseline products requested", json!(b.products), b.products.to_string(), "", None);
-    report.row("daemon_429", "daemon 429s", json!(d.r429), d.r429.to_string(), "0", Some(d.r429 == 0));
-    report.row("baseline_429", "baseline 429s", json!(b.r429), b.r429.to_string(), "", None);
+    report.row(
+        "daemon_posts",
+        "daemon POSTs",
+        json!(d.posts),
+        d.posts.to_string(),
+        &format!("<= {:.0} (min +5%)", minimum * 1.05),
+        Some(over <= 0.05),
+    );
+    report.row(
+        "baseline_posts",
+        "baseline POSTs",
+        json!(b.posts),
+        b.posts.to_string(),
+        "",
+        None,
+    );
+    report.row(
+        "daemon_products",
+        "daemon products requested",
+        json!(d.products),
+        d.products.to_string(),
+        "",
+        None,
+    );
+    report.row(
+        "baseline_products",
+        "baseline products requested",
+        json!(b.products),
+        b.products.to_string(),
+        "",
+        None,
+    );
+    report.row(
+        "daemon_429",
+        "daemon 429s",
+        json!(d.r429),
+        d.r429.to_string(),
+        "0",
+        Some(d.r429 == 0),
+    );
+    report.row(
+        "baseline_429",
+        "baseline 429s",
+        json!(b.r429),
+        b.r429.to_string(),
+        "",
+        None,
+    );
     report.info("daemon_other_errors", json!(d.other_errors));
     report.info("baseline_other_errors", json!(b.other_errors));
-    report.row("daemon_posts_per_link_hour", "daemon POSTs/link/hour-eq.", json!(per_link_hour(d.posts)), format!("{:.3}", per_link_hour(d.posts)), "~1", None);
-    report.row("baseline_posts_per_link_hour", "baseline POSTs/link/hour-eq.", json!(per_link_hour(b.posts)), format!("{:.3}", per_link_hour(b.posts)), "", None);
+    report.row(
+        "daemon_posts_per_link_hour",
+        "daemon POSTs/link/hour-eq.",
+        json!(per_link_hour(d.posts)),
+        format!("{:.3}", per_link_hour(d.posts)),
+        "~1",
+        None,
+    );
+    report.row(
+        "baseline_posts_per_link_hour",
+        "baseline POSTs/link/hour-eq.",
+        json!(per_link_hour(b.posts)),
+        format!("{:.3}", per_link_hour(b.posts)),
+        "",
+        None,
+    );
     let mut fresher = true;
     let mut ages = serde_json::Map::new();
     for p in ["accounts", "transactions", "account_numbers", "identity"] {
@@ -1127,7 +1429,21 @@ async fn efficiency(args: &Args, dir: &Path) -> Result<Report> {
     }
     report.info("fresher_time_averaged", json!(fresher_avg));
     let fewer = d.posts <= b.posts;
-    report.row("fresher_with_fewer", "fresher at equal or lower request count", json!(fresher && fewer), format!("{}", fresher && fewer), "true", Some(fresher && fewer));
-    report.row("cpu", "CPU seconds daemon | baseline", json!([d.cpu_s, b.cpu_s]), format!("{:.1} | {:.1}", d.cpu_s, b.cpu_s), "", None);
+    report.row(
+        "fresher_with_fewer",
+        "fresher at equal or lower request count",
+        json!(fresher && fewer),
+        format!("{}", fresher && fewer),
+        "true",
+        Some(fresher && fewer),
+    );
+    report.row(
+        "cpu",
+        "CPU seconds daemon | baseline",
+        json!([d.cpu_s, b.cpu_s]),
+        format!("{:.1} | {:.1}", d.cpu_s, b.cpu_s),
+        "",
+        None,
+    );
     Ok(report)
 }

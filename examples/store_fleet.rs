@@ -108,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
             link: l.id.clone(),
             products: l.products,
             at: now,
+            claim: None,
         })
         .collect();
     let t = Instant::now();

@@ -1,4 +1,31 @@
-//! linkfresh keeps MoneyKit bank links fresh.
+//! linkfresh keeps MoneyKit bank links fresh: for every configured link and
+//! product it requests a refresh as often as wanted and allowed, never sooner,
+//! in as few POSTs as possible, and survives restarts, crashes and outages.
+//!
+//! # Layout
+//!
+//! Functional core, imperative shell. Data flows config → store → policy →
+//! client and back:
+//!
+//! - [`domain`], [`secret`], [`retry_after`], [`clock`]: shared vocabulary —
+//!   link ids, products, link states, redacted secrets, `Retry-After`
+//!   parsing, and the one clock (tokio time, so tests can pause it).
+//! - [`config`]: `linkfresh.toml` + environment + links file, checked in full
+//!   (errors name file, key and what is allowed; exit 2).
+//! - [`policy`]: the pure scheduling rules (windows, cadence, backoff,
+//!   riding along, coalescing, batching) and the forward simulation behind
+//!   `plan`. No clock, no I/O; proven by property tests.
+//! - [`store`]: the durable state behind one trait, SQLite or PostgreSQL,
+//!   with write-ahead intents so a crash never doubles a refresh.
+//! - [`moneykit`]: the API client and wire types (typed outcomes, single-flight
+//!   OAuth tokens); [`sim`]: a faithful MoneyKit simulator reusing those wire
+//!   types, for the demo and every end-to-end test.
+//! - [`daemon`]: the run loop — timer, dispatcher (rate, in-flight, group
+//!   commit), outcome rules, writer, discovery; [`server`]: metrics, health,
+//!   fleet pages and admin API; [`webhook`]: the verified webhook receiver.
+//! - [`notify`], [`config_watch`], [`shutdown`], [`telemetry`], [`metrics`]:
+//!   systemd/Kubernetes integration, signals, logs and metric names.
+//! - [`cli`]: the command line, the composition root (`main.rs` only calls it).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -18,3 +45,4 @@ pub mod shutdown;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;

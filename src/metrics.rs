@@ -27,6 +27,10 @@ pub const DATA_AGE_SECONDS: &str = "linkfresh_data_age_seconds";
 pub const REQUEST_RATE_LIMIT: &str = "linkfresh_request_rate_limit";
 /// `linkfresh_in_flight`: requests being sent now.
 pub const IN_FLIGHT: &str = "linkfresh_in_flight";
+/// `linkfresh_claims_refused_total`: POSTs not sent because the store refused
+/// their claim (another replica requested the link first); shows how much
+/// replicas contend.
+pub const CLAIMS_REFUSED_TOTAL: &str = "linkfresh_claims_refused_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -74,4 +78,8 @@ fn describe() {
         "Global request rate limit after AIMD adjustment"
     );
     describe_gauge!(IN_FLIGHT, "Requests in flight");
+    describe_counter!(
+        CLAIMS_REFUSED_TOTAL,
+        "Refresh POSTs not sent because another replica claimed the link first"
+    );
 }

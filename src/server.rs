@@ -1,7 +1,12 @@
 //! The daemon's HTTP server (axum): `/metrics` (Prometheus text), `/healthz`
 //! (the process loop is alive; never touches the database or MoneyKit, so a
 //! slow dependency cannot get the pod killed), `/readyz` (store reachable and
-//! a token obtained) and `/` (a short status page).
+//! a token obtained), `/` and `/links/{id}` (the read-only fleet pages, see
+//! [`fleet`]) and `/api/...` (the admin API, see [`admin_api`]).
+
+pub mod admin_api;
+pub mod fleet;
+mod html;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -29,6 +34,7 @@ pub struct AppState {
     store: Arc<dyn Store>,
     client: MoneyKit,
     heartbeat: Heartbeat,
+    fleet: fleet::FleetContext,
 }
 
 impl AppState {
@@ -44,7 +50,14 @@ impl AppState {
             store,
             client,
             heartbeat,
+            fleet: fleet::FleetContext::default(),
         }
+    }
+
+    /// Adds what the fleet pages and the admin API need beyond the handles.
+    pub fn with_fleet(mut self, fleet: fleet::FleetContext) -> Self {
+        self.fleet = fleet;
+        self
     }
 }
 
@@ -54,13 +67,21 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/", get(index))
+        .merge(fleet::routes())
+        .merge(admin_api::routes())
         .with_state(state)
 }
 
-/// Serves until `cancel` fires.
-pub async fn serve(listener: TcpListener, state: AppState, cancel: CancellationToken) {
-    let app = router(state);
+/// Serves the router plus `extra` routes (the webhook receiver) until
+/// `cancel` fires.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    extra: Router,
+    cancel: CancellationToken,
+) {
+    tokio::spawn(fleet::warm(state.clone()));
+    let app = router(state).merge(extra);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await
@@ -101,21 +122,4 @@ async fn readyz(State(s): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
-}
-
-async fn index(State(s): State<AppState>) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>linkfresh</title></head><body>\
-         <h1>linkfresh</h1><p>Store: {}</p>\
-         <p><a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p>\
-         </body></html>",
-        html_escape(&s.store.describe())
-    ))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -230,3 +230,17 @@ fn bad_usage_exits_2() {
     let out = linkfresh().arg("frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_systemd_example_config_passes() {
+    let out = linkfresh()
+        .args(["check", "--config", "deploy/systemd/linkfresh.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -245,3 +245,71 @@ async fn an_operator_pause_is_noticed_within_a_second() {
     let (_, result) = d.stop().await;
     result.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_waiting_for_its_user_resumes_on_a_signed_connected_webhook() {
+    let id = LinkId::parse("mk_wh_user").unwrap();
+    let mut user = SimLink::healthy(id.clone()).with_state(SimLinkState::NeedsUserAction);
+    user.link_error_code = Some("auth_expired".into());
+    let cfg = SimConfig {
+        links: vec![user.clone()],
+        ..sim_config()
+    };
+    // backoff_max is long, so only the webhook can bring the link back soon.
+    let d = TestDaemon::start_with(cfg, &["mk_wh_user".to_owned()], "\"accounts\"", "", |t| {
+        t.replace("backoff_max = \"3s\"", "backoff_max = \"60s\"")
+    })
+    .await;
+    let store = linkfresh::store::connect(&format!(
+        "sqlite://{}",
+        d.dir.path().join("lf.db").display()
+    ))
+    .await
+    .unwrap();
+    let parked = async {
+        loop {
+            if store
+                .load_link(&id)
+                .await
+                .unwrap()
+                .is_some_and(|l| l.state == LinkState::NeedsUserAction)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(6), parked)
+        .await
+        .expect("link parked as needs_user_action");
+    let posts_parked = d
+        .sim
+        .stats()
+        .posts_per_link
+        .get("mk_wh_user")
+        .copied()
+        .unwrap_or(0);
+    // The user reconnects: the simulator signs and sends link.state_changed.
+    user.state = SimLinkState::Healthy;
+    user.webhook = Some(format!("http://{}/webhooks/moneykit", d.addr));
+    d.sim.set_link(user);
+    assert!(
+        wait_until(Duration::from_secs(6), || d
+            .sim
+            .stats()
+            .posts_per_link
+            .get("mk_wh_user")
+            .copied()
+            .unwrap_or(0)
+            > posts_parked)
+        .await,
+        "the link did not resume after the webhook"
+    );
+    assert_eq!(
+        store.load_link(&id).await.unwrap().unwrap().state,
+        LinkState::Active
+    );
+    let (sim, result) = d.stop().await;
+    result.unwrap();
+    assert_eq!(sim.stats().violations, 0);
+}

@@ -121,6 +121,24 @@ proptest! {
         }
     }
 
+    /// The same, probed right at the edges of the windows, where an
+    /// off-by-one in the spacing would show.
+    #[test]
+    fn never_a_product_inside_its_window_at_the_edge(
+        link in arb_link(), rules in arb_rules(), pick in any::<prop::sample::Index>(), delta_ms in -2_000i64..2_000
+    ) {
+        let lasts: Vec<_> = link.products.iter().filter_map(|p| p.last().map(|l| l + rules.limits.spacing(p.product))).collect();
+        prop_assume!(!lasts.is_empty());
+        let now = *pick.get(&lasts) + TimeDelta::milliseconds(delta_ms);
+        if let Decision::Send { products, .. } = decide(&link, &rules, now) {
+            for p in link.products.iter().filter(|p| products.contains(p.product)) {
+                if let Some(last) = p.last() {
+                    prop_assert!(now >= last + rules.limits.spacing(p.product), "{} sent at {now}, last {last}", p.product);
+                }
+            }
+        }
+    }
+
     /// Every due, eligible product is in the batch unless coalescing holds it
     /// (for at most `coalesce` past the earliest due product that must go) or
     /// it rides along (for at most its share of its own window).

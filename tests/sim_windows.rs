@@ -118,7 +118,10 @@ async fn the_stats_endpoint_serves_the_same_counters_as_json() {
         .text()
         .await
         .unwrap();
-    assert_eq!(jwks, r#"{"keys":[]}"#);
+    // The webhook signing key (see src/sim/webhooks.rs).
+    let jwks: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    assert_eq!(jwks["keys"][0]["kid"], "sim-1");
 }
 
 #[tokio::test]

@@ -17,6 +17,10 @@ conformance_tests!(TestDb::sqlite;
     pruning_removes_only_attempts_older_than_the_cutoff,
     due_times_and_removal_by_api_are_stored,
     batches_of_intents_and_outcomes_match_one_by_one,
+    a_batch_of_claims_decides_each_as_one_by_one,
+    a_claim_on_a_stale_view_is_refused_and_writes_nothing,
+    a_lease_holds_off_other_replicas_until_released_or_expired,
+    two_replicas_claiming_the_same_links_at_once_never_both_win,
 );
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 mod check;
 mod demo;
-mod ops;
+pub mod ops;
 mod plan;
 mod serve;
 mod table;

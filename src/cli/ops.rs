@@ -140,7 +140,9 @@ pub fn why_text(why: &Why, state: LinkState, reason: Option<&str>, parked: Optio
     }
 }
 
-fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkStatus {
+/// The policy's view of one stored link (`explain`, `status`, the fleet page
+/// and the admin API all show this, so they never disagree).
+pub fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkStatus {
     let entry = Entry::from_record(rec);
     let Evaluation { products, .. } = evaluate(&entry.schedule, rules, now);
     LinkStatus {

@@ -226,7 +226,40 @@ pub(super) fn check(
             sv.admin_token,
             sv.admin_token_file.as_deref(),
         )?,
+        webhook_path: {
+            let path = sv.webhook_path.trim();
+            let ok = path.len() > 1
+                && path.starts_with('/')
+                && path
+                    .chars()
+                    .all(|ch| ch.is_ascii_graphic() && !"?#{}*:".contains(ch));
+            if !ok {
+                return Err(c.invalid(
+                    "[server] webhook_path",
+                    &sv.webhook_path,
+                    "must be an absolute URL path without query, colons, braces or wildcards; e.g. /webhooks/moneykit",
+                ));
+            }
+            path.to_owned()
+        },
+        webhook_listen: match sv.webhook_listen.as_deref() {
+            None => None,
+            Some(raw) => Some(raw.parse().map_err(|_| {
+                c.invalid(
+                    "[server] webhook_listen",
+                    raw,
+                    "not a socket address; e.g. 127.0.0.1:9465 behind a TLS-terminating proxy",
+                )
+            })?),
+        },
     };
+    if server.webhook_listen == Some(server.listen) {
+        return Err(c.invalid(
+            "[server] webhook_listen",
+            &server.listen.to_string(),
+            "must differ from [server] listen (it is a second listener serving only the webhook route)",
+        ));
+    }
 
     let dc = raw.discovery;
     let discovery = DiscoveryConfig {

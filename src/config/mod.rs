@@ -145,6 +145,11 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Bearer token for `/api`; missing turns the API off.
     pub admin_token: SecretSource,
+    /// Route of the MoneyKit webhook receiver, on both listeners.
+    pub webhook_path: String,
+    /// A second listener serving only the webhook route, so it can be made
+    /// public (behind TLS termination) while `listen` stays private.
+    pub webhook_listen: Option<SocketAddr>,
 }
 
 /// `[discovery]`.

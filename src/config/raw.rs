@@ -130,6 +130,8 @@ pub struct RawServer {
     pub listen: String,
     pub admin_token: Option<Secret>,
     pub admin_token_file: Option<String>,
+    pub webhook_path: String,
+    pub webhook_listen: Option<String>,
 }
 
 impl Default for RawServer {
@@ -138,6 +140,8 @@ impl Default for RawServer {
             listen: "127.0.0.1:9464".into(),
             admin_token: None,
             admin_token_file: None,
+            webhook_path: crate::webhook::DEFAULT_PATH.into(),
+            webhook_listen: None,
         }
     }
 }

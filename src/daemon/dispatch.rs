@@ -4,22 +4,32 @@
 //! Order matters for crash safety: permits first (so the recorded send time
 //! is the real one, not a time before a long wait for the rate limiter), the
 //! intent commit second, the request last.
+//!
+//! The intent commit is a guarded claim (see "Several replicas" in
+//! [`crate::store`]): each POST carries the link's request times the
+//! scheduler decided from, and the store refuses it if another replica has
+//! requested the link since or holds its lease. A refused POST is not sent;
+//! it comes back as [`Done::NotSent`] with [`CLAIMED_ELSEWHERE`] and the
+//! scheduler reloads the link.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::limiter::Limiter;
 use crate::clock::Clock;
-use crate::domain::{LinkId, ProductSet};
+use crate::domain::{LinkId, Product, ProductSet};
 use crate::moneykit::{LinkOutcome, MoneyKit, RefreshOutcome};
-use crate::store::{AttemptId, Intent, Store};
+use crate::store::{AttemptId, Claim, Intent, Store};
 
 /// Most jobs whose intents share one transaction.
 const MAX_BATCH: usize = 512;
+
+/// The [`Done::NotSent`] reason of a POST whose claim the store refused.
+pub const CLAIMED_ELSEWHERE: &str = "claimed by another replica";
 
 /// Why a link is read with `GET /links/{id}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +53,9 @@ pub enum Job {
         products: ProductSet,
         /// Earliest due time among them (for the lateness metric).
         due_at: DateTime<Utc>,
+        /// The in-memory `last_requested_at` of each product the decision
+        /// was based on: the claim's guard.
+        known: Vec<(Product, Option<DateTime<Utc>>)>,
     },
     /// `GET /links/{id}`.
     Read {
@@ -117,6 +130,10 @@ pub struct Dispatcher {
     pub clock: Clock,
     /// Tracks send tasks so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// This process's claim owner name (unique per process).
+    pub replica: String,
+    /// How long a claim's lease lasts (`[database] lease`).
+    pub lease: TimeDelta,
 }
 
 impl Dispatcher {
@@ -176,10 +193,20 @@ impl Dispatcher {
         let intents: Vec<Intent> = batch
             .iter()
             .filter_map(|(job, _)| match job {
-                Job::Refresh { link, products, .. } => Some(Intent {
+                Job::Refresh {
+                    link,
+                    products,
+                    known,
+                    ..
+                } => Some(Intent {
                     link: link.clone(),
                     products: *products,
                     at: now,
+                    claim: Some(Claim {
+                        known: known.clone(),
+                        owner: self.replica.clone(),
+                        lease_until: now + self.lease,
+                    }),
                 }),
                 Job::Read { .. } => None,
             })
@@ -210,7 +237,17 @@ impl Dispatcher {
         };
         for (job, permit) in batch {
             let attempt = match &job {
-                Job::Refresh { .. } => attempts.next(),
+                Job::Refresh { idx, .. } => match attempts.next().flatten() {
+                    Some(id) => Some(id),
+                    None => {
+                        metrics::counter!(crate::metrics::CLAIMS_REFUSED_TOTAL).increment(1);
+                        let _ = done.send(Done::NotSent {
+                            idx: *idx,
+                            reason: CLAIMED_ELSEWHERE.into(),
+                        });
+                        continue;
+                    }
+                },
                 Job::Read { .. } => None,
             };
             self.spawn(job, attempt, done.clone());
@@ -233,6 +270,7 @@ impl Dispatcher {
                     link,
                     products,
                     due_at,
+                    ..
                 } => {
                     let sent_at = clock.now();
                     let outcome = client.refresh(&link, products).await;

@@ -6,6 +6,7 @@
 //! come back to the scheduler → [`outcome`] decides their effect →
 //! [`writer`] group-commits them.
 
+pub mod discovery;
 pub mod dispatch;
 pub mod gauges;
 pub mod limiter;
@@ -107,6 +108,7 @@ pub struct Application {
     store: Arc<dyn Store>,
     client: MoneyKit,
     listener: TcpListener,
+    webhook_listener: Option<TcpListener>,
     clock: Clock,
     options: Options,
 }
@@ -186,11 +188,20 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("while binding [server] listen = {}", config.server.listen))?;
+        let webhook_listener = match config.server.webhook_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("while binding [server] webhook_listen = {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             config,
             store,
             client,
             listener,
+            webhook_listener,
             clock,
             options,
         })
@@ -215,6 +226,7 @@ impl Application {
             store,
             client,
             listener,
+            webhook_listener,
             clock,
             options,
         } = self;
@@ -227,9 +239,45 @@ impl Application {
         heartbeat.beat();
         let metrics = crate::metrics::install();
         let server_cancel = CancellationToken::new();
+        let admin_token = config
+            .server
+            .admin_token
+            .read("[server] admin_token")
+            .map_err(DaemonError::Config)?;
         let state =
-            crate::server::AppState::new(metrics, store.clone(), client.clone(), heartbeat.clone());
-        let server = tokio::spawn(crate::server::serve(listener, state, server_cancel.clone()));
+            crate::server::AppState::new(metrics, store.clone(), client.clone(), heartbeat.clone())
+                .with_fleet(crate::server::fleet::FleetContext::new(
+                    config.rules.clone(),
+                    admin_token,
+                    clock,
+                ));
+        let webhooks = crate::webhook::WebhookState::new(
+            store.clone(),
+            crate::webhook::jwks_url(&config.moneykit.base_url),
+            reqwest::Client::builder()
+                .timeout(config.moneykit.request_timeout)
+                .user_agent(concat!("linkfresh/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .context("while building the JWKS client")?,
+            clock,
+            crate::webhook::WebhookSettings {
+                path: config.server.webhook_path.clone(),
+                ..Default::default()
+            },
+        );
+        if let Some(l) = webhook_listener {
+            tokio::spawn(crate::webhook::serve(
+                l,
+                webhooks.clone(),
+                server_cancel.clone(),
+            ));
+        }
+        let server = tokio::spawn(crate::server::serve(
+            listener,
+            state,
+            crate::webhook::router(webhooks),
+            server_cancel.clone(),
+        ));
 
         // A token first: bad credentials stop here with a clear message;
         // an unreachable MoneyKit is retried (the server answers /healthz).
@@ -253,6 +301,18 @@ impl Application {
             }
         }
 
+        // The claims mark first: a claim committed while the links load is
+        // merged by the first poll rather than missed.
+        let shared = is_shared(&config.database.url);
+        let claim_seq = if shared {
+            store
+                .claims_since(i64::MAX)
+                .await
+                .context("while reading the store's claim sequence")?
+                .0
+        } else {
+            0
+        };
         let records = store
             .load_links()
             .await
@@ -276,8 +336,20 @@ impl Application {
             in_flight: Arc::new(Semaphore::new(config.moneykit.max_in_flight as usize)),
             clock,
             tracker: tracker.clone(),
+            replica: replica_id(),
+            lease: TimeDelta::from_std(config.database.lease).unwrap_or(TimeDelta::seconds(15)),
         };
         let dispatcher = tokio::spawn(dispatcher.run(jobs_rx, done_tx, dispatch_cancel.clone()));
+        let discovery = config.discovery.enabled.then(|| {
+            let task = discovery::Discovery {
+                store: store.clone(),
+                client: client.clone(),
+                limiter: limiter.clone(),
+                config: config.discovery.clone(),
+                clock,
+            };
+            tokio::spawn(task.run(cancel.clone()))
+        });
 
         let mut scheduler = scheduler::Scheduler {
             table: table::LinkTable::from_records(&records),
@@ -297,6 +369,9 @@ impl Application {
             in_flight: 0,
             history_retention: TimeDelta::from_std(config.database.history_retention)
                 .unwrap_or(TimeDelta::days(30)),
+            shared,
+            claim_seq,
+            refused: Vec::new(),
         };
         drop(records);
         scheduler.start();
@@ -315,6 +390,10 @@ impl Application {
         let ended = scheduler.run(cancel.clone(), drain).await;
         crate::notify::stopping();
         dispatch_cancel.cancel();
+        if let Some(discovery) = discovery {
+            discovery.abort();
+            let _ = discovery.await;
+        }
         let _ = dispatcher.await;
         tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
@@ -331,6 +410,29 @@ impl Application {
             scheduler::Ended::Fatal(msg) => Err(DaemonError::Runtime(anyhow::anyhow!(msg))),
         }
     }
+}
+
+/// Whether other replicas may share this store (PostgreSQL): only then is
+/// polling for their claims worth a query a second.
+fn is_shared(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
+}
+
+/// The claim owner name of this process: host (the pod name on Kubernetes),
+/// pid and a random suffix, so that a restarted replica never mistakes its
+/// predecessor's leases for its own; those simply expire.
+pub fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "linkfresh".to_owned());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 fn dispatch_limiter(config: &Config) -> limiter::Limiter {

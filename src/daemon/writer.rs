@@ -4,13 +4,14 @@
 //! `dispatch.rs`); an outcome that is still queued when the process dies is
 //! harmless, because its intent already counts the request as sent.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::domain::LinkId;
-use crate::store::{LinkPatch, Outcome, Store};
+use crate::domain::{LinkId, Product};
+use crate::store::{DueUpdate, LinkPatch, Outcome, Store, Timestamp};
 
 /// Largest batch per transaction.
 const MAX_BATCH: usize = 1024;
@@ -22,6 +23,9 @@ pub enum Write {
     Outcome(Outcome),
     /// A change outside a POST (reconciliation, re-check).
     Patch(LinkId, LinkPatch),
+    /// A link's products' newly computed due times, for the fleet page;
+    /// coalesced per flush (only the latest per product is written).
+    Due(Vec<DueUpdate>),
 }
 
 /// Runs until every sender is dropped, then flushes what is queued.
@@ -31,11 +35,17 @@ pub async fn run(
     clock: crate::clock::Clock,
 ) {
     let mut outcomes = Vec::with_capacity(MAX_BATCH);
+    let mut dues: HashMap<(LinkId, Product), Option<Timestamp>> = HashMap::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(write) = next.take() {
             match write {
                 Write::Outcome(o) => outcomes.push(o),
+                Write::Due(updates) => {
+                    for (link, product, due) in updates {
+                        dues.insert((link, product), due);
+                    }
+                }
                 Write::Patch(link, patch) => {
                     if let Err(e) = store.apply_patch(&link, &patch, clock.now()).await {
                         tracing::error!(link = %link, error = %e, "could not record a link change");
@@ -45,6 +55,9 @@ pub async fn run(
             if outcomes.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
+        }
+        if !dues.is_empty() {
+            flush_dues(&*store, &mut dues).await;
         }
         if outcomes.is_empty() {
             continue;
@@ -71,5 +84,14 @@ pub async fn run(
             }
         }
         outcomes.clear();
+    }
+}
+
+/// Writes coalesced due times; a failure only makes the fleet page stale,
+/// so it is logged and dropped rather than retried.
+async fn flush_dues(store: &dyn Store, dues: &mut HashMap<(LinkId, Product), Option<Timestamp>>) {
+    let updates: Vec<DueUpdate> = dues.drain().map(|((l, p), d)| (l, p, d)).collect();
+    if let Err(e) = store.set_next_due(&updates).await {
+        tracing::warn!(error = %e, updates = updates.len(), "could not record due times");
     }
 }

@@ -13,6 +13,7 @@
 mod config;
 mod server;
 mod state;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +31,10 @@ pub use config::{
     load_config,
 };
 pub use state::{ProductFreshness, SimStats};
+pub use webhooks::{
+    SigningKey, WebhookDelivery, hex_sha256, product_refresh_event, state_changed_event,
+    transactions_updates_event,
+};
 
 use server::Shared;
 use state::State;
@@ -37,6 +42,7 @@ use state::State;
 fn shared(cfg: SimConfig, clock: Clock) -> Arc<Shared> {
     Arc::new(Shared {
         state: Mutex::new(State::new(cfg, clock.now())),
+        webhooks: webhooks::Webhooks::new(clock),
         clock,
     })
 }
@@ -123,20 +129,38 @@ impl SimHandle {
     /// Adds a link or changes how it behaves; its window history is kept.
     pub fn set_link(&self, link: SimLink) {
         let now = self.shared.clock.now();
-        self.shared.lock().upsert(link, now);
+        let mut st = self.shared.lock();
+        let before = st.links.get(&link.id).map(|l| l.cfg.state);
+        st.upsert(link.clone(), now);
+        drop(st);
+        self.notify_state(before, &link);
+    }
+
+    /// Sends `link.state_changed` when a link's condition changed and it has a webhook.
+    fn notify_state(&self, before: Option<SimLinkState>, link: &SimLink) {
+        if let Some(url) = &link.webhook
+            && before.is_some_and(|b| b != link.state)
+        {
+            self.shared
+                .webhooks
+                .state_changed(url.clone(), &link.id, link.state);
+        }
     }
 
     /// Changes only a link's condition (creating it if unknown).
     pub fn set_link_fault(&self, id: &LinkId, state: SimLinkState) {
         let now = self.shared.clock.now();
         let mut st = self.shared.lock();
+        let before = st.links.get(id).map(|l| l.cfg.state);
         let mut link = st
             .links
             .get(id)
             .map(|l| l.cfg.clone())
             .unwrap_or_else(|| SimLink::healthy(id.clone()));
         link.state = state;
-        st.upsert(link, now);
+        st.upsert(link.clone(), now);
+        drop(st);
+        self.notify_state(before, &link);
     }
 
     /// Replaces the injected faults.

@@ -24,6 +24,7 @@ use super::state::{RefreshDecision, State};
 /// State shared by every handler and the in-process handle.
 pub(crate) struct Shared {
     pub state: Mutex<State>,
+    pub webhooks: super::webhooks::Webhooks,
     pub clock: Clock,
 }
 
@@ -291,6 +292,12 @@ fn refresh_inner(sh: &Shared, raw_id: &str, headers: &HeaderMap, body: &[u8]) ->
             resp
         }
         RefreshDecision::Accepted(link) => {
+            if let Some(url) = link.webhook.clone() {
+                let failed = st.links[&id].cfg.rate_limited_products;
+                let refreshed = asked.iter().filter(|p| !failed.contains(*p)).collect();
+                let failed = asked.iter().filter(|p| failed.contains(*p)).collect();
+                sh.webhooks.refresh_accepted(url, &id, refreshed, failed);
+            }
             if rand::random::<f64>() < st.cfg.faults.malformed_202_rate {
                 let mut resp = (StatusCode::ACCEPTED, r#"{"link_id": "trunc"#).into_response();
                 resp.headers_mut().insert(
@@ -423,7 +430,7 @@ async fn jwks(AxState(sh): AxState<Sh>, headers: HeaderMap) -> Response {
     let mut st = sh.lock();
     let resp = match gate(&sh, &mut st, &headers, false) {
         Err(resp) => resp,
-        Ok(()) => Json(serde_json::json!({ "keys": [] })).into_response(),
+        Ok(()) => Json(sh.webhooks.jwks()).into_response(),
     };
     done(&mut st, "jwks", resp)
 }

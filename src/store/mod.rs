@@ -37,6 +37,52 @@
 //! every batch with `synchronous=FULL`; intents are group-committed
 //! (one transaction per batch) so that either choice stays cheap.
 
+//!
+//! # Several replicas
+//!
+//! Replicas sharing one PostgreSQL database each keep the whole link table in
+//! memory and decide with the same pure policy, so they all find a link due
+//! at about the same moment. What keeps them from both sending is that the
+//! intent commit is a guarded *claim* (a compare-and-set), not a blind write:
+//!
+//! - The link row is locked with `FOR UPDATE SKIP LOCKED`, and its schedule
+//!   rows too: a row another replica is writing right now is skipped, and the
+//!   claim refused. A claim transaction never waits on a row lock, so claims
+//!   from several replicas cannot deadlock.
+//! - Each product's stored `last_requested_at` must be `NULL` or at most what
+//!   the replica believed ([`Claim::known`], rounded up to the stored
+//!   millisecond): nobody has requested it since the state the decision was
+//!   based on. This check alone makes double sends impossible, whatever the
+//!   leases or clocks do: every intent moves the time, so of two replicas
+//!   that decided from the same state only the first to commit passes.
+//! - No other replica may hold an unexpired lease (`lease_owner`,
+//!   `lease_until`, set by the claim and cleared by the outcome): a link
+//!   whose request is still in the air elsewhere (its outcome may yet park it
+//!   or restore times after a 429) is left alone. A dead replica's leases
+//!   expire after `[database] lease`; its intents already count as sent.
+//!
+//! A refused claim returns `None`; the daemon reloads that link and decides
+//! again, now seeing the other replica's send time. To make refusals rare,
+//! every claim and released lease stamps `links.intent_seq`, and replicas
+//! poll [`Store::claims_since`] each second and merge what changed. On
+//! PostgreSQL the stamp comes from a sequence, which costs no lock (a
+//! counter row would serialize every claim of every replica) but may commit
+//! out of order; the poll therefore re-reads a small overlap below its
+//! high-water mark, and a row missed anyway costs one refused claim, never a
+//! double send.
+//!
+//! Clocks: send times and window ends are each replica's own clock; the
+//! database's clock is not consulted. A replica whose clock is ahead of
+//! another's by `s` may send `s` early against a time that replica stored,
+//! so clock skew between replicas must stay below `[limits] margin` (30 s by
+//! default; NTP keeps hosts within milliseconds). Lease expiry uses the same
+//! clocks, but only liveness depends on it.
+//!
+//! SQLite has one writer at a time, so the same guard there only refuses in
+//! the rare race of a claim decided on a state that a write just changed;
+//! refusing is the conservative answer.
+
+pub mod fleet;
 mod records;
 mod sql;
 
@@ -50,6 +96,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
 
+pub use fleet::FleetQueries;
 pub use records::LinkSource;
 
 /// A moment as the store keeps it (UTC, millisecond precision).
@@ -154,6 +201,26 @@ pub struct Intent {
     pub products: ProductSet,
     /// The send time, which becomes the products' `last_requested_at`.
     pub at: Timestamp,
+    /// The daemon's guard (see "Several replicas" in the module docs);
+    /// `None` writes the intent unconditionally, as single-writer tools and
+    /// tests do.
+    pub claim: Option<Claim>,
+}
+
+/// What a replica believed when it decided to send, and the lease it takes:
+/// the intent is only written if nobody has requested the link's products
+/// since (so two replicas can never both send inside one window) and no other
+/// replica holds an unexpired lease on the link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The replica's in-memory `last_requested_at` of each product it sends.
+    /// A product missing here is taken as "never requested" (stored `NULL`).
+    pub known: Vec<(Product, Option<Timestamp>)>,
+    /// Who claims (unique per process: a restarted replica does not inherit
+    /// its predecessor's leases, which simply expire).
+    pub owner: String,
+    /// The lease lasts until then, unless the outcome releases it first.
+    pub lease_until: Timestamp,
 }
 
 /// MoneyKit's answer to one attempt and the state change it causes, written
@@ -258,7 +325,7 @@ pub type DueUpdate = (LinkId, Product, Option<Timestamp>);
 /// The persistence boundary of linkfresh; one implementation per database so
 /// the daemon, CLI and server never care which one runs.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: FleetQueries + Send + Sync + 'static {
     /// Makes the stored links match the configuration (idempotent; skipped when
     /// `revision` was already synced). Only `Config`-managed links are removed.
     async fn sync_config(
@@ -280,11 +347,26 @@ pub trait Store: Send + Sync + 'static {
     /// One link, removed or not, for `explain` and the admin API.
     async fn load_link(&self, id: &LinkId) -> Result<Option<LinkRecord>, StoreError>;
 
-    /// Commits the intents of POSTs about to be sent, in one transaction.
-    async fn record_intents(&self, intents: &[Intent]) -> Result<Vec<AttemptId>, StoreError>;
+    /// Commits the intents of POSTs about to be sent, in one transaction; one
+    /// entry per intent, `None` where its [`Claim`] was refused (another
+    /// replica requested the link since, holds its lease, or is writing its
+    /// row right now): that POST must not be sent.
+    async fn record_intents(
+        &self,
+        intents: &[Intent],
+    ) -> Result<Vec<Option<AttemptId>>, StoreError>;
 
-    /// Records answers and applies their patches, in one transaction.
+    /// Records answers and applies their patches, in one transaction; releases
+    /// the lease each claimed attempt took.
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError>;
+
+    /// Links whose requests other replicas claimed or finished after `seq`,
+    /// and the new high-water mark to pass next time: polled every second by
+    /// replicas sharing a database so that each learns of the others' sends
+    /// without a refused claim per link and window. Best effort (see the
+    /// module docs): a missed row only costs one refused claim. Pass
+    /// `i64::MAX` to learn the current mark without reading any link.
+    async fn claims_since(&self, seq: i64) -> Result<(i64, Vec<LinkRecord>), StoreError>;
 
     /// Applies a patch outside a request (webhooks, reconciliation); bumps the
     /// change sequence so the daemon notices. False if the link is unknown.
@@ -325,6 +407,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes the policy's computed due times, batched, for status/fleet queries.
     async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError>;
+
+    /// Remembers a webhook's idempotency key until `expires_at`, so a retried
+    /// or replayed delivery is acknowledged without being applied twice; true
+    /// the first time (or once an earlier entry expired). Prunes a bounded
+    /// batch of expired keys as it goes.
+    async fn remember_delivery(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets a remembered idempotency key, so a delivery whose effects could
+    /// not be written is applied when MoneyKit retries it.
+    async fn forget_delivery(&self, key: &str) -> Result<(), StoreError>;
 
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -65,6 +65,12 @@ pub(crate) fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
     t.map(ms)
 }
 
+/// A time rounded *up* to the stored millisecond: a claim's known time
+/// compared with the stored (truncated) one must not look older than it is.
+pub(crate) fn ceil_ms(t: Timestamp) -> i64 {
+    ms(t) + i64::from(!t.timestamp_subsec_nanos().is_multiple_of(1_000_000))
+}
+
 pub(crate) fn time(ms: i64) -> Result<Timestamp, StoreError> {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} ms is out of range")))
@@ -167,6 +173,100 @@ impl RawSchedule {
     }
 }
 
+/// A page of links as one JSON document (`[[id, products, ..., [[product,
+/// ...], ...]], ...]`), built by the database: one row per page instead of one
+/// per schedule, because handing rows one by one from the driver cost ten
+/// times more than SQLite took to produce them.
+#[derive(serde::Deserialize)]
+pub(crate) struct JsonLink(
+    String,
+    i32,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    JsonBool,
+    i64,
+    i64,
+    Option<i64>,
+    i32,
+    i64,
+    Vec<JsonSchedule>,
+);
+
+#[derive(serde::Deserialize)]
+struct JsonSchedule(
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i32,
+    Option<i64>,
+    Option<String>,
+    JsonBool,
+);
+
+/// SQLite's JSON has no booleans (0/1); PostgreSQL's has.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonBool {
+    Bool(bool),
+    Int(i64),
+}
+
+impl JsonBool {
+    fn get(self) -> bool {
+        match self {
+            JsonBool::Bool(b) => b,
+            JsonBool::Int(i) => i != 0,
+        }
+    }
+}
+
+/// Parses one page document into records, in id order.
+pub(crate) fn parse_page(doc: &str) -> Result<Vec<LinkRecord>, StoreError> {
+    let links: Vec<JsonLink> =
+        serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("links page: {e}")))?;
+    let mut out = links
+        .into_iter()
+        .map(|l| {
+            let mut link = RawLink {
+                id: l.0,
+                products: l.1,
+                cadence: l.2,
+                source: l.3,
+                state: l.4,
+                reason: l.5,
+                removed: l.6.get(),
+                created_at: l.7,
+                updated_at: l.8,
+                backoff_until: l.9,
+                failures: l.10,
+                change_seq: l.11,
+            }
+            .into_record()?;
+            for s in l.12 {
+                let raw = RawSchedule {
+                    product: s.0,
+                    last_requested_at: s.1,
+                    server_refreshed_at: s.2,
+                    server_attempted_at: s.3,
+                    next_due_at: s.4,
+                    failures: s.5,
+                    backoff_until: s.6,
+                    parked_reason: s.7,
+                    refresh_requested: s.8.get(),
+                };
+                link.schedules.push(raw.into_record()?);
+            }
+            Ok(finish(link))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
 /// Keeps only the schedules of products the link still wants (rows of dropped
 /// products stay in the table, with their times, in case they come back) and
 /// orders them in wire order.
@@ -178,37 +278,12 @@ pub(crate) fn finish(mut link: LinkRecord) -> LinkRecord {
 }
 
 /// Expands a row template such as `(?, ?, 'x')` `rows` times between `head`
-/// and `tail`, numbering the `?`s `$1, $2, ...` (both backends accept `$N`).
-/// The text only depends on `rows`, so full chunks reuse one prepared statement.
-pub(crate) fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (row.len() + 16));
-    sql.push_str(head);
-    let mut n = 0;
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        for c in row.chars() {
-            if c == '?' {
-                n += 1;
-                sql.push('$');
-                sql.push_str(&n.to_string());
-            } else {
-                sql.push(c);
-            }
-        }
-    }
-    sql.push_str(tail);
-    sql
-}
-
-/// Like [`multi_row`] with the `?`s left anonymous, for SQLite statements
-/// that have no other parameter. SQLite looks a numbered parameter's name up
-/// by a linear scan, and sqlx asks for every parameter's name when binding,
-/// so a statement of N `$N` parameters costs O(N^2): with thousands of
-/// parameters that scan was the daemon's hottest function. Anonymous `?`s
-/// have no name and bind in O(1).
-pub(crate) fn multi_row_anon(head: &str, row: &str, rows: usize, tail: &str) -> String {
+/// and `tail` (which may hold `?`s too). PostgreSQL needs the `?`s numbered
+/// `$1, $2, ...`; SQLite keeps plain `?`, because it looks numbered
+/// parameters up by a linear scan, which made a 3,500-parameter statement cost
+/// more to bind than to run. The text only depends on `rows`, so full chunks
+/// reuse one prepared statement.
+pub(crate) fn multi_row(head: &str, row: &str, rows: usize, tail: &str, numbered: bool) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * (row.len() + 2));
     sql.push_str(head);
     for i in 0..rows {
@@ -218,13 +293,23 @@ pub(crate) fn multi_row_anon(head: &str, row: &str, rows: usize, tail: &str) -> 
         sql.push_str(row);
     }
     sql.push_str(tail);
-    sql
+    if numbered { number_params(&sql) } else { sql }
 }
 
-/// `id IN ($2, $3, ...)` lists for bulk updates whose `$1` is shared.
-pub(crate) fn in_list(head: &str, first: usize, n: usize, tail: &str) -> String {
-    let params: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
-    format!("{head}({}){tail}", params.join(", "))
+/// Rewrites every `?` as `$1, $2, ...` in order (no templates quote a `?`).
+fn number_params(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() * 2);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// What `sync_config` knows of a stored link, to decide whether it changed.
@@ -305,16 +390,25 @@ mod tests {
     }
 
     #[test]
-    fn multi_row_numbers_parameters_across_rows() {
+    fn multi_row_numbers_parameters_across_head_and_rows_only_when_asked() {
+        let head = "UPDATE t SET at = ? WHERE id IN (";
         assert_eq!(
-            multi_row(
-                "INSERT INTO t VALUES ",
-                "(?, ?, 'a')",
-                2,
-                " ON CONFLICT DO NOTHING"
-            ),
-            "INSERT INTO t VALUES ($1, $2, 'a'), ($3, $4, 'a') ON CONFLICT DO NOTHING"
+            multi_row(head, "?", 2, ")", true),
+            "UPDATE t SET at = $1 WHERE id IN ($2, $3)"
         );
+        assert_eq!(
+            multi_row(head, "?", 2, ")", false),
+            "UPDATE t SET at = ? WHERE id IN (?, ?)"
+        );
+    }
+
+    #[test]
+    fn known_times_round_up_to_the_stored_millisecond() {
+        let t = DateTime::<Utc>::from_timestamp(1_750_000_000, 1_500_000).unwrap();
+        assert_eq!(ms(t), 1_750_000_000_001);
+        assert_eq!(ceil_ms(t), 1_750_000_000_002);
+        let whole = DateTime::<Utc>::from_timestamp(1_750_000_000, 2_000_000).unwrap();
+        assert_eq!(ceil_ms(whole), ms(whole));
     }
 
     #[test]

@@ -17,6 +17,11 @@ pub(crate) const SYNC_TX_LINKS: usize = 20_000;
 pub(crate) const LINK_ROWS: usize = 500;
 /// Rows per multi-row schedule INSERT (2 parameters each).
 pub(crate) const SCHEDULE_ROWS: usize = 1_000;
+/// Links changed by one sync past which the backend refreshes its planner
+/// statistics (`after_bulk_write`).
+pub(crate) const BULK_CHANGE: usize = 10_000;
+/// Rows per multi-row due-time update (3 parameters each).
+pub(crate) const DUE_ROWS: usize = 1_000;
 /// Ids per `IN (...)` list.
 pub(crate) const ID_ROWS: usize = 500;
 /// Rows per multi-row statement of the batched intent and outcome paths
@@ -31,8 +36,20 @@ pub(crate) const BATCH_ROWS: usize = 200;
 pub(crate) const BULK_FINISH_HEAD: &str = "UPDATE attempts SET outcome = v.column2, \
     status = v.column3, detail = v.column4, finished_at = v.column5 FROM (VALUES ";
 pub(crate) const BULK_FINISH_ROW: &str = "(?, ?, ?, ?, ?, ?)";
-pub(crate) const BULK_FINISH_TAIL: &str =
-    ") AS v WHERE attempts.id = v.column1 AND attempts.link_id = v.column6 RETURNING attempts.id";
+pub(crate) const BULK_FINISH_TAIL: &str = ") AS v WHERE attempts.id = v.column1 AND attempts.link_id = v.column6 \
+     RETURNING attempts.id, attempts.replica";
+
+/// Batched lease release of finished claimed attempts: only where the
+/// attempt's replica still holds the lease (as `outcome_one`). The head, with
+/// its `intent_seq` stamp, is backend SQL and built in the macro.
+pub(crate) const BULK_RELEASE_ROW: &str = "(?, ?)";
+pub(crate) const BULK_RELEASE_TAIL: &str =
+    ") AS v WHERE links.id = v.column1 AND links.lease_owner = v.column2";
+
+/// Batched lease taking of accepted claims (see `claims_bulk`); the head is
+/// built in the macro like the release's.
+pub(crate) const BULK_LEASE_ROW: &str = "(?, ?, ?)";
+pub(crate) const BULK_LEASE_TAIL: &str = ") AS v WHERE links.id = v.column1";
 
 pub(crate) const BULK_PATCH_LINK_HEAD: &str = "UPDATE links SET \
     state = CASE WHEN v.column2 THEN v.column3 ELSE links.state END, \
@@ -41,9 +58,11 @@ pub(crate) const BULK_PATCH_LINK_HEAD: &str = "UPDATE links SET \
     failures = CASE WHEN v.column7 THEN v.column8 ELSE links.failures END, \
     updated_at = v.column9 FROM (VALUES ";
 pub(crate) const BULK_PATCH_LINK_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-pub(crate) const BULK_PATCH_LINK_TAIL: &str = ") AS v WHERE links.id = v.column1 RETURNING links.id";
+pub(crate) const BULK_PATCH_LINK_TAIL: &str =
+    ") AS v WHERE links.id = v.column1 RETURNING links.id";
 
-pub(crate) const BULK_ENSURE_SCHEDULE_HEAD: &str = "INSERT INTO schedules (link_id, product) VALUES ";
+pub(crate) const BULK_ENSURE_SCHEDULE_HEAD: &str =
+    "INSERT INTO schedules (link_id, product) VALUES ";
 pub(crate) const BULK_ENSURE_SCHEDULE_TAIL: &str = " ON CONFLICT (link_id, product) DO NOTHING";
 
 pub(crate) const BULK_PATCH_SCHEDULE_HEAD: &str = "UPDATE schedules SET \
@@ -67,18 +86,19 @@ const LINK_AND_SCHEDULE_COLUMNS: &str = "l.id, l.products, l.cadence, l.source, 
      s.product, s.last_requested_at, s.server_refreshed_at, s.server_attempted_at, \
      s.next_due_at, s.failures, s.backoff_until, s.parked_reason, s.refresh_requested";
 
-pub(crate) fn select_page() -> String {
-    format!(
-        "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM \
-         (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l \
-         LEFT JOIN schedules s ON s.link_id = l.id ORDER BY l.id"
-    )
-}
-
 pub(crate) fn select_one() -> String {
     format!(
         "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM links l \
          LEFT JOIN schedules s ON s.link_id = l.id WHERE l.id = $1"
+    )
+}
+
+/// Links stamped by claims or released leases after `$1` (see `claims_since`).
+pub(crate) fn select_claimed() -> String {
+    format!(
+        "SELECT {LINK_AND_SCHEDULE_COLUMNS} FROM links l \
+         LEFT JOIN schedules s ON s.link_id = l.id WHERE l.intent_seq > $1 AND l.removed = FALSE \
+         ORDER BY l.id"
     )
 }
 
@@ -120,6 +140,13 @@ pub(crate) const PATCH_LINK: &str = "UPDATE links SET \
     updated_at = $11 \
     WHERE id = $1";
 
+/// Due times for many products in one statement (`UPDATE ... FROM VALUES`,
+/// which both backends accept; VALUES columns are `column1..3` in both).
+pub(crate) const SET_DUE_HEAD: &str = "UPDATE schedules SET next_due_at = v.column3 FROM (VALUES ";
+pub(crate) const SET_DUE_ROW: &str = "(?, ?, ?)";
+pub(crate) const SET_DUE_TAIL: &str =
+    ") AS v WHERE schedules.link_id = v.column1 AND schedules.product = v.column2";
+
 pub(crate) const ENSURE_SCHEDULE: &str = "INSERT INTO schedules (link_id, product) VALUES ($1, $2) \
     ON CONFLICT (link_id, product) DO NOTHING";
 
@@ -137,17 +164,48 @@ pub(crate) const PATCH_SCHEDULE: &str = "UPDATE schedules SET \
     refresh_requested = CASE WHEN $15 THEN $16 ELSE refresh_requested END \
     WHERE link_id = $1 AND product = $2";
 
+/// Expired idempotency keys deleted per `remember_delivery`: bounded work per
+/// delivery, still far more than deliveries arrive, so the table stays small.
+pub(crate) const PRUNE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE idempotency_key IN \
+    (SELECT idempotency_key FROM webhook_deliveries WHERE expires_at <= $1 LIMIT 100)";
+
+/// Inserts a key; an expired entry for the same key counts as absent (a row is
+/// written either way, so `rows_affected() == 1` means "first time").
+pub(crate) const REMEMBER_DELIVERY: &str = "INSERT INTO webhook_deliveries \
+    (idempotency_key, expires_at) VALUES ($1, $2) ON CONFLICT (idempotency_key) \
+    DO UPDATE SET expires_at = excluded.expires_at WHERE webhook_deliveries.expires_at <= $3";
+
 /// Expands the shared [`Store`](crate::store::Store) implementation for one
 /// backend: `$store` is the backend struct (with `pool` and `location`
 /// fields), `$db` its sqlx database, `$begin` the statement that opens a
 /// write transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE` so concurrent writers wait on `busy_timeout` instead of
-/// failing when a read turns into a write), `$bulk` whether intents and
-/// outcomes use the batched multi-row statements (see [`BULK_FINISH_HEAD`]),
-/// `$anon` whether multi-row statements use anonymous `?` parameters
-/// (SQLite: see `records::multi_row_anon`) rather than `$N`.
+/// failing when a read turns into a write), `$numbered` whether multi-row
+/// statements number their parameters (see [`multi_row`](super::records::multi_row);
+/// SQLite keeps anonymous `?`s, which bind in O(1)), `$bulk` whether intents
+/// and outcomes use the batched multi-row statements (see [`BULK_FINISH_HEAD`]),
+/// `$json_page` the backend's query for one page of links as a JSON document
+/// (see [`parse_page`](super::records::parse_page)): `$1` the last id of the
+/// previous page, `$2` the page size; it returns the document and the page's
+/// last id. `$lock` is appended to the claim's reads of the link and its
+/// schedule rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite's
+/// `BEGIN IMMEDIATE` already excludes other writers), `$next_seq` the SQL
+/// expression of the next `links.intent_seq`, and `$overlap` how far below
+/// its high-water mark `claims_since` re-reads (stamps that may commit out of
+/// order). The backend module also provides `lock_sync`, which serializes
+/// `sync_config` across processes where that matters.
 macro_rules! impl_sql_store {
-    ($store:ident, $db:ty, begin = $begin:literal, bulk = $bulk:literal, anon = $anon:literal) => {
+    (
+        $store:ident,
+        $db:ty,
+        begin = $begin:literal,
+        numbered = $numbered:literal,
+        bulk = $bulk:literal,
+        json_page = $json_page:expr,
+        lock = $lock:literal,
+        next_seq = $next_seq:literal,
+        overlap = $overlap:literal
+    ) => {
         mod shared_impl {
             use std::collections::{HashMap, HashSet};
 
@@ -157,22 +215,18 @@ macro_rules! impl_sql_store {
             use super::$store;
             use $crate::domain::{LinkId, Product, ProductSet};
             use $crate::store::records::{
-                self, bits, decode_prev, encode_prev, finish, from_bits, ms, multi_row,
+                self, bits, ceil_ms, decode_prev, encode_prev, finish, from_bits, ms, multi_row,
                 opt_ms, opt_time, time, Existing, RawLink, RawSchedule,
             };
             use $crate::store::sql::{self, *};
             use $crate::store::{
-                AttemptId, AttemptRecord, DueUpdate, Intent, LinkPatch, LinkRecord, LinkSpec,
-                Outcome, Store, StoreError, SyncReport, Timestamp,
+                AttemptId, AttemptRecord, Claim, DueUpdate, Intent, LinkPatch, LinkRecord,
+                LinkSpec, Outcome, Store, StoreError, SyncReport, Timestamp,
             };
 
             /// Multi-row statement text in this backend's cheapest parameter style.
             fn rows(head: &str, row: &str, n: usize, tail: &str) -> String {
-                if $anon {
-                    records::multi_row_anon(head, row, n, tail)
-                } else {
-                    multi_row(head, row, n, tail)
-                }
+                multi_row(head, row, n, tail, $numbered)
             }
 
             type Db = $db;
@@ -243,45 +297,79 @@ macro_rules! impl_sql_store {
                 .await?)
             }
 
+            /// The guard of a claimed intent (see "Several replicas" in the
+            /// store docs): locks the link and its schedule rows without
+            /// waiting, checks the lease and the known times, and takes the
+            /// lease. False (nothing written) when the claim is refused.
+            async fn claim(conn: &mut Conn, intent: &Intent, claim: &Claim) -> Result<bool, StoreError> {
+                let lease = sqlx::query(concat!(
+                    "SELECT lease_owner, lease_until FROM links WHERE id = $1 AND removed = FALSE",
+                    $lock
+                ))
+                .bind(intent.link.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(lease) = lease else {
+                    // Unknown, removed, or being written by another transaction.
+                    return Ok(false);
+                };
+                let owner: Option<String> = lease.try_get(0)?;
+                let until: Option<i64> = lease.try_get(1)?;
+                if let (Some(owner), Some(until)) = (owner, until) {
+                    if owner != claim.owner && until > ms(intent.at) {
+                        return Ok(false);
+                    }
+                }
+                let rows = sqlx::query(concat!(
+                    "SELECT product, last_requested_at FROM schedules WHERE link_id = $1",
+                    $lock
+                ))
+                .bind(intent.link.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
+                for product in intent.products.iter() {
+                    // A row missing here is being written elsewhere (schedule
+                    // rows exist for every product of a stored link): refuse.
+                    let Some(row) = rows.iter().find(|r| {
+                        r.try_get::<&str, _>(0).is_ok_and(|p| p == product.as_str())
+                    }) else {
+                        return Ok(false);
+                    };
+                    let stored: Option<i64> = row.try_get(1)?;
+                    let known = claim
+                        .known
+                        .iter()
+                        .find(|(p, _)| *p == product)
+                        .and_then(|(_, at)| *at)
+                        .map(ceil_ms);
+                    match (stored, known) {
+                        (None, _) => {}
+                        (Some(stored), Some(known)) if stored <= known => {}
+                        _ => return Ok(false),
+                    }
+                }
+                sqlx::query(concat!(
+                    "UPDATE links SET lease_owner = $2, lease_until = $3, intent_seq = ",
+                    $next_seq,
+                    " WHERE id = $1"
+                ))
+                .bind(intent.link.as_str())
+                .bind(claim.owner.as_str())
+                .bind(ms(claim.lease_until))
+                .execute(&mut *conn)
+                .await?;
+                Ok(true)
+            }
+
+            /// Link rows and their schedule rows; the bulk form is the
+            /// backend's own (`write_links` in its module).
             async fn upsert_links(
                 conn: &mut Conn,
                 specs: &[&LinkSpec],
                 now: Timestamp,
                 change_seq: i64,
             ) -> Result<(), StoreError> {
-                for chunk in specs.chunks(LINK_ROWS) {
-                    let text = rows(UPSERT_LINK_HEAD, UPSERT_LINK_ROW, chunk.len(), UPSERT_LINK_TAIL);
-                    let mut q = sqlx::query(AssertSqlSafe(text));
-                    for spec in chunk {
-                        q = q
-                            .bind(spec.id.as_str())
-                            .bind(bits(spec.products))
-                            .bind(spec.cadence.as_deref())
-                            .bind(spec.source.as_str())
-                            .bind(ms(now))
-                            .bind(ms(now))
-                            .bind(change_seq);
-                    }
-                    q.execute(&mut *conn).await?;
-                }
-                let pairs: Vec<(&str, &'static str)> = specs
-                    .iter()
-                    .flat_map(|s| s.products.iter().map(move |p| (s.id.as_str(), p.as_str())))
-                    .collect();
-                for chunk in pairs.chunks(SCHEDULE_ROWS) {
-                    let text = rows(
-                        UPSERT_SCHEDULE_HEAD,
-                        UPSERT_SCHEDULE_ROW,
-                        chunk.len(),
-                        UPSERT_SCHEDULE_TAIL,
-                    );
-                    let mut q = sqlx::query(AssertSqlSafe(text));
-                    for (id, product) in chunk {
-                        q = q.bind(*id).bind(*product);
-                    }
-                    q.execute(&mut *conn).await?;
-                }
-                Ok(())
+                super::write_links(conn, specs, now, change_seq).await
             }
 
             /// Applies a patch; false (and nothing written) if the link is unknown.
@@ -350,10 +438,116 @@ macro_rules! impl_sql_store {
                 ids.all(|id| seen.insert(id))
             }
 
+            /// The claims of a batch of intents of distinct links, checked
+            /// together: the same guard as [`claim`] for each (the link and
+            /// schedule rows locked without waiting, the lease, the known
+            /// times; then the lease taken and `intent_seq` stamped), in three
+            /// statements per chunk instead of three per intent. Whether each
+            /// intent may be written; one without a claim always may.
+            async fn claims_bulk(conn: &mut Conn, intents: &[Intent]) -> Result<Vec<bool>, StoreError> {
+                let mut ok: Vec<bool> = intents.iter().map(|i| i.claim.is_none()).collect();
+                let claimed: Vec<(usize, &Intent, &Claim)> = intents
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(n, i)| i.claim.as_ref().map(|c| (n, i, c)))
+                    .collect();
+                if claimed.is_empty() {
+                    return Ok(ok);
+                }
+                // Leases: a link not returned is unknown, removed, or being
+                // written by another transaction.
+                let mut leases: HashMap<String, (Option<String>, Option<i64>)> = HashMap::new();
+                for chunk in claimed.chunks(ID_ROWS) {
+                    let text = rows(
+                        "SELECT id, lease_owner, lease_until FROM links WHERE removed = FALSE AND id IN (",
+                        "?",
+                        chunk.len(),
+                        concat!(")", $lock),
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for (_, i, _) in chunk {
+                        q = q.bind(i.link.as_str());
+                    }
+                    for row in &q.fetch_all(&mut *conn).await? {
+                        leases.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+                    }
+                }
+                let free: Vec<(usize, &Intent, &Claim)> = claimed
+                    .into_iter()
+                    .filter(|(_, i, c)| match leases.get(i.link.as_str()) {
+                        None => false,
+                        Some((Some(owner), Some(until))) => *owner == c.owner || *until <= ms(i.at),
+                        Some(_) => true,
+                    })
+                    .collect();
+                // Known times: each product's stored time must be NULL or at
+                // most what the replica believed; a missing row is being
+                // written elsewhere.
+                let mut stored: HashMap<(String, String), Option<i64>> = HashMap::new();
+                for chunk in free.chunks(ID_ROWS) {
+                    let text = rows(
+                        "SELECT link_id, product, last_requested_at FROM schedules WHERE link_id IN (",
+                        "?",
+                        chunk.len(),
+                        concat!(")", $lock),
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for (_, i, _) in chunk {
+                        q = q.bind(i.link.as_str());
+                    }
+                    for row in &q.fetch_all(&mut *conn).await? {
+                        stored.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+                    }
+                }
+                let accepted: Vec<(usize, &Intent, &Claim)> = free
+                    .into_iter()
+                    .filter(|(_, i, c)| {
+                        i.products.iter().all(|product| {
+                            let key = (i.link.as_str().to_owned(), product.as_str().to_owned());
+                            let Some(at) = stored.get(&key) else {
+                                return false;
+                            };
+                            let known = c
+                                .known
+                                .iter()
+                                .find(|(p, _)| *p == product)
+                                .and_then(|(_, at)| *at)
+                                .map(ceil_ms);
+                            match (*at, known) {
+                                (None, _) => true,
+                                (Some(stored), Some(known)) => stored <= known,
+                                (Some(_), None) => false,
+                            }
+                        })
+                    })
+                    .collect();
+                for chunk in accepted.chunks(BATCH_ROWS) {
+                    let text = rows(
+                        concat!("UPDATE links SET lease_owner = v.column2, lease_until = v.column3, intent_seq = ", $next_seq, " FROM (VALUES "),
+                        BULK_LEASE_ROW,
+                        chunk.len(),
+                        BULK_LEASE_TAIL,
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for (_, i, c) in chunk {
+                        q = q
+                            .bind(i.link.as_str())
+                            .bind(c.owner.as_str())
+                            .bind(ms(c.lease_until));
+                    }
+                    q.execute(&mut *conn).await?;
+                }
+                for (n, _, _) in accepted {
+                    ok[n] = true;
+                }
+                Ok(ok)
+            }
+
             /// `record_intents` in three statements per chunk (read the
             /// previous times, insert the attempts, move the times) instead of
-            /// 2 + products per intent. Links must be distinct.
-            async fn intents_bulk(conn: &mut Conn, intents: &[Intent]) -> Result<Vec<AttemptId>, StoreError> {
+            /// 2 + products per intent. Links must be distinct, and claims
+            /// already taken (see [`claims_bulk`]).
+            async fn intents_bulk(conn: &mut Conn, intents: &[&Intent]) -> Result<Vec<AttemptId>, StoreError> {
                 let mut prev_of: HashMap<&str, Vec<(Product, Option<i64>)>> = intents
                     .iter()
                     .map(|i| (i.link.as_str(), i.products.iter().map(|p| (p, None)).collect()))
@@ -383,8 +577,8 @@ macro_rules! impl_sql_store {
                 let mut id_of: HashMap<String, i64> = HashMap::with_capacity(intents.len());
                 for chunk in intents.chunks(BATCH_ROWS) {
                     let text = rows(
-                        "INSERT INTO attempts (link_id, products, intent_at, prev_requested) VALUES ",
-                        "(?, ?, ?, ?)",
+                        "INSERT INTO attempts (link_id, products, intent_at, prev_requested, replica) VALUES ",
+                        "(?, ?, ?, ?, ?)",
                         chunk.len(),
                         " RETURNING id, link_id",
                     );
@@ -394,7 +588,8 @@ macro_rules! impl_sql_store {
                             .bind(i.link.as_str())
                             .bind(bits(i.products))
                             .bind(ms(i.at))
-                            .bind(encode_prev(&prev_of[i.link.as_str()]));
+                            .bind(encode_prev(&prev_of[i.link.as_str()]))
+                            .bind(i.claim.as_ref().map(|c| c.owner.as_str()));
                     }
                     for row in &q.fetch_all(&mut *conn).await? {
                         id_of.insert(row.try_get(1)?, row.try_get(0)?);
@@ -437,7 +632,8 @@ macro_rules! impl_sql_store {
             /// A run of outcomes of distinct links, one statement per table
             /// and chunk; the same effect as [`outcome_one`] for each in turn.
             async fn outcomes_bulk(conn: &mut Conn, run: &[Outcome]) -> Result<(), StoreError> {
-                let mut finished = HashSet::new();
+                // Finished attempt ids and the replica that claimed each.
+                let mut finished: HashMap<i64, Option<String>> = HashMap::new();
                 for chunk in run.chunks(BATCH_ROWS) {
                     let text = rows(BULK_FINISH_HEAD, BULK_FINISH_ROW, chunk.len(), BULK_FINISH_TAIL);
                     let mut q = sqlx::query(AssertSqlSafe(text));
@@ -451,15 +647,37 @@ macro_rules! impl_sql_store {
                             .bind(o.link.as_str());
                     }
                     for row in &q.fetch_all(&mut *conn).await? {
-                        finished.insert(row.try_get::<i64, _>(0)?);
+                        finished.insert(row.try_get::<i64, _>(0)?, row.try_get(1)?);
                     }
                 }
-                for o in run.iter().filter(|o| !finished.contains(&o.attempt)) {
+                for o in run.iter().filter(|o| !finished.contains_key(&o.attempt)) {
                     tracing::warn!(
                         link = %o.link,
                         attempt = o.attempt,
                         "outcome for an unknown or pruned attempt; applying its patch only"
                     );
+                }
+                // The link rows next (as every other writer locks them), and
+                // only each attempt's replica's lease.
+                let releases: Vec<(&str, &str)> = run
+                    .iter()
+                    .filter_map(|o| match finished.get(&o.attempt) {
+                        Some(Some(replica)) => Some((o.link.as_str(), replica.as_str())),
+                        _ => None,
+                    })
+                    .collect();
+                for chunk in releases.chunks(BATCH_ROWS) {
+                    let text = rows(
+                        concat!("UPDATE links SET lease_owner = NULL, lease_until = NULL, intent_seq = ", $next_seq, " FROM (VALUES "),
+                        BULK_RELEASE_ROW,
+                        chunk.len(),
+                        BULK_RELEASE_TAIL,
+                    );
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for (link, replica) in chunk {
+                        q = q.bind(*link).bind(*replica);
+                    }
+                    q.execute(&mut *conn).await?;
                 }
                 let mut found: HashSet<String> = HashSet::new();
                 for chunk in run.chunks(BATCH_ROWS) {
@@ -529,7 +747,7 @@ macro_rules! impl_sql_store {
                 let row = sqlx::query(
                     "UPDATE attempts SET outcome = $2, status = $3, detail = $4, \
                      finished_at = $5 WHERE id = $1 AND link_id = $6 \
-                     RETURNING intent_at, prev_requested",
+                     RETURNING intent_at, prev_requested, replica",
                 )
                 .bind(o.attempt)
                 .bind(o.label.as_str())
@@ -539,6 +757,24 @@ macro_rules! impl_sql_store {
                 .bind(o.link.as_str())
                 .fetch_optional(&mut *conn)
                 .await?;
+                // The link row first (as every other writer locks it), and
+                // only this attempt's replica's lease.
+                let replica: Option<String> = match &row {
+                    Some(row) => row.try_get(2)?,
+                    None => None,
+                };
+                if let Some(replica) = replica {
+                    sqlx::query(concat!(
+                        "UPDATE links SET lease_owner = NULL, lease_until = NULL, \
+                         intent_seq = ",
+                        $next_seq,
+                        " WHERE id = $1 AND lease_owner = $2"
+                    ))
+                    .bind(o.link.as_str())
+                    .bind(replica)
+                    .execute(&mut *conn)
+                    .await?;
+                }
                 match (&row, o.patch.restore_requested) {
                     (Some(row), true) => {
                         let intent_at: i64 = row.try_get(0)?;
@@ -613,6 +849,10 @@ macro_rules! impl_sql_store {
                     links: &[LinkSpec],
                     now: Timestamp,
                 ) -> Result<SyncReport, StoreError> {
+                    // Replicas starting together all sync the same config: the
+                    // first does the work, the others wait for it and then
+                    // find the revision synced.
+                    let lock = super::lock_sync(&self.pool).await?;
                     let stored: Option<String> =
                         sqlx::query_scalar("SELECT revision FROM config_revision WHERE id = 1")
                             .fetch_optional(&self.pool)
@@ -635,11 +875,12 @@ macro_rules! impl_sql_store {
                     for chunk in plan.removed.chunks(SYNC_TX_LINKS) {
                         let mut tx = self.begin_write().await?;
                         for ids in chunk.chunks(ID_ROWS) {
-                            let text = records::in_list(
-                                "UPDATE links SET removed = TRUE, updated_at = $1 WHERE id IN ",
-                                2,
+                            let text = multi_row(
+                                "UPDATE links SET removed = TRUE, updated_at = ? WHERE id IN (",
+                                "?",
                                 ids.len(),
-                                "",
+                                ")",
+                                $numbered,
                             );
                             let mut q = sqlx::query(AssertSqlSafe(text)).bind(ms(now));
                             for id in ids {
@@ -648,6 +889,9 @@ macro_rules! impl_sql_store {
                             q.execute(&mut *tx).await?;
                         }
                         tx.commit().await?;
+                    }
+                    if plan.upserts.len() + plan.removed.len() >= BULK_CHANGE {
+                        super::after_bulk_write(&self.pool).await?;
                     }
                     // Recorded last: a crash part-way leaves the old revision,
                     // so the next start repeats the (idempotent) diff.
@@ -660,6 +904,9 @@ macro_rules! impl_sql_store {
                     .bind(ms(now))
                     .execute(&self.pool)
                     .await?;
+                    if let Some(lock) = lock {
+                        lock.commit().await?;
+                    }
                     tracing::info!(report = ?plan.report, "configuration synced");
                     Ok(plan.report)
                 }
@@ -696,19 +943,21 @@ macro_rules! impl_sql_store {
 
                 #[tracing::instrument(skip_all)]
                 async fn load_links(&self) -> Result<Vec<LinkRecord>, StoreError> {
-                    let text = select_page();
                     let mut out = Vec::new();
                     let mut after = String::new();
                     loop {
-                        let rows = sqlx::query(AssertSqlSafe(text.as_str()))
+                        let row = sqlx::query($json_page)
                             .bind(&after)
                             .bind(sql::PAGE)
-                            .fetch_all(&self.pool)
+                            .fetch_one(&self.pool)
                             .await?;
-                        match group(&rows, &mut out)? {
-                            Some(last) => after = last,
-                            None => return Ok(out),
-                        }
+                        let last: Option<String> = row.try_get(1)?;
+                        let Some(last) = last else {
+                            return Ok(out);
+                        };
+                        let doc: String = row.try_get(0)?;
+                        out.extend(records::parse_page(&doc)?);
+                        after = last;
                     }
                 }
 
@@ -724,15 +973,33 @@ macro_rules! impl_sql_store {
                 }
 
                 #[tracing::instrument(skip_all, fields(intents = intents.len()))]
-                async fn record_intents(&self, intents: &[Intent]) -> Result<Vec<AttemptId>, StoreError> {
+                async fn record_intents(
+                    &self,
+                    intents: &[Intent],
+                ) -> Result<Vec<Option<AttemptId>>, StoreError> {
                     let mut tx = self.begin_write().await?;
                     if $bulk && intents.len() > 1 && distinct(intents.iter().map(|i| i.link.as_str())) {
-                        let ids = intents_bulk(&mut tx, intents).await?;
+                        // Claims first (all links distinct, so checking them
+                        // together equals checking each before its write),
+                        // then the accepted intents in bulk.
+                        let ok = claims_bulk(&mut tx, intents).await?;
+                        let accepted: Vec<&Intent> = intents
+                            .iter()
+                            .zip(&ok)
+                            .filter_map(|(i, ok)| ok.then_some(i))
+                            .collect();
+                        let mut ids = intents_bulk(&mut tx, &accepted).await?.into_iter();
                         tx.commit().await?;
-                        return Ok(ids);
+                        return Ok(ok.iter().map(|ok| if *ok { ids.next() } else { None }).collect());
                     }
                     let mut ids = Vec::with_capacity(intents.len());
                     for intent in intents {
+                        if let Some(c) = &intent.claim {
+                            if !claim(&mut tx, intent, c).await? {
+                                ids.push(None);
+                                continue;
+                            }
+                        }
                         let rows = sqlx::query(
                             "SELECT product, last_requested_at FROM schedules WHERE link_id = $1",
                         )
@@ -749,13 +1016,14 @@ macro_rules! impl_sql_store {
                             }
                         }
                         let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO attempts (link_id, products, intent_at, prev_requested) \
-                             VALUES ($1, $2, $3, $4) RETURNING id",
+                            "INSERT INTO attempts (link_id, products, intent_at, prev_requested, replica) \
+                             VALUES ($1, $2, $3, $4, $5) RETURNING id",
                         )
                         .bind(intent.link.as_str())
                         .bind(bits(intent.products))
                         .bind(ms(intent.at))
                         .bind(encode_prev(&prev))
+                        .bind(intent.claim.as_ref().map(|c| c.owner.as_str()))
                         .fetch_one(&mut *tx)
                         .await?;
                         for product in intent.products.iter() {
@@ -770,7 +1038,7 @@ macro_rules! impl_sql_store {
                             .execute(&mut *tx)
                             .await?;
                         }
-                        ids.push(id);
+                        ids.push(Some(id));
                     }
                     tx.commit().await?;
                     Ok(ids)
@@ -916,6 +1184,23 @@ macro_rules! impl_sql_store {
                     Ok((high, out))
                 }
 
+                async fn claims_since(&self, seq: i64) -> Result<(i64, Vec<LinkRecord>), StoreError> {
+                    let high: i64 =
+                        sqlx::query_scalar("SELECT COALESCE(MAX(intent_seq), 0) FROM links")
+                            .fetch_one(&self.pool)
+                            .await?;
+                    if high <= seq {
+                        return Ok((high, Vec::new()));
+                    }
+                    let rows = sqlx::query(AssertSqlSafe(select_claimed()))
+                        .bind((seq - $overlap).max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let mut out = Vec::new();
+                    group(&rows, &mut out)?;
+                    Ok((high, out))
+                }
+
                 #[tracing::instrument(skip_all, fields(link = %id))]
                 async fn attempts(&self, id: &LinkId, limit: u32) -> Result<Vec<AttemptRecord>, StoreError> {
                     let rows = sqlx::query(
@@ -962,18 +1247,42 @@ macro_rules! impl_sql_store {
                 async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError> {
                     for chunk in updates.chunks(SYNC_TX_LINKS) {
                         let mut tx = self.begin_write().await?;
-                        for (link, product, due) in chunk {
-                            sqlx::query(
-                                "UPDATE schedules SET next_due_at = $3 WHERE link_id = $1 AND product = $2",
-                            )
-                            .bind(link.as_str())
-                            .bind(product.as_str())
-                            .bind(opt_ms(*due))
-                            .execute(&mut *tx)
-                            .await?;
-                        }
+                        super::write_due(&mut tx, chunk).await?;
                         tx.commit().await?;
                     }
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip_all)]
+                async fn remember_delivery(
+                    &self,
+                    key: &str,
+                    expires_at: Timestamp,
+                    now: Timestamp,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(PRUNE_DELIVERIES)
+                        .bind(ms(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    let first = sqlx::query(REMEMBER_DELIVERY)
+                        .bind(key)
+                        .bind(ms(expires_at))
+                        .bind(ms(now))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                    tx.commit().await?;
+                    Ok(first)
+                }
+
+                #[tracing::instrument(skip_all)]
+                async fn forget_delivery(&self, key: &str) -> Result<(), StoreError> {
+                    sqlx::query("DELETE FROM webhook_deliveries WHERE idempotency_key = $1")
+                        .bind(key)
+                        .execute(&self.pool)
+                        .await?;
                     Ok(())
                 }
 

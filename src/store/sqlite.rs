@@ -7,7 +7,15 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::StoreError;
+use sqlx::{AssertSqlSafe, SqliteConnection};
+
+use super::records::{bits, ms, multi_row, opt_ms};
+use super::sql::{
+    DUE_ROWS, LINK_ROWS, SCHEDULE_ROWS, SET_DUE_HEAD, SET_DUE_ROW, SET_DUE_TAIL, UPSERT_LINK_HEAD,
+    UPSERT_LINK_ROW, UPSERT_LINK_TAIL, UPSERT_SCHEDULE_HEAD, UPSERT_SCHEDULE_ROW,
+    UPSERT_SCHEDULE_TAIL,
+};
+use super::{DueUpdate, LinkSpec, StoreError, Timestamp};
 
 /// A SQLite database file (or `sqlite::memory:` for quick tools).
 pub struct SqliteStore {
@@ -30,7 +38,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Rows cross from SQLite's worker thread to the runtime through a
+            // channel; a deeper one halves load_links' thread hand-offs.
+            .row_buffer_size(1024);
         let location = format!("sqlite:{}", options.get_filename().display());
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // An in-memory database lives as long as its one connection.
@@ -55,4 +66,106 @@ impl SqliteStore {
     }
 }
 
-super::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, begin = "BEGIN IMMEDIATE", bulk = true, anon = true);
+/// One page of links with their schedules as a JSON document (see
+/// `records::parse_page`); `json()` keeps the inner array from being quoted.
+const JSON_PAGE: &str = "SELECT json_group_array(json_array(\
+    l.id, l.products, l.cadence, l.source, l.state, l.reason, l.removed, l.created_at, \
+    l.updated_at, l.backoff_until, l.failures, l.change_seq, \
+    json((SELECT json_group_array(json_array(s.product, s.last_requested_at, \
+        s.server_refreshed_at, s.server_attempted_at, s.next_due_at, s.failures, \
+        s.backoff_until, s.parked_reason, s.refresh_requested)) \
+        FROM schedules s WHERE s.link_id = l.id)))), max(l.id) \
+    FROM (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l";
+
+super::sql::impl_sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    begin = "BEGIN IMMEDIATE",
+    numbered = false,
+    bulk = true,
+    json_page = super::JSON_PAGE,
+    lock = "",
+    next_seq = "(SELECT COALESCE(MAX(intent_seq), 0) + 1 FROM links)",
+    overlap = 0
+);
+
+/// Upserts links and their schedule rows with multi-row `VALUES` statements
+/// of plain `?` parameters (see `records::multi_row`).
+async fn write_links(
+    conn: &mut SqliteConnection,
+    specs: &[&LinkSpec],
+    now: Timestamp,
+    change_seq: i64,
+) -> Result<(), StoreError> {
+    for chunk in specs.chunks(LINK_ROWS) {
+        let text = multi_row(
+            UPSERT_LINK_HEAD,
+            UPSERT_LINK_ROW,
+            chunk.len(),
+            UPSERT_LINK_TAIL,
+            false,
+        );
+        let mut q = sqlx::query(AssertSqlSafe(text));
+        for spec in chunk {
+            q = q
+                .bind(spec.id.as_str())
+                .bind(bits(spec.products))
+                .bind(spec.cadence.as_deref())
+                .bind(spec.source.as_str())
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(change_seq);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let pairs: Vec<(&str, &'static str)> = specs
+        .iter()
+        .flat_map(|s| s.products.iter().map(move |p| (s.id.as_str(), p.as_str())))
+        .collect();
+    for chunk in pairs.chunks(SCHEDULE_ROWS) {
+        let text = multi_row(
+            UPSERT_SCHEDULE_HEAD,
+            UPSERT_SCHEDULE_ROW,
+            chunk.len(),
+            UPSERT_SCHEDULE_TAIL,
+            false,
+        );
+        let mut q = sqlx::query(AssertSqlSafe(text));
+        for (id, product) in chunk {
+            q = q.bind(*id).bind(*product);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Writes due times with multi-row `UPDATE ... FROM (VALUES ...)` statements.
+async fn write_due(conn: &mut SqliteConnection, updates: &[DueUpdate]) -> Result<(), StoreError> {
+    for rows in updates.chunks(DUE_ROWS) {
+        let text = multi_row(SET_DUE_HEAD, SET_DUE_ROW, rows.len(), SET_DUE_TAIL, false);
+        let mut q = sqlx::query(AssertSqlSafe(text));
+        for (link, product, due) in rows {
+            q = q
+                .bind(link.as_str())
+                .bind(product.as_str())
+                .bind(opt_ms(*due));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// After a large sync: lets SQLite refresh the statistics it finds stale.
+async fn after_bulk_write(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::query("PRAGMA optimize").execute(pool).await?;
+    Ok(())
+}
+
+super::fleet::impl_fleet_queries!(SqliteStore, sqlx::Sqlite);
+/// One process owns a SQLite file: `sync_config` needs no cross-process lock
+/// (and `BEGIN IMMEDIATE` serializes its writes anyway).
+async fn lock_sync(
+    _pool: &SqlitePool,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Sqlite>>, StoreError> {
+    Ok(None)
+}

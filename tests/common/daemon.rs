@@ -74,21 +74,30 @@ pub struct TestDaemon {
 impl TestDaemon {
     /// Starts a simulator with `sim_cfg` and the daemon with `links`.
     pub async fn start(sim_cfg: SimConfig, links: &[String], products: &str, extra: &str) -> Self {
+        Self::start_with(sim_cfg, links, products, extra, |toml| toml).await
+    }
+
+    /// Like [`TestDaemon::start`], with `edit` applied to the config text.
+    pub async fn start_with(
+        sim_cfg: SimConfig,
+        links: &[String],
+        products: &str,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
         let sim = sim::spawn(sim_cfg.clone()).await;
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("linkfresh.toml");
-        std::fs::write(
-            &config_path,
-            daemon_toml(
-                &sim.base_url(),
-                &dir.path().join("lf.db"),
-                &sim_cfg,
-                links,
-                products,
-                extra,
-            ),
-        )
-        .unwrap();
+        let db = dir.path().join("lf.db");
+        let toml = edit(daemon_toml(
+            &sim.base_url(),
+            &db,
+            &sim_cfg,
+            links,
+            products,
+            extra,
+        ));
+        std::fs::write(&config_path, toml).unwrap();
         let config = config::load(&config_path).unwrap();
         let (tx, activity) = mpsc::unbounded_channel();
         let app = Application::build(
@@ -158,11 +167,17 @@ pub struct DaemonProcess {
 impl DaemonProcess {
     /// Starts `linkfresh run --config path`, logs to a file beside it.
     pub fn spawn(config_path: &Path, tag: &str) -> Self {
+        Self::spawn_with_env(config_path, tag, &[])
+    }
+
+    /// Like [`DaemonProcess::spawn`] with extra environment variables.
+    pub fn spawn_with_env(config_path: &Path, tag: &str, env: &[(&str, &str)]) -> Self {
         let stderr_path = config_path.with_file_name(format!("daemon-{tag}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_linkfresh"))
             .args(["run", "--config"])
             .arg(config_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use linkfresh::domain::{LinkId, LinkState, Product, ProductSet};
 use linkfresh::store::{
-    Intent, LinkPatch, LinkRecord, LinkSource, LinkSpec, Outcome, ProductPatch, ProductRecord,
-    Store,
+    Claim, Intent, LinkPatch, LinkRecord, LinkSource, LinkSpec, Outcome, ProductPatch,
+    ProductRecord, Store,
 };
 
 /// A fresh, empty database for one test, removed when dropped.
@@ -44,7 +44,10 @@ impl TestDb {
             .or_else(|| std::env::var("DATABASE_URL").ok())
             .filter(|u| u.starts_with("postgres"))
         else {
-            eprintln!(
+            // Straight to stderr: libtest captures eprintln! of passing tests.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "!!!! skipped: set LINKFRESH_TEST_PG_URL to run the PostgreSQL store tests !!!!"
             );
             return None;
@@ -166,13 +169,60 @@ async fn link(store: &Arc<dyn Store>, raw: &str) -> LinkRecord {
         .expect("link is stored")
 }
 
+/// The bulk loader (one JSON page per query) must agree with the one-link
+/// loader (a plain join) on every field.
+async fn assert_bulk_load_matches_single_loads(store: &Arc<dyn Store>) {
+    let all = store.load_links().await.unwrap();
+    assert!(!all.is_empty());
+    for l in &all {
+        assert_eq!(Some(l.clone()), store.load_link(&l.id).await.unwrap());
+    }
+}
+
 async fn intent(store: &Arc<dyn Store>, raw: &str, list: &str, at: DateTime<Utc>) -> i64 {
     store
         .record_intents(&[Intent {
             link: id(raw),
             products: products(list),
             at,
+            claim: None,
         }])
+        .await
+        .unwrap()[0]
+        .expect("an unguarded intent is always written")
+}
+
+/// A claimed intent of `owner` believing `known` for every product, leased
+/// for 15 s; the attempt, or `None` if refused.
+pub fn claimed(
+    raw: &str,
+    list: &str,
+    at: DateTime<Utc>,
+    known: Option<DateTime<Utc>>,
+    owner: &str,
+) -> Intent {
+    Intent {
+        link: id(raw),
+        products: products(list),
+        at,
+        claim: Some(Claim {
+            known: products(list).iter().map(|p| (p, known)).collect(),
+            owner: owner.to_owned(),
+            lease_until: at + chrono::TimeDelta::seconds(15),
+        }),
+    }
+}
+
+async fn claim(
+    store: &Arc<dyn Store>,
+    raw: &str,
+    list: &str,
+    at: DateTime<Utc>,
+    known: Option<DateTime<Utc>>,
+    owner: &str,
+) -> Option<i64> {
+    store
+        .record_intents(&[claimed(raw, list, at, known, owner)])
         .await
         .unwrap()[0]
 }
@@ -191,17 +241,22 @@ fn outcome(attempt: i64, raw: &str, label: &str, status: u16, at: DateTime<Utc>)
 
 pub async fn syncing_the_same_revision_twice_is_skipped_and_changes_no_rows(db: &TestDb) {
     let store = db.open().await;
-    let links = vec![
+    let mut links = vec![
         spec("mk_a", "accounts,transactions"),
         spec("mk_b", "identity"),
         spec("mk_c", "accounts"),
     ];
+    links[0].cadence = Some(r#"{"every":{"transactions":"4h"},"note":"it's \"quoted\""}"#.into());
     let first = store.sync_config("rev1", &links, t(0)).await.unwrap();
     assert_eq!((first.added, first.changed, first.removed), (3, 0, 0));
     assert!(!first.skipped_same_revision);
     let before = store.load_links().await.unwrap();
     assert_eq!(before.len(), 3);
     assert_eq!(before[0].schedules.len(), 2);
+    assert_eq!(
+        before[0].cadence, links[0].cadence,
+        "cadence is kept verbatim"
+    );
 
     let again = store.sync_config("rev1", &links, t(10)).await.unwrap();
     assert!(again.skipped_same_revision);
@@ -420,6 +475,7 @@ pub async fn server_times_are_max_merged_and_never_move_backwards(db: &TestDb) {
         "an older report does not win"
     );
     assert_eq!(s.server_attempted_at, Some(t(900)), "a newer report does");
+    assert_bulk_load_matches_single_loads(&store).await;
     assert!(
         !store
             .apply_patch(&id("mk_nope"), &report(1, 1), t(1))
@@ -506,6 +562,7 @@ pub async fn operator_controls_bump_the_change_sequence_for_the_daemon(db: &Test
     assert!(schedule(a, Product::Transactions).refresh_requested);
     assert!(!schedule(a, Product::Accounts).refresh_requested);
     assert!(schedule(&changed[1], Product::Accounts).refresh_requested);
+    assert_bulk_load_matches_single_loads(&store).await;
 
     assert!(store.set_paused(&id("mk_a"), false, t(4)).await.unwrap());
     let (after_resume, changed) = store.changes_since(after_refresh).await.unwrap();
@@ -608,25 +665,44 @@ pub async fn batches_of_intents_and_outcomes_match_one_by_one(db: &TestDb) {
         .record_outcomes(&[outcome(early, "mk_b", "accepted", 202, t(11))])
         .await
         .unwrap();
-    let intents: Vec<Intent> = [("mk_a", "accounts,transactions"), ("mk_b", "identity"), ("mk_c", "accounts")]
+    let intents: Vec<Intent> = [
+        ("mk_a", "accounts,transactions"),
+        ("mk_b", "identity"),
+        ("mk_c", "accounts"),
+    ]
+    .into_iter()
+    .map(|(l, p)| Intent {
+        link: id(l),
+        products: products(p),
+        at: t(100),
+        claim: None,
+    })
+    .collect();
+    let ids: Vec<i64> = store
+        .record_intents(&intents)
+        .await
+        .unwrap()
         .into_iter()
-        .map(|(l, p)| Intent {
-            link: id(l),
-            products: products(p),
-            at: t(100),
-        })
+        .map(|id| id.expect("an unguarded intent is always written"))
         .collect();
-    let ids = store.record_intents(&intents).await.unwrap();
     assert_eq!(ids.len(), 3);
     for (raw, attempt) in [("mk_a", ids[0]), ("mk_b", ids[1]), ("mk_c", ids[2])] {
         let h = store.attempts(&id(raw), 1).await.unwrap();
-        assert_eq!(h[0].id, attempt, "ids come back in the order of the intents");
+        assert_eq!(
+            h[0].id, attempt,
+            "ids come back in the order of the intents"
+        );
         assert_eq!(h[0].intent_at, t(100));
     }
-    let b_prev = store.attempts(&id("mk_b"), 1).await.unwrap()[0].prev_requested.clone();
+    let b_prev = store.attempts(&id("mk_b"), 1).await.unwrap()[0]
+        .prev_requested
+        .clone();
     assert_eq!(b_prev, [(Product::Identity, Some(t(10)))]);
     for (raw, p) in [("mk_a", Product::Transactions), ("mk_c", Product::Accounts)] {
-        assert_eq!(schedule(&link(&store, raw).await, p).last_requested_at, Some(t(100)));
+        assert_eq!(
+            schedule(&link(&store, raw).await, p).last_requested_at,
+            Some(t(100))
+        );
     }
 
     let mut a_ok = outcome(ids[0], "mk_a", "accepted", 202, t(101));
@@ -672,22 +748,415 @@ pub async fn batches_of_intents_and_outcomes_match_one_by_one(db: &TestDb) {
     let a = link(&store, "mk_a").await;
     assert_eq!(a.reason.as_deref(), Some("one product parked"));
     assert_eq!(a.failures, 0);
-    assert_eq!(schedule(&a, Product::Accounts).server_refreshed_at, Some(t(99)));
-    assert_eq!(schedule(&a, Product::Accounts).last_requested_at, Some(t(100)));
+    assert_eq!(
+        schedule(&a, Product::Accounts).server_refreshed_at,
+        Some(t(99))
+    );
+    assert_eq!(
+        schedule(&a, Product::Accounts).last_requested_at,
+        Some(t(100))
+    );
     assert_eq!(
         schedule(&a, Product::Transactions).parked_reason.as_deref(),
         Some("forbidden")
     );
     let history = store.attempts(&id("mk_a"), 1).await.unwrap();
-    assert_eq!(history[0].outcome.as_deref(), Some("forbidden"), "the later outcome wins");
+    assert_eq!(
+        history[0].outcome.as_deref(),
+        Some("forbidden"),
+        "the later outcome wins"
+    );
     assert_eq!(history[0].finished_at, Some(t(103)));
     let b = link(&store, "mk_b").await;
-    assert_eq!(schedule(&b, Product::Identity).last_requested_at, Some(t(10)), "429 restored");
+    assert_eq!(
+        schedule(&b, Product::Identity).last_requested_at,
+        Some(t(10)),
+        "429 restored"
+    );
     assert_eq!(b.backoff_until, Some(t(700)));
     assert_eq!(b.failures, 1);
     let c = link(&store, "mk_c").await;
     assert_eq!(c.updated_at, t(102));
     let h = store.attempts(&id("mk_c"), 1).await.unwrap();
-    assert_eq!((h[0].outcome.as_deref(), h[0].status, h[0].detail.as_deref()), (Some("accepted"), Some(202), Some("fine")));
+    assert_eq!(
+        (h[0].outcome.as_deref(), h[0].status, h[0].detail.as_deref()),
+        (Some("accepted"), Some(202), Some("fine"))
+    );
     assert!(store.load_link(&id("mk_ghost")).await.unwrap().is_none());
+}
+
+/// A batch of claims of distinct links (the daemon's usual call, which goes
+/// through the batched path) decides each claim exactly as one by one: a
+/// fresh claim, a stale one, one held off by another replica's lease, an
+/// unknown link and an unguarded intent, side by side; and a batch of
+/// outcomes releases only the leases of the attempts' own replicas.
+pub async fn a_batch_of_claims_decides_each_as_one_by_one(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config(
+            "r1",
+            &[
+                spec("mk_fresh", "accounts"),
+                spec("mk_stale", "accounts,transactions"),
+                spec("mk_leased", "accounts"),
+                spec("mk_free", "identity"),
+                spec("mk_known", "accounts"),
+            ],
+            t(0),
+        )
+        .await
+        .unwrap();
+    let stale = intent(&store, "mk_stale", "accounts", t(50)).await;
+    store
+        .record_outcomes(&[outcome(stale, "mk_stale", "accepted", 202, t(51))])
+        .await
+        .unwrap();
+    let known = claim(&store, "mk_known", "accounts", t(60), None, "r-a").await;
+    store
+        .record_outcomes(&[outcome(known.unwrap(), "mk_known", "accepted", 202, t(61))])
+        .await
+        .unwrap();
+    let leased = claim(&store, "mk_leased", "accounts", t(90), None, "r-b").await;
+    let leased = leased.expect("a fresh link can be claimed");
+    let (start, _) = store.claims_since(i64::MAX).await.unwrap();
+
+    let ids = store
+        .record_intents(&[
+            claimed("mk_fresh", "accounts", t(100), None, "r-a"),
+            claimed(
+                "mk_stale",
+                "accounts,transactions",
+                t(100),
+                Some(t(20)),
+                "r-a",
+            ),
+            claimed("mk_leased", "accounts", t(100), None, "r-a"),
+            claimed("mk_ghost", "accounts", t(100), None, "r-a"),
+            Intent {
+                link: id("mk_free"),
+                products: products("identity"),
+                at: t(100),
+                claim: None,
+            },
+            claimed("mk_known", "accounts", t(100), Some(t(60)), "r-a"),
+        ])
+        .await
+        .unwrap();
+    assert!(ids[0].is_some(), "fresh claim");
+    assert_eq!(ids[1], None, "stale claim");
+    assert_eq!(ids[2], None, "held off by r-b's lease");
+    assert_eq!(ids[3], None, "unknown link");
+    assert!(ids[4].is_some(), "unguarded intent");
+    assert!(ids[5].is_some(), "claim knowing the stored time");
+    // Refused claims wrote nothing; accepted ones moved the times.
+    let s = link(&store, "mk_stale").await;
+    assert_eq!(
+        schedule(&s, Product::Accounts).last_requested_at,
+        Some(t(50))
+    );
+    assert_eq!(schedule(&s, Product::Transactions).last_requested_at, None);
+    assert_eq!(store.attempts(&id("mk_stale"), 10).await.unwrap().len(), 1);
+    let l = link(&store, "mk_leased").await;
+    assert_eq!(
+        schedule(&l, Product::Accounts).last_requested_at,
+        Some(t(90))
+    );
+    assert_eq!(store.attempts(&id("mk_leased"), 10).await.unwrap().len(), 1);
+    for (raw, p) in [
+        ("mk_fresh", Product::Accounts),
+        ("mk_free", Product::Identity),
+        ("mk_known", Product::Accounts),
+    ] {
+        assert_eq!(
+            schedule(&link(&store, raw).await, p).last_requested_at,
+            Some(t(100))
+        );
+    }
+    // The accepted claims are stamped for the other replicas' poll.
+    let (after, seen) = store.claims_since(start).await.unwrap();
+    assert!(after > start);
+    for raw in ["mk_fresh", "mk_known"] {
+        assert!(seen.iter().any(|l| l.id.as_str() == raw), "{raw} not seen");
+    }
+    // The claims took r-a's lease: r-c is held off until the outcomes.
+    for raw in ["mk_fresh", "mk_known"] {
+        assert_eq!(
+            claim(&store, raw, "accounts", t(101), Some(t(100)), "r-c").await,
+            None
+        );
+    }
+
+    // A batch of outcomes (distinct links: the batched path) releases r-a's
+    // leases and stamps them; r-b's outcome releases r-b's lease, and a
+    // late outcome of a replica that lost its lease releases nothing.
+    let (before, _) = store.claims_since(i64::MAX).await.unwrap();
+    store
+        .record_outcomes(&[
+            outcome(ids[0].unwrap(), "mk_fresh", "accepted", 202, t(102)),
+            outcome(ids[4].unwrap(), "mk_free", "accepted", 202, t(102)),
+            outcome(ids[5].unwrap(), "mk_known", "accepted", 202, t(102)),
+            outcome(leased, "mk_leased", "accepted", 202, t(102)),
+        ])
+        .await
+        .unwrap();
+    let (released, seen) = store.claims_since(before).await.unwrap();
+    assert!(released > before, "releasing the leases is seen too");
+    for raw in ["mk_fresh", "mk_known", "mk_leased"] {
+        assert!(
+            seen.iter().any(|l| l.id.as_str() == raw),
+            "{raw} release not seen"
+        );
+    }
+    for raw in ["mk_fresh", "mk_known"] {
+        assert!(
+            claim(&store, raw, "accounts", t(103), Some(t(100)), "r-c")
+                .await
+                .is_some(),
+            "{raw}: lease released"
+        );
+    }
+    let taken = claim(&store, "mk_leased", "accounts", t(103), Some(t(90)), "r-c").await;
+    assert!(taken.is_some(), "r-b's lease released");
+    // r-a's late outcomes (its attempts on mk_fresh and mk_known were
+    // finished already, but a retried write repeats them) leave r-c's leases.
+    store
+        .record_outcomes(&[
+            outcome(ids[0].unwrap(), "mk_fresh", "accepted", 202, t(104)),
+            outcome(ids[5].unwrap(), "mk_known", "accepted", 202, t(104)),
+        ])
+        .await
+        .unwrap();
+    for raw in ["mk_fresh", "mk_known", "mk_leased"] {
+        assert_eq!(
+            claim(&store, raw, "accounts", t(105), Some(t(103)), "r-a").await,
+            None,
+            "{raw}: r-c's lease holds"
+        );
+    }
+    assert_bulk_load_matches_single_loads(&store).await;
+}
+
+pub async fn a_claim_on_a_stale_view_is_refused_and_writes_nothing(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config("r1", &[spec("mk_a", "accounts,transactions")], t(0))
+        .await
+        .unwrap();
+    // Never requested: a claim knowing nothing passes, and takes the lease.
+    let first = claim(&store, "mk_a", "accounts", t(100), None, "r-a").await;
+    let first = first.expect("a fresh link can be claimed");
+    // Another replica still believing "never requested" is refused, even
+    // with the lease released: the stored time moved past what it knows.
+    store
+        .record_outcomes(&[outcome(first, "mk_a", "accepted", 202, t(101))])
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(&store, "mk_a", "accounts", t(4000), None, "r-b").await,
+        None
+    );
+    // Knowing an older time is just as stale; a product never requested
+    // does not rescue the claim of the batch it is in.
+    assert_eq!(
+        claim(
+            &store,
+            "mk_a",
+            "accounts,transactions",
+            t(4000),
+            Some(t(50)),
+            "r-b"
+        )
+        .await,
+        None
+    );
+    let a = link(&store, "mk_a").await;
+    assert_eq!(
+        schedule(&a, Product::Accounts).last_requested_at,
+        Some(t(100))
+    );
+    assert_eq!(schedule(&a, Product::Transactions).last_requested_at, None);
+    assert_eq!(store.attempts(&id("mk_a"), 10).await.unwrap().len(), 1);
+
+    // Knowing the stored time (even with sub-millisecond digits the store
+    // does not keep) passes; a refused entry does not spoil its batch.
+    let known = t(100) + chrono::TimeDelta::microseconds(300);
+    let ids = store
+        .record_intents(&[
+            claimed("mk_a", "accounts", t(4000), Some(t(50)), "r-b"),
+            claimed("mk_a", "accounts,transactions", t(4000), Some(known), "r-b"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids[0], None);
+    assert!(ids[1].is_some());
+    let a = link(&store, "mk_a").await;
+    assert_eq!(
+        schedule(&a, Product::Accounts).last_requested_at,
+        Some(t(4000))
+    );
+    assert_eq!(
+        schedule(&a, Product::Transactions).last_requested_at,
+        Some(t(4000))
+    );
+    assert_eq!(store.attempts(&id("mk_a"), 10).await.unwrap().len(), 2);
+    // Unknown and removed links cannot be claimed.
+    assert_eq!(
+        claim(&store, "mk_nope", "accounts", t(4000), None, "r-b").await,
+        None
+    );
+}
+
+pub async fn a_lease_holds_off_other_replicas_until_released_or_expired(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config(
+            "r1",
+            &[spec("mk_a", "accounts"), spec("mk_b", "accounts")],
+            t(0),
+        )
+        .await
+        .unwrap();
+    let (start, none) = store.claims_since(i64::MAX).await.unwrap();
+    assert!(none.is_empty());
+    let a = claim(&store, "mk_a", "accounts", t(100), None, "r-a")
+        .await
+        .unwrap();
+    let (after_claim, seen) = store.claims_since(start).await.unwrap();
+    assert!(after_claim > start);
+    assert_eq!(seen.len(), 1, "other replicas learn of the claim");
+    assert_eq!(
+        schedule(&seen[0], Product::Accounts).last_requested_at,
+        Some(t(100))
+    );
+
+    // A 429 restores the times, but until the outcome is written the lease
+    // (until t(115)) keeps everybody else off, even knowing the right time.
+    assert_eq!(
+        claim(&store, "mk_a", "accounts", t(110), None, "r-b").await,
+        None
+    );
+    assert_eq!(
+        claim(&store, "mk_a", "accounts", t(110), Some(t(100)), "r-b").await,
+        None
+    );
+    let mut limited = outcome(a, "mk_a", "rate_limited", 429, t(111));
+    limited.patch.restore_requested = true;
+    store.record_outcomes(&[limited]).await.unwrap();
+    let (after_release, seen) = store.claims_since(after_claim).await.unwrap();
+    assert!(
+        after_release > after_claim,
+        "releasing the lease is seen too"
+    );
+    assert!(seen.iter().any(|l| l.id.as_str() == "mk_a"));
+    let b = claim(&store, "mk_a", "accounts", t(112), None, "r-b").await;
+    let b = b.expect("released: the restored time is what r-b knows");
+
+    // r-b dies with its request in the air: its lease runs out at t(127),
+    // and r-b's time counts as sent.
+    assert_eq!(
+        claim(&store, "mk_a", "accounts", t(120), Some(t(112)), "r-c").await,
+        None
+    );
+    assert!(
+        claim(&store, "mk_a", "accounts", t(128), Some(t(112)), "r-c")
+            .await
+            .is_some()
+    );
+    // A late outcome of r-b does not release r-c's lease.
+    store
+        .record_outcomes(&[outcome(b, "mk_a", "accepted", 202, t(129))])
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(&store, "mk_a", "accounts", t(130), Some(t(128)), "r-a").await,
+        None
+    );
+    // The owner itself is not held off by its own lease.
+    assert!(
+        claim(&store, "mk_a", "accounts", t(131), Some(t(128)), "r-c")
+            .await
+            .is_some()
+    );
+    assert!(
+        claim(&store, "mk_b", "accounts", t(131), None, "r-a")
+            .await
+            .is_some()
+    );
+    assert_bulk_load_matches_single_loads(&store).await;
+}
+
+pub async fn two_replicas_claiming_the_same_links_at_once_never_both_win(db: &TestDb) {
+    let first = db.open().await;
+    let second = db.open().await;
+    let links: Vec<LinkSpec> = (0..60)
+        .map(|i| spec(&format!("mk_race_{i:03}"), "accounts,transactions"))
+        .collect();
+    first.sync_config("r1", &links, t(0)).await.unwrap();
+    for round in 0..3i64 {
+        let at = t(1000 * (round + 1));
+        let known = (round > 0).then(|| t(1000 * round));
+        // Each replica claims every link, in its own order, in batches.
+        let batch = |reverse: bool, owner: &'static str| {
+            let mut intents: Vec<Intent> = links
+                .iter()
+                .map(|l| claimed(l.id.as_str(), "accounts,transactions", at, known, owner))
+                .collect();
+            if reverse {
+                intents.reverse();
+            }
+            intents
+        };
+        let (a, b) = (batch(false, "r-a"), batch(true, "r-b"));
+        let (a_ids, b_ids) = tokio::join!(
+            async {
+                let mut out = Vec::new();
+                for chunk in a.chunks(7) {
+                    out.extend(first.record_intents(chunk).await.unwrap());
+                }
+                out
+            },
+            async {
+                let mut out = Vec::new();
+                for chunk in b.chunks(5) {
+                    out.extend(second.record_intents(chunk).await.unwrap());
+                }
+                out.reverse();
+                out
+            }
+        );
+        let mut wins = 0;
+        for (i, (x, y)) in a_ids.iter().zip(&b_ids).enumerate() {
+            assert!(
+                x.is_none() || y.is_none(),
+                "round {round}: both replicas claimed link {i}"
+            );
+            wins += usize::from(x.is_some() || y.is_some());
+            // Outcomes release the leases for the next round.
+            for (attempt, store) in [(x, &first), (y, &second)] {
+                if let Some(attempt) = attempt {
+                    store
+                        .record_outcomes(&[outcome(
+                            *attempt,
+                            links[i].id.as_str(),
+                            "accepted",
+                            202,
+                            at,
+                        )])
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        // SKIP LOCKED may refuse both for a link locked at that instant;
+        // most links go to someone.
+        assert!(
+            wins >= links.len() / 2,
+            "round {round}: only {wins} claimed"
+        );
+        for l in &links {
+            let rec = first.load_link(&l.id).await.unwrap().unwrap();
+            let requested = schedule(&rec, Product::Accounts).last_requested_at;
+            assert!(requested == Some(at) || requested == known, "{requested:?}");
+        }
+    }
 }

@@ -1,0 +1,250 @@
+//! The fleet pages in headless Chromium against the daemon on the simulator:
+//! the page loads with the expected counts, the due chart is an `<svg>` with
+//! bars, search finds a link and a link's page shows its explain text.
+//! Screenshots land in `target/screenshots/`.
+//!
+//! Needs `chromium` (`.ci/install-chromium.sh`); set `LINKFRESH_SKIP_BROWSER=1`
+//! to skip where it cannot be installed.
+
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use daemon::{TestDaemon, fast_windows, http_get, link_ids};
+use linkfresh::sim::SimConfig;
+
+const TOKEN: &str = "browser-test-token";
+
+/// The Chromium binary, or `None` when the tests are to be skipped.
+fn chromium() -> Option<String> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    match found {
+        Some(b) => Some(b.to_owned()),
+        None if std::env::var("LINKFRESH_SKIP_BROWSER").as_deref() == Ok("1") => {
+            eprintln!("!!!! skipped: no chromium and LINKFRESH_SKIP_BROWSER=1 !!!!");
+            None
+        }
+        None => panic!(
+            "chromium is not installed: run .ci/install-chromium.sh \
+             (apt-get install -y chromium chromium-driver), or set LINKFRESH_SKIP_BROWSER=1"
+        ),
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs headless Chromium with `args` then `url`; its stdout.
+async fn run_chromium(bin: &str, args: &[String], url: String) -> String {
+    let bin = bin.to_owned();
+    let args = args.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(&bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(&args)
+            .arg(&url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromium");
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+            out
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("chromium did not finish {url} within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reader.join().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+async fn dump_dom(bin: &str, url: String) -> String {
+    run_chromium(bin, &["--dump-dom".into()], url).await
+}
+
+async fn screenshot(bin: &str, url: String, name: &str) -> PathBuf {
+    let file = screenshots_dir().join(name);
+    let _ = std::fs::remove_file(&file);
+    run_chromium(
+        bin,
+        &[
+            format!("--screenshot={}", file.display()),
+            "--window-size=1280,900".into(),
+        ],
+        url,
+    )
+    .await;
+    assert!(file.exists(), "no screenshot written to {}", file.display());
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_page_shows_counts_chart_search_and_a_links_explain_view_in_chromium() {
+    let Some(bin) = chromium() else { return };
+    let links = link_ids("mk_fleet", 5);
+    let mut d = TestDaemon::start(
+        SimConfig {
+            windows: fast_windows(),
+            ..SimConfig::default()
+        },
+        &links,
+        "\"accounts\", \"transactions\"",
+        &format!("admin_token = \"{TOKEN}\"\n"),
+    )
+    .await;
+    // Every link refreshed once, then one paused through the API.
+    let mut refreshed = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while refreshed.len() < links.len() && Instant::now() < deadline {
+        if let Ok(Some(a)) =
+            tokio::time::timeout(Duration::from_millis(200), d.activity.recv()).await
+            && a.outcome == "accepted"
+        {
+            refreshed.insert(a.link.to_string());
+        }
+    }
+    assert_eq!(refreshed.len(), links.len(), "not every link was refreshed");
+    let paused = reqwest::Client::new()
+        .post(format!("http://{}/api/links/mk_fleet_004/pause", d.addr))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paused.status().as_u16(), 200);
+    // The aggregates are cached for 2 s: wait for the pause to show.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let (status, body) = http_get(d.addr, "/").await;
+        assert_eq!(status, 200);
+        if body.contains("data-count=\"paused\">1<") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pause never showed:\n{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let base = format!("http://{}", d.addr);
+    let dom = dump_dom(&bin, format!("{base}/")).await;
+    assert!(dom.contains("data-count=\"total\">5<"), "{dom}");
+    assert!(dom.contains("data-count=\"active\">4<"), "{dom}");
+    assert!(dom.contains("data-count=\"paused\">1<"), "{dom}");
+    assert!(dom.contains("<svg"), "no chart:\n{dom}");
+    assert!(
+        dom.contains("class=\"bar\""),
+        "the chart has no bars:\n{dom}"
+    );
+    assert!(dom.contains("id=\"ages\""), "{dom}");
+    for l in &links {
+        assert!(
+            dom.contains(&format!("/links/{l}\"")),
+            "{l} not in the table"
+        );
+    }
+    screenshot(&bin, format!("{base}/"), "fleet.png").await;
+
+    let dom = dump_dom(&bin, format!("{base}/?q=fleet_003")).await;
+    assert!(dom.contains("href=\"/links/mk_fleet_003\""), "{dom}");
+    assert!(
+        !dom.contains("href=\"/links/mk_fleet_001\""),
+        "search did not filter:\n{dom}"
+    );
+    let dom = dump_dom(&bin, format!("{base}/?state=paused")).await;
+    assert!(
+        dom.contains("href=\"/links/mk_fleet_004\"")
+            && !dom.contains("href=\"/links/mk_fleet_000\""),
+        "{dom}"
+    );
+    screenshot(&bin, format!("{base}/?q=fleet_003"), "fleet-search.png").await;
+
+    let dom = dump_dom(&bin, format!("{base}/links/mk_fleet_002")).await;
+    assert!(dom.contains("id=\"explain\""), "{dom}");
+    assert!(dom.contains("class=\"why\""), "{dom}");
+    let why = [
+        "window until",
+        "due now",
+        "coalescing",
+        "riding along",
+        "first request",
+    ];
+    assert!(
+        why.iter().any(|w| dom.contains(w)),
+        "no explain text:\n{dom}"
+    );
+    assert!(dom.contains(">accepted<"), "no history:\n{dom}");
+    screenshot(&bin, format!("{base}/links/mk_fleet_002"), "link.png").await;
+
+    let (status, _) = http_get(d.addr, "/links/mk_unknown").await;
+    assert_eq!(status, 404);
+    let (status, _) = http_get(d.addr, "/?state=sleepy").await;
+    assert_eq!(status, 400);
+    d.stop().await.1.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_ids_and_reasons_are_escaped_on_the_pages() {
+    let d = TestDaemon::start(
+        SimConfig {
+            windows: fast_windows(),
+            ..SimConfig::default()
+        },
+        &["mk_<b>x<i>&'y'".to_owned()],
+        "\"accounts\"",
+        "",
+    )
+    .await;
+    let (status, body) = http_get(d.addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(!body.contains("<b>x<i>"), "{body}");
+    assert!(
+        body.contains("mk_&lt;b&gt;x&lt;i&gt;&amp;&#39;y&#39;"),
+        "{body}"
+    );
+    let (status, body) = http_get(d.addr, "/links/mk_%3Cb%3Ex%3Ci%3E%26%27y%27").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("<b>x<i>"));
+    let (_, body) = http_get(d.addr, "/?q=%3Cscript%3E").await;
+    assert!(!body.contains("<script>") && body.contains("&lt;script&gt;"));
+    d.stop().await.1.unwrap();
+}
