@@ -230,6 +230,29 @@ macro_rules! impl_sql_store {
             }
 
             type Db = $db;
+
+            /// Binds a product patch's 14 columns in the order of
+            /// `PATCH_SCHEDULE` and `BULK_PATCH_SCHEDULE_ROW` (after the
+            /// link and product): a `has_x` flag before each settable value.
+            fn bind_product_patch<'q>(
+                q: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments>,
+                p: &'q $crate::store::ProductPatch,
+            ) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments> {
+                q.bind(p.last_requested_at.is_some())
+                    .bind(opt_ms(p.last_requested_at.flatten()))
+                    .bind(opt_ms(p.server_refreshed_at))
+                    .bind(opt_ms(p.server_attempted_at))
+                    .bind(p.next_due_at.is_some())
+                    .bind(opt_ms(p.next_due_at.flatten()))
+                    .bind(p.failures.is_some())
+                    .bind(p.failures.map(|f| f.min(i32::MAX as u32) as i32))
+                    .bind(p.backoff_until.is_some())
+                    .bind(opt_ms(p.backoff_until.flatten()))
+                    .bind(p.parked_reason.is_some())
+                    .bind(p.parked_reason.clone().flatten())
+                    .bind(p.refresh_requested.is_some())
+                    .bind(p.refresh_requested.unwrap_or(false))
+            }
             type Conn = <Db as sqlx::Database>::Connection;
             type DbRow = <Db as sqlx::Database>::Row;
 
@@ -409,23 +432,10 @@ macro_rules! impl_sql_store {
                         .bind(product.as_str())
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query(PATCH_SCHEDULE)
+                    let q = sqlx::query(PATCH_SCHEDULE)
                         .bind(link.as_str())
-                        .bind(product.as_str())
-                        .bind(p.last_requested_at.is_some())
-                        .bind(opt_ms(p.last_requested_at.flatten()))
-                        .bind(opt_ms(p.server_refreshed_at))
-                        .bind(opt_ms(p.server_attempted_at))
-                        .bind(p.next_due_at.is_some())
-                        .bind(opt_ms(p.next_due_at.flatten()))
-                        .bind(p.failures.is_some())
-                        .bind(p.failures.map(|f| f.min(i32::MAX as u32) as i32))
-                        .bind(p.backoff_until.is_some())
-                        .bind(opt_ms(p.backoff_until.flatten()))
-                        .bind(p.parked_reason.is_some())
-                        .bind(p.parked_reason.clone().flatten())
-                        .bind(p.refresh_requested.is_some())
-                        .bind(p.refresh_requested.unwrap_or(false))
+                        .bind(product.as_str());
+                    bind_product_patch(q, p)
                         .execute(&mut *conn)
                         .await?;
                 }
@@ -719,23 +729,7 @@ macro_rules! impl_sql_store {
                     let text = rows(BULK_PATCH_SCHEDULE_HEAD, BULK_PATCH_SCHEDULE_ROW, chunk.len(), BULK_PATCH_SCHEDULE_TAIL);
                     let mut q = sqlx::query(AssertSqlSafe(text));
                     for (link, p, product) in chunk {
-                        q = q
-                            .bind(*link)
-                            .bind(product.as_str())
-                            .bind(p.last_requested_at.is_some())
-                            .bind(opt_ms(p.last_requested_at.flatten()))
-                            .bind(opt_ms(p.server_refreshed_at))
-                            .bind(opt_ms(p.server_attempted_at))
-                            .bind(p.next_due_at.is_some())
-                            .bind(opt_ms(p.next_due_at.flatten()))
-                            .bind(p.failures.is_some())
-                            .bind(p.failures.map(|f| f.min(i32::MAX as u32) as i32))
-                            .bind(p.backoff_until.is_some())
-                            .bind(opt_ms(p.backoff_until.flatten()))
-                            .bind(p.parked_reason.is_some())
-                            .bind(p.parked_reason.clone().flatten())
-                            .bind(p.refresh_requested.is_some())
-                            .bind(p.refresh_requested.unwrap_or(false));
+                        q = bind_product_patch(q.bind(*link).bind(product.as_str()), p);
                     }
                     q.execute(&mut *conn).await?;
                 }
