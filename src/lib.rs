@@ -25,6 +25,8 @@
 //!   fleet pages and admin API; [`webhook`]: the verified webhook receiver.
 //! - [`notify`], [`config_watch`], [`shutdown`], [`telemetry`], [`metrics`]:
 //!   systemd/Kubernetes integration, signals, logs and metric names.
+//! - [`explain`]: the policy's reasoning in words and JSON, shared by
+//!   `status`, `explain`, the fleet page and the admin API.
 //! - [`cli`]: the command line, the composition root (`main.rs` only calls it).
 #![forbid(unsafe_code)]
 
@@ -34,6 +36,7 @@ pub mod config;
 pub mod config_watch;
 pub mod daemon;
 pub mod domain;
+pub mod explain;
 pub mod metrics;
 pub mod moneykit;
 pub mod notify;

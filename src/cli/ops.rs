@@ -6,15 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::{ConfigArg, Failure, table};
 use crate::config::Config;
 use crate::daemon::link_specs;
-use crate::daemon::table::Entry;
-use crate::domain::{LinkId, LinkState, Product, ProductSet};
-use crate::policy::{Evaluation, Rules, Why, evaluate};
-use crate::store::{self, LinkRecord, Store};
+use crate::domain::{LinkId, ProductSet};
+use crate::explain::{LinkStatus, fmt_time, link_status};
+use crate::store::{self, Store};
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
@@ -74,104 +72,6 @@ fn unknown(id: &LinkId, config: &Config) -> Failure {
         "no link {id} in the store; it is neither in {} nor added through the API",
         config.path.display()
     ))
-}
-
-/// One product's line in `status --json`.
-#[derive(Debug, Serialize)]
-pub struct ProductStatus {
-    /// The product.
-    pub product: Product,
-    /// Send time of our last request that may have reached MoneyKit.
-    pub last_requested_at: Option<DateTime<Utc>>,
-    /// Latest refreshed/attempted time the server reported.
-    pub server_seen_at: Option<DateTime<Utc>>,
-    /// End of its window.
-    pub window_end: Option<DateTime<Utc>>,
-    /// When it is due (None: parked or inactive).
-    pub next_due_at: Option<DateTime<Utc>>,
-    /// Why it is or is not sent now (`kind`, `until`, `with`).
-    pub why: Why,
-    /// The same, in words.
-    pub why_text: String,
-}
-
-/// One link in `status --json`.
-#[derive(Debug, Serialize)]
-pub struct LinkStatus {
-    /// The link id.
-    pub link: LinkId,
-    /// Its state.
-    pub state: LinkState,
-    /// Why it is parked or paused, if it is.
-    pub reason: Option<String>,
-    /// Consecutive failures.
-    pub failures: u32,
-    /// Link-level backoff end.
-    pub backoff_until: Option<DateTime<Utc>>,
-    /// Per product.
-    pub products: Vec<ProductStatus>,
-}
-
-fn fmt_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// The reason in words, as `status` and `explain` print it.
-pub fn why_text(why: &Why, state: LinkState, reason: Option<&str>, parked: Option<&str>) -> String {
-    match why {
-        Why::DueNow => "due now".into(),
-        Why::Window { until } => format!("window until {}", fmt_time(*until)),
-        Why::Cadence { until } => format!("cadence (every/cron) until {}", fmt_time(*until)),
-        Why::FirstPhase { until } => format!("first request phased to {}", fmt_time(*until)),
-        Why::Backoff { until } => format!("backoff after rate_limit until {}", fmt_time(*until)),
-        Why::LinkBackoff { until } => format!("backoff after failures until {}", fmt_time(*until)),
-        Why::Coalescing { with, until } => {
-            format!("coalescing with {with} until {}", fmt_time(*until))
-        }
-        Why::RidingAlong { until } => {
-            format!("riding along with the next POST at {}", fmt_time(*until))
-        }
-        Why::Parked => format!("parked: {}", parked.unwrap_or("forbidden")),
-        Why::Inactive => match state {
-            LinkState::Active => "removed from the configuration".into(),
-            LinkState::Paused => "paused by an operator".into(),
-            _ => format!("parked: {}", reason.unwrap_or(state.as_str())),
-        },
-    }
-}
-
-/// The policy's view of one stored link (`explain`, `status`, the fleet page
-/// and the admin API all show this, so they never disagree).
-pub fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkStatus {
-    let entry = Entry::from_record(rec);
-    let Evaluation { products, .. } = evaluate(&entry.schedule, rules, now);
-    LinkStatus {
-        link: rec.id.clone(),
-        state: rec.state,
-        reason: rec.reason.clone(),
-        failures: rec.failures,
-        backoff_until: rec.backoff_until,
-        products: products
-            .iter()
-            .zip(&entry.schedule.products)
-            .map(|(plan, state)| {
-                let parked = rec
-                    .schedules
-                    .iter()
-                    .find(|s| s.product == plan.product)
-                    .and_then(|s| s.parked_reason.as_deref());
-                ProductStatus {
-                    product: plan.product,
-                    last_requested_at: state.last_requested_at,
-                    server_seen_at: state.server_seen_at,
-                    window_end: plan.window_end,
-                    next_due_at: plan.due_at,
-                    why: plan.why,
-                    why_text: why_text(&plan.why, rec.state, rec.reason.as_deref(), parked),
-                }
-            })
-            .collect(),
-    }
 }
 
 /// Runs `status`.

@@ -34,9 +34,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::cli::ops::{LinkStatus, link_status};
 use crate::config::cadence_to_json;
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
+use crate::explain::{LinkStatus, link_status};
 use crate::policy::{Cadence, CronSchedule};
 use crate::store::{AttemptRecord, LinkRecord, LinkSource, LinkSpec, StoreError};
 

@@ -21,9 +21,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::AppState;
 use super::html::{age, bar_chart, escape, page, time, url_encode};
-use crate::cli::ops::link_status;
 use crate::clock::Clock;
 use crate::domain::{LinkId, LinkState};
+use crate::explain::link_status;
 use crate::policy::Rules;
 use crate::secret::Secret;
 use crate::store::fleet::{AttemptCounts, FleetCounts, LinkSearch, ProductAge};
