@@ -5,19 +5,10 @@
 #[path = "common/daemon.rs"]
 mod daemon;
 
-use std::process::Command;
 use std::time::Duration;
 
-use daemon::{DaemonProcess, daemon_toml, fast_windows, link_ids};
+use daemon::{DaemonProcess, daemon_toml, fast_windows, free_port, link_ids, linkfresh};
 use linkfresh::sim::{self, SimConfig};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Setup {
     sim: sim::SimHandle,
@@ -54,20 +45,6 @@ async fn setup(links: &[String], products: &str) -> Setup {
         config,
         port,
     }
-}
-
-fn linkfresh(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_linkfresh"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

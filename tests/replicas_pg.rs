@@ -10,11 +10,10 @@ mod daemon;
 #[path = "common/store.rs"]
 mod store_common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use daemon::{DaemonProcess, daemon_toml, fast_windows, link_ids};
+use daemon::{DaemonProcess, daemon_toml, fast_windows, free_port, link_ids, linkfresh};
 use linkfresh::domain::{LinkId, LinkState, Product};
 use linkfresh::sim::{self, SimConfig};
 use store_common::{TestDb, spec, t};
@@ -24,14 +23,6 @@ use store_common::{TestDb, spec, t};
 const LEASE: Duration = Duration::from_secs(3);
 /// The hourly products' window in `fast_windows`.
 const WINDOW: Duration = Duration::from_secs(2);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The test config with its SQLite url swapped for the PostgreSQL one.
 fn pg_config(
@@ -191,20 +182,6 @@ async fn three_replicas_share_the_links_break_no_window_and_survive_a_kill_9() {
         stats.count("refresh", 202) > before_kill.count("refresh", 202) + 30,
         "{stats:#?}"
     );
-}
-
-fn linkfresh(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_linkfresh"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

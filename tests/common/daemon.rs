@@ -222,3 +222,28 @@ impl Drop for DaemonProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A port free on loopback now, for a daemon process whose address the test
+/// must know before it starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `linkfresh ARGS --config CONFIG`; (exit code, stdout, stderr).
+pub fn linkfresh(args: &[&str], config: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_linkfresh"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
