@@ -256,6 +256,20 @@ macro_rules! impl_sql_store {
             type Conn = <Db as sqlx::Database>::Connection;
             type DbRow = <Db as sqlx::Database>::Row;
 
+            /// Rows of `{head} IN (ids){tail}`, queried `ID_ROWS` ids at a time.
+            async fn select_in(conn: &mut Conn, head: &str, tail: &str, ids: &[&str]) -> Result<Vec<DbRow>, StoreError> {
+                let mut out = Vec::new();
+                for chunk in ids.chunks(ID_ROWS) {
+                    let text = rows(&format!("{head} IN ("), "?", chunk.len(), &format!("){tail}"));
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    out.extend(q.fetch_all(&mut *conn).await?);
+                }
+                Ok(out)
+            }
+
             fn raw_link(row: &DbRow) -> Result<RawLink, sqlx::Error> {
                 Ok(RawLink {
                     id: row.try_get(0)?,
@@ -467,20 +481,10 @@ macro_rules! impl_sql_store {
                 // Leases: a link not returned is unknown, removed, or being
                 // written by another transaction.
                 let mut leases: HashMap<String, (Option<String>, Option<i64>)> = HashMap::new();
-                for chunk in claimed.chunks(ID_ROWS) {
-                    let text = rows(
-                        "SELECT id, lease_owner, lease_until FROM links WHERE removed = FALSE AND id IN (",
-                        "?",
-                        chunk.len(),
-                        concat!(")", $lock),
-                    );
-                    let mut q = sqlx::query(AssertSqlSafe(text));
-                    for (_, i, _) in chunk {
-                        q = q.bind(i.link.as_str());
-                    }
-                    for row in &q.fetch_all(&mut *conn).await? {
-                        leases.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
-                    }
+                let ids: Vec<&str> = claimed.iter().map(|(_, i, _)| i.link.as_str()).collect();
+                let head = "SELECT id, lease_owner, lease_until FROM links WHERE removed = FALSE AND id";
+                for row in &select_in(conn, head, $lock, &ids).await? {
+                    leases.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
                 }
                 let free: Vec<(usize, &Intent, &Claim)> = claimed
                     .into_iter()
@@ -494,20 +498,10 @@ macro_rules! impl_sql_store {
                 // most what the replica believed; a missing row is being
                 // written elsewhere.
                 let mut stored: HashMap<(String, String), Option<i64>> = HashMap::new();
-                for chunk in free.chunks(ID_ROWS) {
-                    let text = rows(
-                        "SELECT link_id, product, last_requested_at FROM schedules WHERE link_id IN (",
-                        "?",
-                        chunk.len(),
-                        concat!(")", $lock),
-                    );
-                    let mut q = sqlx::query(AssertSqlSafe(text));
-                    for (_, i, _) in chunk {
-                        q = q.bind(i.link.as_str());
-                    }
-                    for row in &q.fetch_all(&mut *conn).await? {
-                        stored.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
-                    }
+                let ids: Vec<&str> = free.iter().map(|(_, i, _)| i.link.as_str()).collect();
+                let head = "SELECT link_id, product, last_requested_at FROM schedules WHERE link_id";
+                for row in &select_in(conn, head, $lock, &ids).await? {
+                    stored.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
                 }
                 let accepted: Vec<(usize, &Intent, &Claim)> = free
                     .into_iter()
@@ -562,25 +556,15 @@ macro_rules! impl_sql_store {
                     .iter()
                     .map(|i| (i.link.as_str(), i.products.iter().map(|p| (p, None)).collect()))
                     .collect();
-                for chunk in intents.chunks(ID_ROWS) {
-                    let text = rows(
-                        "SELECT link_id, product, last_requested_at FROM schedules WHERE link_id IN (",
-                        "?",
-                        chunk.len(),
-                        ")",
-                    );
-                    let mut q = sqlx::query(AssertSqlSafe(text));
-                    for i in chunk {
-                        q = q.bind(i.link.as_str());
-                    }
-                    for row in &q.fetch_all(&mut *conn).await? {
-                        let link: String = row.try_get(0)?;
-                        let product: String = row.try_get(1)?;
-                        let at: Option<i64> = row.try_get(2)?;
-                        if let Some(prev) = prev_of.get_mut(link.as_str()) {
-                            if let Some(slot) = prev.iter_mut().find(|(p, _)| p.as_str() == product) {
-                                slot.1 = at;
-                            }
+                let ids: Vec<&str> = intents.iter().map(|i| i.link.as_str()).collect();
+                let head = "SELECT link_id, product, last_requested_at FROM schedules WHERE link_id";
+                for row in &select_in(conn, head, "", &ids).await? {
+                    let link: String = row.try_get(0)?;
+                    let product: String = row.try_get(1)?;
+                    let at: Option<i64> = row.try_get(2)?;
+                    if let Some(prev) = prev_of.get_mut(link.as_str()) {
+                        if let Some(slot) = prev.iter_mut().find(|(p, _)| p.as_str() == product) {
+                            slot.1 = at;
                         }
                     }
                 }
