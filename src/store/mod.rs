@@ -83,6 +83,7 @@
 //! refusing is the conservative answer.
 
 pub mod fleet;
+pub mod owner;
 mod records;
 mod sql;
 
@@ -341,8 +342,23 @@ pub trait Store: FleetQueries + Send + Sync + 'static {
     /// Marks a link removed (history kept); false if unknown or already removed.
     async fn remove_link(&self, id: &LinkId, now: Timestamp) -> Result<bool, StoreError>;
 
-    /// Every non-removed link with its schedules, for the daemon's start.
+    /// Every non-removed link with its schedules, for the daemon's reload.
     async fn load_links(&self) -> Result<Vec<LinkRecord>, StoreError>;
+
+    /// One page of [`load_links`](Store::load_links): the non-removed links
+    /// whose id sorts after `after` (`""` for the first page), in id order,
+    /// and the last id of the page; `None` past the end. The daemon streams
+    /// these into its table at start, so a million links never sit in memory
+    /// twice and the first POST leaves after the first page, not the last.
+    async fn load_links_page(
+        &self,
+        after: &str,
+    ) -> Result<Option<(Vec<LinkRecord>, String)>, StoreError>;
+
+    /// The change sequence's current value (see
+    /// [`changes_since`](Store::changes_since)): read before a paged load,
+    /// so that changes committed while it runs are polled afterwards.
+    async fn change_mark(&self) -> Result<i64, StoreError>;
 
     /// One link, removed or not, for `explain` and the admin API.
     async fn load_link(&self, id: &LinkId) -> Result<Option<LinkRecord>, StoreError>;
@@ -359,6 +375,19 @@ pub trait Store: FleetQueries + Send + Sync + 'static {
     /// Records answers and applies their patches, in one transaction; releases
     /// the lease each claimed attempt took.
     async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError>;
+
+    /// [`record_outcomes`](Store::record_outcomes) then
+    /// [`record_intents`](Store::record_intents), in one transaction: the
+    /// daemon's group commit. One commit instead of two per round halves the
+    /// pages written (a link's schedule row is often touched by both) and
+    /// the fixed cost of a transaction, which bound the durable POST rate.
+    /// Outcomes go first: a link's new intent always follows its previous
+    /// answer.
+    async fn record_batch(
+        &self,
+        outcomes: &[Outcome],
+        intents: &[Intent],
+    ) -> Result<Vec<Option<AttemptId>>, StoreError>;
 
     /// Links whose requests other replicas claimed or finished after `seq`,
     /// and the new high-water mark to pass next time: polled every second by

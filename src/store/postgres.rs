@@ -16,6 +16,9 @@ const UNNEST_ROWS: usize = 10_000;
 /// A PostgreSQL database reached over the network.
 pub struct PgStore {
     pool: PgPool,
+    /// The same pool: PostgreSQL runs concurrent writers itself (row locks),
+    /// so writes need no queue of their own as SQLite's do.
+    writer: PgPool,
     location: String,
 }
 
@@ -35,7 +38,11 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, location })
+        Ok(Self {
+            writer: pool.clone(),
+            pool,
+            location,
+        })
     }
 
     /// Closes the pool (tests drop their database afterwards).

@@ -176,7 +176,7 @@ pub(crate) const REMEMBER_DELIVERY: &str = "INSERT INTO webhook_deliveries \
     DO UPDATE SET expires_at = excluded.expires_at WHERE webhook_deliveries.expires_at <= $3";
 
 /// Expands the shared [`Store`](crate::store::Store) implementation for one
-/// backend: `$store` is the backend struct (with `pool` and `location`
+/// backend: `$store` is the backend struct (with `pool`, `writer` and `location`
 /// fields), `$db` its sqlx database, `$begin` the statement that opens a
 /// write transaction (SQLite takes the write lock up front with
 /// `BEGIN IMMEDIATE` so concurrent writers wait on `busy_timeout` instead of
@@ -782,9 +782,103 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            /// The intents of `record_batch`: claims checked first, then
+            /// the accepted intents written; `None` for a refused claim.
+            async fn write_intents(conn: &mut Conn, intents: &[Intent]) -> Result<Vec<Option<AttemptId>>, StoreError> {
+                if intents.is_empty() {
+                    return Ok(Vec::new());
+                }
+                if $bulk && intents.len() > 1 && distinct(intents.iter().map(|i| i.link.as_str())) {
+                    // Claims first (all links distinct, so checking them
+                    // together equals checking each before its write),
+                    // then the accepted intents in bulk.
+                    let ok = claims_bulk(conn, intents).await?;
+                    let accepted: Vec<&Intent> = intents
+                        .iter()
+                        .zip(&ok)
+                        .filter_map(|(i, ok)| ok.then_some(i))
+                        .collect();
+                    let mut ids = intents_bulk(conn, &accepted).await?.into_iter();
+                    return Ok(ok.iter().map(|ok| if *ok { ids.next() } else { None }).collect());
+                }
+                let mut ids = Vec::with_capacity(intents.len());
+                for intent in intents {
+                    if let Some(c) = &intent.claim {
+                        if !claim(conn, intent, c).await? {
+                            ids.push(None);
+                            continue;
+                        }
+                    }
+                    let rows = sqlx::query(
+                        "SELECT product, last_requested_at FROM schedules WHERE link_id = $1",
+                    )
+                    .bind(intent.link.as_str())
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    let mut prev: Vec<(Product, Option<i64>)> =
+                        intent.products.iter().map(|p| (p, None)).collect();
+                    for row in &rows {
+                        let product: String = row.try_get(0)?;
+                        let at: Option<i64> = row.try_get(1)?;
+                        if let Some(slot) = prev.iter_mut().find(|(p, _)| p.as_str() == product) {
+                            slot.1 = at;
+                        }
+                    }
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO attempts (link_id, products, intent_at, prev_requested, replica) \
+                         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    )
+                    .bind(intent.link.as_str())
+                    .bind(bits(intent.products))
+                    .bind(ms(intent.at))
+                    .bind(encode_prev(&prev))
+                    .bind(intent.claim.as_ref().map(|c| c.owner.as_str()))
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    for product in intent.products.iter() {
+                        sqlx::query(
+                            "INSERT INTO schedules (link_id, product, last_requested_at) \
+                             VALUES ($1, $2, $3) ON CONFLICT (link_id, product) \
+                             DO UPDATE SET last_requested_at = excluded.last_requested_at",
+                        )
+                        .bind(intent.link.as_str())
+                        .bind(product.as_str())
+                        .bind(ms(intent.at))
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    ids.push(Some(id));
+                }
+                Ok(ids)
+            }
+
+            /// The outcomes of `record_batch`, in order: runs of outcomes of
+            /// distinct links in bulk, a 429 (restore) on its own in its place.
+            async fn write_outcomes(conn: &mut Conn, outcomes: &[Outcome]) -> Result<(), StoreError> {
+                let mut i = 0;
+                while i < outcomes.len() {
+                    let start = i;
+                    let mut seen = HashSet::new();
+                    while $bulk
+                        && i < outcomes.len()
+                        && bulk_ok(&outcomes[i])
+                        && seen.insert(outcomes[i].link.as_str())
+                    {
+                        i += 1;
+                    }
+                    if i - start > 1 {
+                        outcomes_bulk(conn, &outcomes[start..i]).await?;
+                    } else {
+                        i = start + 1;
+                        outcome_one(conn, &outcomes[start]).await?;
+                    }
+                }
+                Ok(())
+            }
+
             impl $store {
                 async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
-                    Ok(self.pool.begin_with($begin).await?)
+                    Ok(self.writer.begin_with($begin).await?)
                 }
 
                 async fn read_existing(&self) -> Result<HashMap<String, Existing>, StoreError> {
@@ -869,7 +963,7 @@ macro_rules! impl_sql_store {
                         tx.commit().await?;
                     }
                     if plan.upserts.len() + plan.removed.len() >= BULK_CHANGE {
-                        super::after_bulk_write(&self.pool).await?;
+                        super::after_bulk_write(&self.writer).await?;
                     }
                     // Recorded last: a crash part-way leaves the old revision,
                     // so the next start repeats the (idempotent) diff.
@@ -880,7 +974,7 @@ macro_rules! impl_sql_store {
                     )
                     .bind(revision)
                     .bind(ms(now))
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                     if let Some(lock) = lock {
                         lock.commit().await?;
@@ -923,20 +1017,34 @@ macro_rules! impl_sql_store {
                 async fn load_links(&self) -> Result<Vec<LinkRecord>, StoreError> {
                     let mut out = Vec::new();
                     let mut after = String::new();
-                    loop {
-                        let row = sqlx::query($json_page)
-                            .bind(&after)
-                            .bind(sql::PAGE)
-                            .fetch_one(&self.pool)
-                            .await?;
-                        let last: Option<String> = row.try_get(1)?;
-                        let Some(last) = last else {
-                            return Ok(out);
-                        };
-                        let doc: String = row.try_get(0)?;
-                        out.extend(records::parse_page(&doc)?);
+                    while let Some((page, last)) = self.load_links_page(&after).await? {
+                        out.extend(page);
                         after = last;
                     }
+                    Ok(out)
+                }
+
+                async fn load_links_page(
+                    &self,
+                    after: &str,
+                ) -> Result<Option<(Vec<LinkRecord>, String)>, StoreError> {
+                    let row = sqlx::query($json_page)
+                        .bind(after)
+                        .bind(sql::PAGE)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    let last: Option<String> = row.try_get(1)?;
+                    let Some(last) = last else {
+                        return Ok(None);
+                    };
+                    let doc: String = row.try_get(0)?;
+                    Ok(Some((records::parse_page(&doc)?, last)))
+                }
+
+                async fn change_mark(&self) -> Result<i64, StoreError> {
+                    Ok(sqlx::query_scalar("SELECT seq FROM change_counter WHERE id = 1")
+                        .fetch_one(&self.pool)
+                        .await?)
                 }
 
                 #[tracing::instrument(skip_all, fields(link = %id))]
@@ -955,98 +1063,25 @@ macro_rules! impl_sql_store {
                     &self,
                     intents: &[Intent],
                 ) -> Result<Vec<Option<AttemptId>>, StoreError> {
-                    let mut tx = self.begin_write().await?;
-                    if $bulk && intents.len() > 1 && distinct(intents.iter().map(|i| i.link.as_str())) {
-                        // Claims first (all links distinct, so checking them
-                        // together equals checking each before its write),
-                        // then the accepted intents in bulk.
-                        let ok = claims_bulk(&mut tx, intents).await?;
-                        let accepted: Vec<&Intent> = intents
-                            .iter()
-                            .zip(&ok)
-                            .filter_map(|(i, ok)| ok.then_some(i))
-                            .collect();
-                        let mut ids = intents_bulk(&mut tx, &accepted).await?.into_iter();
-                        tx.commit().await?;
-                        return Ok(ok.iter().map(|ok| if *ok { ids.next() } else { None }).collect());
-                    }
-                    let mut ids = Vec::with_capacity(intents.len());
-                    for intent in intents {
-                        if let Some(c) = &intent.claim {
-                            if !claim(&mut tx, intent, c).await? {
-                                ids.push(None);
-                                continue;
-                            }
-                        }
-                        let rows = sqlx::query(
-                            "SELECT product, last_requested_at FROM schedules WHERE link_id = $1",
-                        )
-                        .bind(intent.link.as_str())
-                        .fetch_all(&mut *tx)
-                        .await?;
-                        let mut prev: Vec<(Product, Option<i64>)> =
-                            intent.products.iter().map(|p| (p, None)).collect();
-                        for row in &rows {
-                            let product: String = row.try_get(0)?;
-                            let at: Option<i64> = row.try_get(1)?;
-                            if let Some(slot) = prev.iter_mut().find(|(p, _)| p.as_str() == product) {
-                                slot.1 = at;
-                            }
-                        }
-                        let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO attempts (link_id, products, intent_at, prev_requested, replica) \
-                             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                        )
-                        .bind(intent.link.as_str())
-                        .bind(bits(intent.products))
-                        .bind(ms(intent.at))
-                        .bind(encode_prev(&prev))
-                        .bind(intent.claim.as_ref().map(|c| c.owner.as_str()))
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        for product in intent.products.iter() {
-                            sqlx::query(
-                                "INSERT INTO schedules (link_id, product, last_requested_at) \
-                                 VALUES ($1, $2, $3) ON CONFLICT (link_id, product) \
-                                 DO UPDATE SET last_requested_at = excluded.last_requested_at",
-                            )
-                            .bind(intent.link.as_str())
-                            .bind(product.as_str())
-                            .bind(ms(intent.at))
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        ids.push(Some(id));
-                    }
-                    tx.commit().await?;
-                    Ok(ids)
+                    self.record_batch(&[], intents).await
                 }
 
                 #[tracing::instrument(skip_all, fields(outcomes = outcomes.len()))]
                 async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
+                    self.record_batch(outcomes, &[]).await.map(|_| ())
+                }
+
+                #[tracing::instrument(skip_all, fields(outcomes = outcomes.len(), intents = intents.len()))]
+                async fn record_batch(
+                    &self,
+                    outcomes: &[Outcome],
+                    intents: &[Intent],
+                ) -> Result<Vec<Option<AttemptId>>, StoreError> {
                     let mut tx = self.begin_write().await?;
-                    let mut i = 0;
-                    while i < outcomes.len() {
-                        // Runs of outcomes of distinct links go in bulk, in
-                        // order; a 429 (restore) goes on its own, in its place.
-                        let start = i;
-                        let mut seen = HashSet::new();
-                        while $bulk
-                            && i < outcomes.len()
-                            && bulk_ok(&outcomes[i])
-                            && seen.insert(outcomes[i].link.as_str())
-                        {
-                            i += 1;
-                        }
-                        if i - start > 1 {
-                            outcomes_bulk(&mut tx, &outcomes[start..i]).await?;
-                        } else {
-                            i = start + 1;
-                            outcome_one(&mut tx, &outcomes[start]).await?;
-                        }
-                    }
+                    write_outcomes(&mut tx, outcomes).await?;
+                    let ids = write_intents(&mut tx, intents).await?;
                     tx.commit().await?;
-                    Ok(())
+                    Ok(ids)
                 }
 
                 #[tracing::instrument(skip_all, fields(link = %link))]
@@ -1216,7 +1251,7 @@ macro_rules! impl_sql_store {
                 async fn prune_attempts(&self, older_than: Timestamp) -> Result<u64, StoreError> {
                     Ok(sqlx::query("DELETE FROM attempts WHERE intent_at < $1")
                         .bind(ms(older_than))
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?
                         .rows_affected())
                 }
@@ -1259,7 +1294,7 @@ macro_rules! impl_sql_store {
                 async fn forget_delivery(&self, key: &str) -> Result<(), StoreError> {
                     sqlx::query("DELETE FROM webhook_deliveries WHERE idempotency_key = $1")
                         .bind(key)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     Ok(())
                 }
