@@ -12,11 +12,15 @@
 //!   over `..data`. The file's path never changes and no file is written in
 //!   place; only the folder sees the create and the rename.
 //!
-//! Every change in the folder (except mere reads) counts, and a burst of them
-//! (one ConfigMap swap is half a dozen events) is coalesced into one signal
-//! after the folder has been quiet for a short while. The daemon then re-reads
-//! and re-validates everything; an extra reload is harmless, a missed one is
-//! not. Files outside the folder (a `links_file` elsewhere) are not watched.
+//! The daemon counts only changes to the files it reads (the config file, a
+//! `links_file` in the same folder) and to Kubernetes' `..data` entries
+//! ([`Relevant::Named`]); anything else in the folder — logs, a SQLite store,
+//! an editor's swap file — is noise. A reload re-reads the file and reloads
+//! every link from the store, which for a large fleet is seconds of work, so
+//! an extra reload is not free. A burst of counted events (one ConfigMap swap
+//! is half a dozen) is coalesced into one signal after the folder has been
+//! quiet for a short while. Files outside the folder (a `links_file`
+//! elsewhere) are not watched: SIGHUP reloads them.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
@@ -90,9 +94,20 @@ pub fn watch_config_dir(dir: &Path) -> Result<ConfigWatch, ConfigWatchError> {
     watch_config_dir_with(dir, DEFAULT_DEBOUNCE)
 }
 
+/// Which changes in the folder count.
+#[derive(Debug, Clone)]
+pub enum Relevant {
+    /// Every change except mere reads.
+    Everything,
+    /// Changes to files with these names, and to any name starting with
+    /// `..` (the Kubernetes atomic writer's `..data`, `..data_tmp` and
+    /// timestamped folders).
+    Named(Vec<std::ffi::OsString>),
+}
+
 /// Watches `dir` non-recursively and reports each burst of changes once,
 /// `debounce` after the last event of the burst (or at most two seconds after
-/// its first).
+/// its first); every change counts.
 ///
 /// An empty path means the current folder, so `Path::new("linkfresh.toml")
 /// .parent()` can be passed as is. Needs no tokio runtime: events are
@@ -101,19 +116,18 @@ pub fn watch_config_dir_with(
     dir: &Path,
     debounce: Duration,
 ) -> Result<ConfigWatch, ConfigWatchError> {
-    watch_config_dir_ignoring(dir, debounce, Vec::new())
+    watch_config_dir_for(dir, debounce, Relevant::Everything)
 }
 
-/// Like [`watch_config_dir_with`], but events that only touch files named in
-/// `ignored` (file names, e.g. `linkfresh.db`, `linkfresh.db-wal`) do not
-/// count. The daemon ignores its own SQLite files: with the default
-/// `sqlite://linkfresh.db` they sit beside the config and change with every
-/// commit, which otherwise meant a full reload (re-read, re-sync, reload
-/// every link) every two seconds under load.
-pub fn watch_config_dir_ignoring(
+/// Like [`watch_config_dir_with`], counting only the [`Relevant`] changes.
+/// The daemon names its config file (and links file): with the default
+/// `sqlite://linkfresh.db` or a log beside the config, counting every change
+/// meant a full reload (re-read, re-sync, reload every link) every two
+/// seconds under load.
+pub fn watch_config_dir_for(
     dir: &Path,
     debounce: Duration,
-    ignored: Vec<std::ffi::OsString>,
+    relevant: Relevant,
 ) -> Result<ConfigWatch, ConfigWatchError> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
@@ -123,8 +137,8 @@ pub fn watch_config_dir_ignoring(
 
     let (raw_tx, raw_rx) = std_mpsc::channel::<()>();
     let mut watcher = ::notify::recommended_watcher(move |res: ::notify::Result<Event>| {
-        let relevant = match res {
-            Ok(event) => counts(&event, &ignored),
+        let counted = match res {
+            Ok(event) => counts(&event, &relevant),
             Err(err) => {
                 // The backend lost track (e.g. a queue overflow): assume the
                 // worst and let the daemon re-read the config.
@@ -132,7 +146,7 @@ pub fn watch_config_dir_ignoring(
                 true
             }
         };
-        if relevant {
+        if counted {
             // The receiver is gone only while the watch is being dropped.
             let _ = raw_tx.send(());
         }
@@ -159,16 +173,26 @@ pub fn watch_config_dir_ignoring(
     })
 }
 
-/// Whether an event means the folder's contents may have changed. Reads
-/// (open, close without write) do not: the daemon reading its own config on
-/// reload must not trigger another reload.
-fn counts(event: &Event, ignored: &[std::ffi::OsString]) -> bool {
-    let only_ignored = !event.paths.is_empty()
-        && event.paths.iter().all(|p| {
-            p.file_name()
-                .is_some_and(|name| ignored.iter().any(|i| i.as_os_str() == name))
-        });
-    !matches!(event.kind, EventKind::Access(_)) && !only_ignored
+/// Whether an event means a watched file may have changed. Reads (open,
+/// close without write) do not: the daemon reading its own config on reload
+/// must not trigger another reload. An event without paths counts (the
+/// backend could not say what changed).
+fn counts(event: &Event, relevant: &Relevant) -> bool {
+    if matches!(event.kind, EventKind::Access(_)) {
+        return false;
+    }
+    match relevant {
+        Relevant::Everything => true,
+        Relevant::Named(names) => {
+            event.paths.is_empty()
+                || event.paths.iter().any(|p| {
+                    p.file_name().is_some_and(|name| {
+                        name.as_encoded_bytes().starts_with(b"..")
+                            || names.iter().any(|n| n.as_os_str() == name)
+                    })
+                })
+        }
+    }
 }
 
 /// Turns raw events into one signal per burst. Ends when the watcher (and with

@@ -102,13 +102,27 @@ async fn metrics_counts_match_the_simulators_own_counts() {
         let (code, _, err) = linkfresh(&["pause", &l], &s.config);
         assert_eq!(code, 0, "{err}");
     }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let body = reqwest::get(format!("http://127.0.0.1:{}/metrics", s.port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The pauses reach the loop by its change poll (each second) and the
+    // gauge by its housekeeping (every two seconds): up to three seconds.
+    let scrape = || async {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", s.port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut body = scrape().await;
+    while !body.contains("linkfresh_links{state=\"paused\"} 5")
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        body = scrape().await;
+    }
+    // Answers still in flight when the last pause landed are in by now too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let body = scrape().await;
     let metric = |name: &str| -> f64 {
         body.lines()
             .filter(|l| l.starts_with(name))
@@ -231,4 +245,100 @@ async fn status_explain_and_refresh_read_and_act_on_the_store() {
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(10)), Some(0));
     assert_eq!(s.sim.stats().violations, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_sqlite_file_stops_at_start_and_names_the_first() {
+    let s = setup(&link_ids("mk_owner", 3), "\"accounts\"").await;
+    let mut first = DaemonProcess::spawn(&s.config, "owner1");
+    assert!(
+        daemon::wait_until(Duration::from_secs(10), || first
+            .log()
+            .contains("linkfresh is running"))
+        .await,
+        "{}",
+        first.log()
+    );
+    // Same database, another port: only the store is shared.
+    let second_config = s.dir.path().join("second.toml");
+    let body = std::fs::read_to_string(&s.config).unwrap().replace(
+        &format!("listen = \"127.0.0.1:{}\"", s.port),
+        &format!("listen = \"127.0.0.1:{}\"", free_port()),
+    );
+    std::fs::write(&second_config, body).unwrap();
+    let mut second = DaemonProcess::spawn(&second_config, "owner2");
+    assert_eq!(
+        second.wait(Duration::from_secs(10)),
+        Some(1),
+        "{}",
+        second.log()
+    );
+    let log = second.log();
+    assert!(log.contains("in use by another linkfresh daemon"), "{log}");
+    assert!(
+        log.contains(&format!("pid {}", first.child.id())),
+        "names the holder: {log}"
+    );
+    // The first one is unaffected and stops cleanly; then the file is free.
+    first.signal("TERM");
+    assert_eq!(
+        first.wait(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        first.log()
+    );
+    let mut third = DaemonProcess::spawn(&second_config, "owner3");
+    assert!(
+        daemon::wait_until(Duration::from_secs(10), || third
+            .log()
+            .contains("linkfresh is running"))
+        .await,
+        "{}",
+        third.log()
+    );
+    third.signal("TERM");
+    assert_eq!(
+        third.wait(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        third.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_beside_the_config_do_not_reload_it_but_the_config_file_does() {
+    let s = setup(&link_ids("mk_watch", 3), "\"accounts\"").await;
+    // The daemon's own log, its SQLite files and a stray file all live in the
+    // config folder and change all the time.
+    let mut d = DaemonProcess::spawn(&s.config, "watch");
+    assert!(
+        daemon::wait_until(Duration::from_secs(10), || d
+            .log()
+            .contains("linkfresh is running"))
+        .await,
+        "{}",
+        d.log()
+    );
+    for i in 0..5 {
+        std::fs::write(s.dir.path().join("notes.txt"), format!("{i}")).unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !d.log().contains("config folder changed"),
+        "reloaded for a file that is not the config:\n{}",
+        d.log()
+    );
+    let body = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("{body}\n# touched\n")).unwrap();
+    assert!(
+        daemon::wait_until(Duration::from_secs(5), || d
+            .log()
+            .contains("config folder changed"))
+        .await,
+        "{}",
+        d.log()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait(Duration::from_secs(10)), Some(0), "{}", d.log());
 }

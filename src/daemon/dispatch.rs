@@ -5,8 +5,12 @@
 //! is the real one, not a time before a long wait for the rate limiter), the
 //! intent commit second, the request last.
 //!
-//! The intent commit is a guarded claim (see "Several replicas" in
-//! [`crate::store`]): each POST carries the link's request times the
+//! Intents are committed by the [`writer`](super::writer) in the same
+//! transaction as the outcomes queued at that moment (group commit), and the
+//! dispatcher waits for that commit before sending.
+//!
+//! On a shared store (PostgreSQL) the intent commit is a guarded claim (see
+//! "Several replicas" in [`crate::store`]): each POST carries the link's request times the
 //! scheduler decided from, and the store refuses it if another replica has
 //! requested the link since or holds its lease. A refused POST is not sent;
 //! it comes back as [`Done::NotSent`] with [`CLAIMED_ELSEWHERE`] and the
@@ -15,15 +19,16 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::limiter::Limiter;
+use super::writer::Write;
 use crate::clock::Clock;
 use crate::domain::{LinkId, Product, ProductSet};
 use crate::moneykit::{LinkOutcome, MoneyKit, RefreshOutcome};
-use crate::store::{AttemptId, Claim, Intent, Store};
+use crate::store::{AttemptId, Claim, Intent};
 
 /// Most jobs whose intents share one transaction.
 const MAX_BATCH: usize = 512;
@@ -118,8 +123,8 @@ impl Job {
 
 /// Shared handles the dispatcher needs.
 pub struct Dispatcher {
-    /// Durable store for intents.
-    pub store: Arc<dyn Store>,
+    /// The writer, which commits intents (see [`Write::Intents`]).
+    pub writes: mpsc::UnboundedSender<Write>,
     /// MoneyKit client.
     pub client: MoneyKit,
     /// Global request rate.
@@ -132,6 +137,10 @@ pub struct Dispatcher {
     pub tracker: TaskTracker,
     /// This process's claim owner name (unique per process).
     pub replica: String,
+    /// Whether intents are guarded claims: only where other replicas may
+    /// share the store (PostgreSQL). A SQLite file has one daemon, held by
+    /// its owner lock (see [`crate::store::owner`]).
+    pub claims: bool,
     /// How long a claim's lease lasts (`[database] lease`).
     pub lease: TimeDelta,
 }
@@ -139,7 +148,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Runs until `jobs` closes or `cancel` fires.
     pub async fn run(
-        self,
+        self: Arc<Self>,
         mut jobs: mpsc::Receiver<Job>,
         done: mpsc::UnboundedSender<Done>,
         cancel: CancellationToken,
@@ -172,7 +181,13 @@ impl Dispatcher {
                     }
                 }
             }
-            self.send_batch(batch, &done).await;
+            // Not awaited: while this batch's intents wait for the writer's
+            // group commit, the next batch is gathered from the permits that
+            // answers free, and the writer commits them together.
+            let this = self.clone();
+            let done = done.clone();
+            self.tracker
+                .spawn(async move { this.send_batch(batch, &done).await });
         }
         // Whatever is still queued was never sent.
         jobs.close();
@@ -202,7 +217,7 @@ impl Dispatcher {
                     link: link.clone(),
                     products: *products,
                     at: now,
-                    claim: Some(Claim {
+                    claim: self.claims.then(|| Claim {
                         known: known.clone(),
                         owner: self.replica.clone(),
                         lease_until: now + self.lease,
@@ -211,15 +226,16 @@ impl Dispatcher {
                 Job::Read { .. } => None,
             })
             .collect();
+        let count = intents.len();
         let attempts = if intents.is_empty() {
             Ok(Vec::new())
         } else {
-            self.store.record_intents(&intents).await
+            commit_intents(&self.writes, intents).await
         };
         let mut attempts = match attempts {
             Ok(ids) => ids.into_iter(),
             Err(e) => {
-                tracing::error!(error = %e, batch = intents.len(), "could not commit intents; not sending");
+                tracing::error!(error = %e, batch = count, "could not commit intents; not sending");
                 for (job, _) in batch {
                     let _ = done.send(match job {
                         Job::Refresh { idx, .. } => Done::NotSent {
@@ -298,4 +314,18 @@ impl Dispatcher {
             let _ = done.send(message);
         });
     }
+}
+
+/// Hands intents to the writer and waits for their commit.
+async fn commit_intents(
+    writes: &mpsc::UnboundedSender<Write>,
+    intents: Vec<Intent>,
+) -> Result<Vec<Option<AttemptId>>, String> {
+    let (reply, answer) = oneshot::channel();
+    writes
+        .send(Write::Intents(intents, reply))
+        .map_err(|_| "the writer has stopped".to_owned())?;
+    answer
+        .await
+        .map_err(|_| "the writer has stopped".to_owned())?
 }

@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod dispatch;
 pub mod gauges;
 pub mod limiter;
+pub mod loader;
 pub mod outcome;
 pub mod scheduler;
 pub mod table;
@@ -111,6 +112,8 @@ pub struct Application {
     webhook_listener: Option<TcpListener>,
     clock: Clock,
     options: Options,
+    /// Held while the daemon runs on a SQLite file (see [`store::owner`]).
+    owner: Option<store::owner::OwnerLock>,
 }
 
 /// Why the daemon could not start or had to stop.
@@ -134,6 +137,21 @@ pub fn link_specs(config: &Config) -> Vec<LinkSpec> {
             products: l.products,
             cadence: l.cadence_json(),
             source: LinkSource::Config,
+        })
+        .collect()
+}
+
+/// [`link_specs`], taking the links out of the configuration instead of
+/// copying them: with a million links the copies were a hundred megabytes
+/// more at the start-up peak.
+pub fn take_link_specs(config: &mut Config) -> Vec<LinkSpec> {
+    std::mem::take(&mut config.links)
+        .into_iter()
+        .map(|l| LinkSpec {
+            cadence: l.cadence_json(),
+            products: l.products,
+            source: LinkSource::Config,
+            id: l.id,
         })
         .collect()
 }
@@ -169,9 +187,11 @@ pub fn client_from(config: &Config) -> Result<MoneyKit, DaemonError> {
 impl Application {
     /// Connects the store (migrating it), syncs the configured links, builds
     /// the client and binds the server's listener (port 0 allowed).
-    pub async fn build(config: Config, options: Options) -> Result<Self, DaemonError> {
+    pub async fn build(mut config: Config, options: Options) -> Result<Self, DaemonError> {
         let clock = options.clock.unwrap_or_default();
         let client = client_from(&config)?;
+        let owner = store::owner::OwnerLock::acquire(&config.database.url)
+            .map_err(|e| DaemonError::Runtime(e.into()))?;
         let store = store::connect(&config.database.url)
             .await
             .with_context(|| {
@@ -180,10 +200,12 @@ impl Application {
                     crate::cli::redact_url(&config.database.url)
                 )
             })?;
+        let specs = take_link_specs(&mut config);
         let report = store
-            .sync_config(&config.revision, &link_specs(&config), clock.now())
+            .sync_config(&config.revision, &specs, clock.now())
             .await
             .context("while syncing the configured links into the store")?;
+        drop(specs);
         tracing::info!(store = %store.describe(), added = report.added, removed = report.removed, changed = report.changed, unchanged = report.unchanged, "configuration synced");
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -204,6 +226,7 @@ impl Application {
             webhook_listener,
             clock,
             options,
+            owner,
         })
     }
 
@@ -222,19 +245,17 @@ impl Application {
     /// Runs until `cancel` fires (exit 0) or a fatal error (exit 1).
     pub async fn run(self, cancel: CancellationToken) -> Result<(), DaemonError> {
         let Application {
-            mut config,
+            config,
             store,
             client,
             listener,
             webhook_listener,
             clock,
             options,
+            owner,
         } = self;
-        // The configured links are in the store now (synced by `build`); a
-        // reload re-reads the file. Freeing them before the store's links
-        // are loaded keeps them out of the start-up peak (about 100 MB for a
-        // million links).
-        config.links = Vec::new();
+        // The configured links are in the store now (taken out of the
+        // configuration and synced by `build`); a reload re-reads the file.
         let heartbeat = Heartbeat::default();
         heartbeat.beat();
         let metrics = crate::metrics::install();
@@ -313,12 +334,13 @@ impl Application {
         } else {
             0
         };
-        let records = store
-            .load_links()
+        // The change mark next, for the same reason; then the links stream
+        // in while the loop already runs (see `loader`).
+        let change_seq = store
+            .change_mark()
             .await
-            .context("while loading links from the store")?;
-        let change_seq = records.iter().map(|r| r.change_seq).max().unwrap_or(0);
-        tracing::info!(links = records.len(), "links loaded");
+            .context("while reading the store's change sequence")?;
+        let loading = loader::spawn(store.clone(), cancel.clone());
         let (reload_tx, reload_rx) = mpsc::channel(4);
         let _watch = spawn_reload_sources(&config, &options, reload_tx, cancel.clone());
 
@@ -330,16 +352,18 @@ impl Application {
         let writer = tokio::spawn(writer::run(store.clone(), writes_rx, clock));
         let dispatch_cancel = CancellationToken::new();
         let dispatcher = dispatch::Dispatcher {
-            store: store.clone(),
+            writes: writes_tx.clone(),
             client: client.clone(),
             limiter: limiter.clone(),
             in_flight: Arc::new(Semaphore::new(config.moneykit.max_in_flight as usize)),
             clock,
             tracker: tracker.clone(),
             replica: replica_id(),
+            claims: shared,
             lease: TimeDelta::from_std(config.database.lease).unwrap_or(TimeDelta::seconds(15)),
         };
-        let dispatcher = tokio::spawn(dispatcher.run(jobs_rx, done_tx, dispatch_cancel.clone()));
+        let dispatcher =
+            tokio::spawn(Arc::new(dispatcher).run(jobs_rx, done_tx, dispatch_cancel.clone()));
         let discovery = config.discovery.enabled.then(|| {
             let task = discovery::Discovery {
                 store: store.clone(),
@@ -351,8 +375,9 @@ impl Application {
             tokio::spawn(task.run(cancel.clone()))
         });
 
-        let mut scheduler = scheduler::Scheduler {
-            table: table::LinkTable::from_records(&records),
+        let scheduler = scheduler::Scheduler {
+            table: table::LinkTable::default(),
+            loading: Some(loading),
             timer: timer::Timer::default(),
             rules: config.rules.clone(),
             clock,
@@ -373,8 +398,6 @@ impl Application {
             claim_seq,
             refused: Vec::new(),
         };
-        drop(records);
-        scheduler.start();
         crate::notify::ready();
         tracing::info!(listen = %config.server.listen, "linkfresh is running");
 
@@ -387,7 +410,13 @@ impl Application {
             stop_dispatch.cancel();
         });
         let drain = config.moneykit.request_timeout + Duration::from_secs(1);
-        let ended = scheduler.run(cancel.clone(), drain).await;
+        // On a runtime worker, not on the thread that called `run` (`main`'s
+        // `block_on`): every wake-up of a task outside the workers is a
+        // cross-thread hand-off, and the loop wakes thousands of times a
+        // second at full throughput.
+        let ended = tokio::spawn(scheduler.run(cancel.clone(), drain))
+            .await
+            .unwrap_or_else(|e| scheduler::Ended::Fatal(format!("the scheduler task failed: {e}")));
         crate::notify::stopping();
         dispatch_cancel.cancel();
         if let Some(discovery) = discovery {
@@ -404,6 +433,7 @@ impl Application {
         let _ = server.await;
         match ended {
             scheduler::Ended::Shutdown => {
+                drop(owner);
                 tracing::info!("stopped cleanly");
                 Ok(())
             }
@@ -455,10 +485,13 @@ pub async fn reload(
             return None;
         }
     };
+    let mut config = config;
+    let specs = take_link_specs(&mut config);
     let result = async {
         store
-            .sync_config(&config.revision, &link_specs(&config), clock.now())
+            .sync_config(&config.revision, &specs, clock.now())
             .await?;
+        drop(specs);
         store.load_links().await
     }
     .await;
@@ -478,22 +511,22 @@ pub async fn reload(
     }
 }
 
-/// The names of a SQLite store's files (database, WAL, shared memory,
-/// rollback journal), which change on every commit and are not configuration.
-fn sqlite_file_names(url: &str) -> Vec<std::ffi::OsString> {
-    let Some(rest) = url.strip_prefix("sqlite:") else {
-        return Vec::new();
-    };
-    let path = rest.trim_start_matches("//");
-    let path = path.split('?').next().unwrap_or_default();
-    let Some(name) = std::path::Path::new(path).file_name() else {
-        return Vec::new();
-    };
-    let name = name.to_string_lossy();
-    ["", "-wal", "-shm", "-journal"]
-        .iter()
-        .map(|suffix| format!("{name}{suffix}").into())
-        .collect()
+/// The files in the config folder whose changes mean a reload: the config
+/// file itself and a `links_file` beside it.
+fn watched_names(config: &Config) -> Vec<std::ffi::OsString> {
+    let dir = config.path.parent();
+    let mut names: Vec<std::ffi::OsString> = config
+        .path
+        .file_name()
+        .map(Into::into)
+        .into_iter()
+        .collect();
+    if let Some(links) = &config.links_file
+        && (links.parent() == dir || links.parent().is_some_and(|p| p.as_os_str().is_empty()))
+    {
+        names.extend(links.file_name().map(Into::into));
+    }
+    names
 }
 
 /// SIGHUP and (optionally) the config folder watcher both ask for a reload.
@@ -529,10 +562,10 @@ fn spawn_reload_sources(
             d
         }
     })?;
-    match crate::config_watch::watch_config_dir_ignoring(
+    match crate::config_watch::watch_config_dir_for(
         dir,
         crate::config_watch::DEFAULT_DEBOUNCE,
-        sqlite_file_names(&config.database.url),
+        crate::config_watch::Relevant::Named(watched_names(config)),
     ) {
         Ok(mut watch) => {
             let mut rx = std::mem::replace(watch.receiver(), mpsc::channel(1).1);

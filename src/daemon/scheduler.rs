@@ -31,7 +31,7 @@ use crate::domain::{LinkState, Product};
 use crate::moneykit::ApiError;
 use crate::moneykit::wire::LinkStatus;
 use crate::policy::{Decision, Rules, decide, evaluate};
-use crate::store::{LinkPatch, Outcome, ProductPatch, Store};
+use crate::store::{LinkPatch, LinkRecord, Outcome, ProductPatch, Store};
 
 /// Everything the loop owns or talks to.
 pub struct Scheduler {
@@ -57,6 +57,8 @@ pub struct Scheduler {
     pub(super) claim_seq: i64,
     /// Links whose claim was refused, to reload before deciding again.
     pub(super) refused: Vec<usize>,
+    /// Pages of stored links still arriving from the [`loader`](super::loader).
+    pub(super) loading: Option<mpsc::Receiver<Vec<LinkRecord>>>,
 }
 
 /// Replicas sharing a store wake for a link up to this much after it is due,
@@ -82,6 +84,7 @@ enum Event {
     Control,
     Reload,
     Housekeeping,
+    Loaded(Option<Vec<LinkRecord>>),
 }
 
 /// How the loop ended.
@@ -93,10 +96,18 @@ pub enum Ended {
 }
 
 impl Scheduler {
-    /// Schedules every link for evaluation now.
-    pub fn start(&mut self) {
+    /// Adds a page of stored links and schedules each for evaluation now.
+    /// A link already in the table came from a change poll, a claim poll or
+    /// a reload that ran while loading: its record may be newer than this
+    /// page (read ahead), and any later change reaches it through the polls,
+    /// so the page's record is skipped rather than merged over it.
+    fn load(&mut self, page: &[LinkRecord]) {
         let now = self.clock.now();
-        for i in 0..self.table.len() {
+        for rec in page {
+            if self.table.find(&rec.id).is_some() {
+                continue;
+            }
+            let i = self.table.merge(rec);
             self.timer.schedule(&mut self.table, i, now);
         }
     }
@@ -124,6 +135,9 @@ impl Scheduler {
                     biased;
                     () = cancel.cancelled() => Event::Cancel,
                     Some(done) = self.done.recv() => Event::Done(Box::new(done)),
+                    // Before firing: a fleet that is always due must not
+                    // starve the rest of its links still loading.
+                    page = next_page(&mut self.loading), if self.loading.is_some() => Event::Loaded(page),
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
                     _ = control.tick() => Event::Control,
@@ -143,6 +157,8 @@ impl Scheduler {
                 Event::Room => {}
                 Event::Control => self.poll_changes().await,
                 Event::Reload => self.reload().await,
+                Event::Loaded(Some(page)) => self.load(&page),
+                Event::Loaded(None) => self.loading = None,
                 Event::Housekeeping => {
                     self.housekeeping();
                     if last_prune.elapsed() >= Duration::from_secs(3600) {
@@ -565,6 +581,16 @@ impl Scheduler {
                 Err(e) => tracing::warn!(error = %e, "could not prune attempt history"),
             }
         });
+    }
+}
+
+/// The next page from the loader; never ready once loading has ended.
+async fn next_page(
+    loading: &mut Option<mpsc::Receiver<Vec<LinkRecord>>>,
+) -> Option<Vec<LinkRecord>> {
+    match loading {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

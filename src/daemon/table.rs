@@ -2,7 +2,10 @@
 //! the bookkeeping of requests in flight. Loaded from the store at start and
 //! kept in step with it; the store stays the durable truth.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use chrono::{DateTime, Utc};
 
@@ -133,41 +136,41 @@ impl Entry {
 }
 
 /// Every link the daemon knows, addressable by index (timer) and by id.
+///
+/// The id index holds entry numbers hashed by the entry's own id, not a
+/// second copy of every id: for a million links a `HashMap<LinkId, usize>`
+/// was about a hundred megabytes of the daemon's memory budget.
 #[derive(Debug, Default)]
 pub struct LinkTable {
     entries: Vec<Entry>,
-    index: HashMap<LinkId, usize>,
+    index: HashTable<u32>,
+    hasher: RandomState,
 }
 
 impl LinkTable {
-    /// Builds the table from stored links.
-    pub fn from_records(records: &[LinkRecord]) -> Self {
-        let mut table = Self::default();
-        for rec in records {
-            table.merge(rec);
-        }
-        table
-    }
-
     /// Adds a link or merges a newer record of it; returns its index.
     pub fn merge(&mut self, rec: &LinkRecord) -> usize {
-        match self.index.get(&rec.id) {
-            Some(&i) => {
-                self.entries[i].merge_from(rec);
-                i
-            }
-            None => {
-                let i = self.entries.len();
-                self.entries.push(Entry::from_record(rec));
-                self.index.insert(rec.id.clone(), i);
-                i
-            }
+        if let Some(i) = self.find(&rec.id) {
+            self.entries[i].merge_from(rec);
+            return i;
         }
+        let i = self.entries.len();
+        let slot = u32::try_from(i).expect("fewer than 2^32 links");
+        self.entries.push(Entry::from_record(rec));
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index
+            .insert_unique(hasher.hash_one(rec.id.as_str()), slot, |&j| {
+                hasher.hash_one(entries[j as usize].id.as_str())
+            });
+        i
     }
 
     /// The index of a link.
     pub fn find(&self, id: &LinkId) -> Option<usize> {
-        self.index.get(id).copied()
+        let hash = self.hasher.hash_one(id.as_str());
+        self.index
+            .find(hash, |&j| self.entries[j as usize].id == *id)
+            .map(|&j| j as usize)
     }
 
     /// A link by index.

@@ -1,20 +1,27 @@
-//! Group commit of outcomes: answers are queued by the scheduler and written
-//! in batches, one transaction per batch, so durability does not cap
-//! throughput. Intents are written by the dispatcher before sending (see
-//! `dispatch.rs`); an outcome that is still queued when the process dies is
-//! harmless, because its intent already counts the request as sent.
+//! Group commit: answers queued by the scheduler and intents handed over by
+//! the dispatcher are written together, one transaction per round (see
+//! [`Store::record_batch`]), so durability does not cap throughput. The
+//! dispatcher waits for its intents' commit before sending; an outcome that
+//! is still queued when the process dies is harmless, because its intent
+//! already counts the request as sent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::domain::{LinkId, Product};
-use crate::store::{DueUpdate, LinkPatch, Outcome, Store, Timestamp};
+use crate::store::{AttemptId, DueUpdate, Intent, LinkPatch, Outcome, Store, Timestamp};
 
 /// Largest batch per transaction.
 const MAX_BATCH: usize = 1024;
+
+/// How long due times may wait before they are written. They only feed the
+/// fleet page, and writing them with every outcome batch cost a third of the
+/// store's time at full throughput (one more transaction per batch).
+const DUE_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// A write for the store.
 #[derive(Debug)]
@@ -23,10 +30,17 @@ pub enum Write {
     Outcome(Outcome),
     /// A change outside a POST (reconciliation, re-check).
     Patch(LinkId, LinkPatch),
+    /// Intents of POSTs about to be sent; the reply carries one attempt id
+    /// per intent (`None`: claim refused) once they are committed.
+    Intents(Vec<Intent>, IntentsReply),
     /// A link's products' newly computed due times, for the fleet page;
-    /// coalesced per flush (only the latest per product is written).
+    /// coalesced (only the latest per product is written) and flushed at
+    /// most every [`DUE_FLUSH_EVERY`].
     Due(Vec<DueUpdate>),
 }
+
+/// Where the writer answers a [`Write::Intents`].
+pub type IntentsReply = oneshot::Sender<Result<Vec<Option<AttemptId>>, String>>;
 
 /// Runs until every sender is dropped, then flushes what is queued.
 pub async fn run(
@@ -35,16 +49,32 @@ pub async fn run(
     clock: crate::clock::Clock,
 ) {
     let mut outcomes = Vec::with_capacity(MAX_BATCH);
+    let mut intents: Vec<(Vec<Intent>, IntentsReply)> = Vec::new();
     let mut dues: HashMap<(LinkId, Product), Option<Timestamp>> = HashMap::new();
-    while let Some(first) = rx.recv().await {
+    let mut due_deadline: Option<Instant> = None;
+    loop {
+        let first = match due_deadline {
+            None => rx.recv().await,
+            Some(deadline) => tokio::select! {
+                write = rx.recv() => write,
+                () = tokio::time::sleep_until(deadline) => {
+                    flush_dues(&*store, &mut dues).await;
+                    due_deadline = None;
+                    continue;
+                }
+            },
+        };
+        let Some(first) = first else { break };
         let mut next = Some(first);
         while let Some(write) = next.take() {
             match write {
                 Write::Outcome(o) => outcomes.push(o),
+                Write::Intents(batch, reply) => intents.push((batch, reply)),
                 Write::Due(updates) => {
                     for (link, product, due) in updates {
                         dues.insert((link, product), due);
                     }
+                    due_deadline.get_or_insert_with(|| Instant::now() + DUE_FLUSH_EVERY);
                 }
                 Write::Patch(link, patch) => {
                     if let Err(e) = store.apply_patch(&link, &patch, clock.now()).await {
@@ -52,39 +82,83 @@ pub async fn run(
                     }
                 }
             }
-            if outcomes.len() < MAX_BATCH {
+            if outcomes.len() + intents.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
-        if !dues.is_empty() {
+        if due_deadline.is_some_and(|d| d <= Instant::now()) {
             flush_dues(&*store, &mut dues).await;
+            due_deadline = None;
         }
-        if outcomes.is_empty() {
-            continue;
+        if !intents.is_empty() {
+            commit_round(&*store, &mut outcomes, &mut intents).await;
         }
-        // A failed write is retried: losing an outcome would only make the
-        // state more conservative, but losing a 429's restore or a park
-        // would cost requests.
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match store.record_outcomes(&outcomes).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, batch = outcomes.len(), "could not record outcomes; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    if rx.is_closed() && delay >= Duration::from_secs(5) {
-                        tracing::error!(
-                            batch = outcomes.len(),
-                            "giving up on outcomes at shutdown; their intents count them as sent"
-                        );
-                        break;
-                    }
+        if !outcomes.is_empty() {
+            record(&*store, &mut outcomes, &rx).await;
+        }
+    }
+    if !dues.is_empty() {
+        flush_dues(&*store, &mut dues).await;
+    }
+}
+
+/// Commits the queued outcomes and intents in one transaction and answers
+/// the intents. On failure the intents are refused (their POSTs are not
+/// sent) and the outcomes stay queued for [`record`]'s retries.
+async fn commit_round(
+    store: &dyn Store,
+    outcomes: &mut Vec<Outcome>,
+    intents: &mut Vec<(Vec<Intent>, IntentsReply)>,
+) {
+    let sizes: Vec<usize> = intents.iter().map(|(batch, _)| batch.len()).collect();
+    let all: Vec<Intent> = intents
+        .iter_mut()
+        .flat_map(|(batch, _)| std::mem::take(batch))
+        .collect();
+    match store.record_batch(outcomes, &all).await {
+        Ok(ids) => {
+            outcomes.clear();
+            let mut ids = ids.into_iter();
+            for (n, (_, reply)) in sizes.into_iter().zip(intents.drain(..)) {
+                let _ = reply.send(Ok(ids.by_ref().take(n).collect()));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, intents = all.len(), outcomes = outcomes.len(), "could not commit a round of intents and outcomes");
+            for (_, reply) in intents.drain(..) {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+}
+
+/// Writes a batch of outcomes. A failed write is retried: losing an outcome
+/// would only make the state more conservative, but losing a 429's restore
+/// or a park would cost requests.
+async fn record(
+    store: &dyn Store,
+    outcomes: &mut Vec<Outcome>,
+    rx: &mpsc::UnboundedReceiver<Write>,
+) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match store.record_outcomes(outcomes).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(error = %e, batch = outcomes.len(), "could not record outcomes; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                if rx.is_closed() && delay >= Duration::from_secs(5) {
+                    tracing::error!(
+                        batch = outcomes.len(),
+                        "giving up on outcomes at shutdown; their intents count them as sent"
+                    );
+                    break;
                 }
             }
         }
-        outcomes.clear();
     }
+    outcomes.clear();
 }
 
 /// Writes coalesced due times; a failure only makes the fleet page stale,
