@@ -271,24 +271,13 @@ pub(super) fn check(
     let default_products = c.products("[defaults] products", &raw.defaults.products)?;
 
     let mut links = Vec::new();
-    let mut seen: HashMap<LinkId, String> = HashMap::new();
-    let mut remember = |id: &LinkId, origin: String| match seen.get(id) {
-        Some(first) => Err(ConfigError::Duplicate {
-            id: id.to_string(),
-            first: first.clone(),
-            second: origin,
-        }),
-        None => {
-            seen.insert(id.clone(), origin);
-            Ok(())
-        }
-    };
     for (i, rl) in raw.links.into_iter().enumerate() {
-        let link = check_link(&c, &rules, default_products, i, rl)?;
-        remember(&link.id, format!("{} [[links]] #{}", c.file, i + 1))?;
-        links.push(link);
+        links.push(check_link(&c, &rules, default_products, i, rl)?);
     }
+    let from_table = links.len();
     let links_file = raw.links_file.as_deref().map(|f| c.path(f));
+    // Line numbers of the links file's entries, for a duplicate's message.
+    let mut file_lines: Vec<u32> = Vec::new();
     if let Some(lf) = &links_file {
         let name = lf.display().to_string();
         let text = std::fs::read_to_string(lf)
@@ -298,15 +287,32 @@ pub(super) fn check(
             line: e.line,
             problem: e.problem,
         })?;
-        links.reserve(lines.len());
+        drop(text);
+        links.reserve_exact(lines.len());
+        file_lines.reserve_exact(lines.len());
         for line in lines {
-            remember(&line.id, format!("{name}:{}", line.line))?;
+            file_lines.push(u32::try_from(line.line).unwrap_or(u32::MAX));
             links.push(LinkConfig {
                 id: line.id,
                 products: line.products.unwrap_or(default_products),
                 cadence: BTreeMap::new(),
             });
         }
+    }
+    if let Some((first, second)) = first_duplicate(&links) {
+        let origin = |i: usize| match i.checked_sub(from_table) {
+            None => format!("{} [[links]] #{}", c.file, i + 1),
+            Some(j) => format!(
+                "{}:{}",
+                links_file.as_deref().unwrap_or(Path::new("")).display(),
+                file_lines[j]
+            ),
+        };
+        return Err(ConfigError::Duplicate {
+            id: links[first].id.to_string(),
+            first: origin(first),
+            second: origin(second),
+        });
     }
 
     let revision = revision(&links);
@@ -410,6 +416,28 @@ fn check_link(
         products,
         cadence,
     })
+}
+
+/// The first repeated id in file order, as (index of its first appearance,
+/// index of the repeat with the lowest index). Sorting indices rather than
+/// filling a map of every id keeps a million-link check within a few
+/// megabytes beside the links themselves (the map, with the place of each id
+/// as text, took a quarter of a gigabyte).
+fn first_duplicate(links: &[LinkConfig]) -> Option<(usize, usize)> {
+    let mut order: Vec<u32> = (0..u32::try_from(links.len()).unwrap_or(u32::MAX)).collect();
+    order.sort_unstable_by(|&a, &b| {
+        links[a as usize]
+            .id
+            .cmp(&links[b as usize].id)
+            .then(a.cmp(&b))
+    });
+    order
+        .windows(2)
+        .filter(|w| links[w[0] as usize].id == links[w[1] as usize].id)
+        .map(|w| (w[0] as usize, w[1] as usize))
+        // Sorted by (id, index), a group's adjacent first pair is its first
+        // appearance and first repeat; the earliest repeat overall wins.
+        .min_by_key(|&(_, second)| second)
 }
 
 /// A short hash of the link set and cadences: equal configs, equal revisions.
