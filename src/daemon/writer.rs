@@ -35,7 +35,7 @@ pub enum Write {
     Intents(Vec<Intent>, IntentsReply),
     /// A link's products' newly computed due times, for the fleet page;
     /// coalesced (only the latest per product is written) and flushed at
-    /// most every [`DUE_FLUSH_EVERY`].
+    /// most once a second.
     Due(Vec<DueUpdate>),
 }
 

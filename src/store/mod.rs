@@ -78,9 +78,10 @@
 //! default; NTP keeps hosts within milliseconds). Lease expiry uses the same
 //! clocks, but only liveness depends on it.
 //!
-//! SQLite has one writer at a time, so the same guard there only refuses in
-//! the rare race of a claim decided on a state that a write just changed;
-//! refusing is the conservative answer.
+//! SQLite serves one daemon, held by the [`owner`] lock on the file, so the
+//! daemon sends its intents there without a claim; the store still honours
+//! a claim on SQLite (tools and tests use it), where it only refuses in the
+//! rare race of a claim decided on a state that a write just changed.
 
 pub mod fleet;
 pub mod owner;
