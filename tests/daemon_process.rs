@@ -251,14 +251,7 @@ async fn status_explain_and_refresh_read_and_act_on_the_store() {
 async fn a_second_daemon_on_the_same_sqlite_file_stops_at_start_and_names_the_first() {
     let s = setup(&link_ids("mk_owner", 3), "\"accounts\"").await;
     let mut first = DaemonProcess::spawn(&s.config, "owner1");
-    assert!(
-        daemon::wait_until(Duration::from_secs(10), || first
-            .log()
-            .contains("linkfresh is running"))
-        .await,
-        "{}",
-        first.log()
-    );
+    wait_running(&first).await;
     // Same database, another port: only the store is shared.
     let second_config = s.dir.path().join("second.toml");
     let body = std::fs::read_to_string(&s.config).unwrap().replace(
@@ -288,14 +281,7 @@ async fn a_second_daemon_on_the_same_sqlite_file_stops_at_start_and_names_the_fi
         first.log()
     );
     let mut third = DaemonProcess::spawn(&second_config, "owner3");
-    assert!(
-        daemon::wait_until(Duration::from_secs(10), || third
-            .log()
-            .contains("linkfresh is running"))
-        .await,
-        "{}",
-        third.log()
-    );
+    wait_running(&third).await;
     third.signal("TERM");
     assert_eq!(
         third.wait(Duration::from_secs(10)),
@@ -311,14 +297,7 @@ async fn files_beside_the_config_do_not_reload_it_but_the_config_file_does() {
     // The daemon's own log, its SQLite files and a stray file all live in the
     // config folder and change all the time.
     let mut d = DaemonProcess::spawn(&s.config, "watch");
-    assert!(
-        daemon::wait_until(Duration::from_secs(10), || d
-            .log()
-            .contains("linkfresh is running"))
-        .await,
-        "{}",
-        d.log()
-    );
+    wait_running(&d).await;
     for i in 0..5 {
         std::fs::write(s.dir.path().join("notes.txt"), format!("{i}")).unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -341,4 +320,16 @@ async fn files_beside_the_config_do_not_reload_it_but_the_config_file_does() {
     );
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(10)), Some(0), "{}", d.log());
+}
+
+/// Waits (at most 10 s) for the daemon to log that it runs.
+async fn wait_running(d: &DaemonProcess) {
+    assert!(
+        daemon::wait_until(Duration::from_secs(10), || d
+            .log()
+            .contains("linkfresh is running"))
+        .await,
+        "{}",
+        d.log()
+    );
 }

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct OwnerLock {
     _file: File,
-    path: PathBuf,
 }
 
 /// Why the lock could not be taken.
@@ -106,15 +105,7 @@ impl OwnerLock {
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         writeln!(file, "pid {}", std::process::id()).map_err(io)?;
-        Ok(Self {
-            _file: file,
-            path: path.to_owned(),
-        })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { _file: file })
     }
 }
 
