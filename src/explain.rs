@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::daemon::table::Entry;
+use std::sync::Arc;
+
+use crate::daemon::table::{Entry, cadences_of};
 use crate::domain::{LinkId, LinkState, Product};
 use crate::policy::{Evaluation, Rules, Why, evaluate};
 use crate::store::LinkRecord;
@@ -78,8 +80,8 @@ pub fn why_text(why: &Why, state: LinkState, reason: Option<&str>, parked: Optio
 /// The policy's view of one stored link (`explain`, `status`, the fleet page
 /// and the admin API all show this, so they never disagree).
 pub fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkStatus {
-    let entry = Entry::from_record(rec);
-    let Evaluation { products, .. } = evaluate(&entry.schedule, rules, now);
+    let entry = Entry::from_record(rec, Arc::new(cadences_of(rec.cadence.as_deref())));
+    let Evaluation { products, .. } = evaluate(&entry.schedule(), rules, now);
     LinkStatus {
         link: rec.id.clone(),
         state: rec.state,
@@ -88,7 +90,7 @@ pub fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkS
         backoff_until: rec.backoff_until,
         products: products
             .iter()
-            .zip(&entry.schedule.products)
+            .zip(&entry.products)
             .map(|(plan, state)| {
                 let parked = rec
                     .schedules

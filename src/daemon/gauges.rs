@@ -20,7 +20,7 @@ pub fn publish(table: &LinkTable, now: DateTime<Utc>) {
         if e.state != LinkState::Active {
             continue;
         }
-        for p in e.schedule.products.iter().filter(|p| !p.parked) {
+        for p in e.products.iter().filter(|p| !p.parked) {
             if let Some(last) = p.last() {
                 ages[p.product.index()]
                     .push((now - last).num_milliseconds().max(0) as f64 / 1000.0);

@@ -71,8 +71,8 @@ pub fn resolve(
                     + backoff_delay(
                         rules.backoff_base,
                         rules.backoff_max,
-                        entry.product_failures[i],
-                        mix64(entry.schedule.hash ^ i as u64),
+                        entry.product_failures[i].into(),
+                        mix64(entry.hash ^ i as u64),
                     );
                 let prev = entry.product_mut(p).map(|s| {
                     s.backoff_until = Some(until);
@@ -229,7 +229,7 @@ pub fn resolve(
 
 fn succeed(entry: &mut Entry, r: &mut Resolution) {
     entry.failures = 0;
-    entry.schedule.backoff_until = None;
+    entry.backoff_until = None;
     r.patch.failures = Some(0);
     r.patch.backoff_until = Some(None);
 }
@@ -284,10 +284,10 @@ fn back_off(
             rules.backoff_base,
             rules.backoff_max,
             entry.failures,
-            entry.schedule.hash,
+            entry.hash,
         ))
     .max(at_least.unwrap_or(now));
-    entry.schedule.backoff_until = Some(until);
+    entry.backoff_until = Some(until);
     r.patch.failures = Some(entry.failures);
     r.patch.backoff_until = Some(Some(until));
 }
@@ -299,7 +299,6 @@ fn park(entry: &mut Entry, r: &mut Resolution, state: LinkState, status: u16, re
     r.patch.restore_requested = true;
     r.patch.state = Some((state, Some(reason.to_owned())));
     entry.state = state;
-    entry.refresh_runnable();
 }
 
 /// The products that go in the next POST of `entry` given the policy's
@@ -313,7 +312,7 @@ pub fn narrow_for_isolation(entry: &Entry, batch: ProductSet) -> ProductSet {
 
 /// Helper for callers that need a product's index-aligned seed.
 pub fn product_seed(entry: &Entry, p: Product) -> u64 {
-    mix64(entry.schedule.hash ^ p.index() as u64)
+    mix64(entry.hash ^ p.index() as u64)
 }
 
 #[cfg(test)]
@@ -327,21 +326,24 @@ mod tests {
 
     fn entry(products: &str) -> Entry {
         let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
-        Entry::from_record(&LinkRecord {
-            id: LinkId::parse("mk_t").unwrap(),
-            products: ProductSet::parse_list(products).unwrap(),
-            cadence: None,
-            source: LinkSource::Config,
-            state: LinkState::Active,
-            reason: None,
-            removed: false,
-            created_at: now,
-            updated_at: now,
-            backoff_until: None,
-            failures: 0,
-            change_seq: 0,
-            schedules: Vec::new(),
-        })
+        Entry::from_record(
+            &LinkRecord {
+                id: LinkId::parse("mk_t").unwrap(),
+                products: ProductSet::parse_list(products).unwrap(),
+                cadence: None,
+                source: LinkSource::Config,
+                state: LinkState::Active,
+                reason: None,
+                removed: false,
+                created_at: now,
+                updated_at: now,
+                backoff_until: None,
+                failures: 0,
+                change_seq: 0,
+                schedules: Vec::new(),
+            },
+            Default::default(),
+        )
     }
 
     fn t(s: i64) -> DateTime<Utc> {
@@ -363,8 +365,8 @@ mod tests {
             &Rules::default(),
         );
         assert!(r.rate_limited && r.patch.restore_requested && r.counted.is_empty());
-        assert_eq!(e.schedule.backoff_until, Some(t(1) + TimeDelta::hours(2)));
-        assert_eq!(e.schedule.products[0].last_requested_at, None);
+        assert_eq!(e.backoff_until, Some(t(1) + TimeDelta::hours(2)));
+        assert_eq!(e.products[0].last_requested_at, None);
     }
 
     #[test]
@@ -377,14 +379,10 @@ mod tests {
         };
         let r = resolve(&mut e, both, t(0), t(1), &outcome, &Rules::default());
         assert_eq!(r.counted, ProductSet::parse_list("accounts").unwrap());
-        assert_eq!(e.schedule.products[0].last_requested_at, Some(t(0)));
-        assert_eq!(e.schedule.products[1].last_requested_at, None);
-        assert!(
-            e.schedule.products[1]
-                .backoff_until
-                .is_some_and(|b| b > t(1))
-        );
-        assert_eq!(e.schedule.backoff_until, None, "the link itself is fine");
+        assert_eq!(e.products[0].last_requested_at, Some(t(0)));
+        assert_eq!(e.products[1].last_requested_at, None);
+        assert!(e.products[1].backoff_until.is_some_and(|b| b > t(1)));
+        assert_eq!(e.backoff_until, None, "the link itself is fine");
     }
 
     #[test]
@@ -413,7 +411,7 @@ mod tests {
             },
             &Rules::default(),
         );
-        assert!(e.schedule.products[1].parked && !e.schedule.products[0].parked);
+        assert!(e.products[1].parked && !e.products[0].parked);
         assert_eq!(e.isolate, ProductSet::parse_list("accounts").unwrap());
     }
 
@@ -432,14 +430,8 @@ mod tests {
                 &outcome,
                 &Rules::default(),
             );
-            assert_eq!(
-                e.schedule.products[0].last_requested_at,
-                Some(t(0)),
-                "{outcome:?}"
-            );
-            assert!(
-                !r.patch.restore_requested && e.failures == 1 && e.schedule.backoff_until.is_some()
-            );
+            assert_eq!(e.products[0].last_requested_at, Some(t(0)), "{outcome:?}");
+            assert!(!r.patch.restore_requested && e.failures == 1 && e.backoff_until.is_some());
         }
     }
 
@@ -465,7 +457,7 @@ mod tests {
                 &Rules::default(),
             );
             assert_eq!(e.state, state);
-            assert!(!e.schedule.runnable && r.patch.restore_requested);
+            assert!(!e.runnable() && r.patch.restore_requested);
         }
     }
 }

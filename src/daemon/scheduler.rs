@@ -227,7 +227,7 @@ impl Scheduler {
             }
             return;
         }
-        let evaluation = evaluate(&e.schedule, &self.rules, now);
+        let evaluation = evaluate(&e.schedule(), &self.rules, now);
         if !matches!(evaluation.decision, Decision::Send { .. }) {
             let dues = evaluation
                 .products
@@ -250,7 +250,7 @@ impl Scheduler {
                 let known = products
                     .iter()
                     .map(|p| {
-                        let at = e.schedule.products.iter().find(|s| s.product == p);
+                        let at = e.product(p);
                         (p, at.and_then(|s| s.last_requested_at))
                     })
                     .collect();
@@ -397,7 +397,6 @@ impl Scheduler {
                         tracing::info!(link = %entry.id, "link is connected again; resuming");
                         entry.state = LinkState::Active;
                         entry.recheck_at = None;
-                        entry.refresh_runnable();
                         patch.state = Some((LinkState::Active, None));
                     } else {
                         entry.recheck_at = Some(received_at + self.rules.backoff_max);
@@ -429,7 +428,6 @@ impl Scheduler {
                     Some((state, reason)) => {
                         entry.state = state;
                         entry.needs_reconcile = false;
-                        entry.refresh_runnable();
                         if state == LinkState::NeedsUserAction {
                             entry.recheck_at = Some(received_at + self.rules.backoff_max);
                         }
@@ -443,9 +441,9 @@ impl Scheduler {
                             self.rules.backoff_base,
                             self.rules.backoff_max,
                             entry.failures,
-                            entry.schedule.hash,
+                            entry.hash,
                         );
-                        entry.schedule.backoff_until = Some(received_at + delay);
+                        entry.backoff_until = Some(received_at + delay);
                         if purpose == ReadPurpose::Recheck {
                             entry.recheck_at = Some(received_at + delay);
                         }
@@ -468,7 +466,7 @@ impl Scheduler {
     fn report(&self, idx: usize, products: String, label: String, detail: Option<String>) {
         let Some(tx) = &self.activity else { return };
         let e = self.table.get(idx);
-        let next_due = match decide(&e.schedule, &self.rules, self.clock.now()) {
+        let next_due = match decide(&e.schedule(), &self.rules, self.clock.now()) {
             Decision::Wait { until } => Some(until),
             Decision::Send { .. } => Some(self.clock.now()),
             Decision::Idle => None,
@@ -558,7 +556,6 @@ impl Scheduler {
             if !kept.contains(&self.table.get(i).id) {
                 let e = self.table.get_mut(i);
                 e.removed = true;
-                e.refresh_runnable();
                 self.timer.cancel(&mut self.table, i);
             }
         }

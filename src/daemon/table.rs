@@ -1,9 +1,17 @@
 //! The daemon's in-memory view of every link: what the policy needs, plus
 //! the bookkeeping of requests in flight. Loaded from the store at start and
 //! kept in step with it; the store stays the durable truth.
+//!
+//! Stored compactly, because a million links must fit in the daemon's memory
+//! budget: a link's cadences are shared with every link configured alike
+//! ([`CadenceBook`]), its products sit in one boxed slice of [`ProductSlot`]s
+//! without a cadence each, and the policy's [`LinkSchedule`] is built from
+//! them only when the link is evaluated ([`Entry::schedule`]).
 
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 
@@ -12,48 +20,84 @@ use chrono::{DateTime, Utc};
 use crate::config::cadence_from_json;
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
 use crate::policy::phase::link_hash;
-use crate::policy::{LinkSchedule, ProductState};
+use crate::policy::{Cadence, LinkSchedule, ProductState};
 use crate::store::LinkRecord;
+
+/// The cadence of each product (by [`Product::index`]) of links configured
+/// alike; shared, not copied, by all of them.
+pub type Cadences = [Cadence; Product::ALL.len()];
+
+/// One product of a link as the table stores it: the policy's
+/// [`ProductState`] without the cadence, which the link shares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductSlot {
+    /// Which product.
+    pub product: Product,
+    /// Forbidden (403) for this link: never requested.
+    pub parked: bool,
+    /// An operator asked for it as soon as the window allows.
+    pub refresh_requested: bool,
+    /// Send time of our last request that may have reached MoneyKit.
+    pub last_requested_at: Option<DateTime<Utc>>,
+    /// The later of `refreshed_at`/`last_attempted_at` the server reported.
+    pub server_seen_at: Option<DateTime<Utc>>,
+    /// No request before this (a per-product `rate_limit` answer).
+    pub backoff_until: Option<DateTime<Utc>>,
+}
 
 /// One link as the daemon tracks it.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// The link id.
     pub id: LinkId,
-    /// The policy's input.
-    pub schedule: LinkSchedule,
+    /// `phase::link_hash` of the id: spreads first requests and jitter.
+    pub hash: u64,
+    /// Its products, one slot each, in the stored order.
+    pub products: Box<[ProductSlot]>,
+    /// The cadence of each product, shared with links configured alike.
+    pub cadences: Arc<Cadences>,
+    /// When linkfresh first saw the link; first requests are phased from here.
+    pub first_seen_at: DateTime<Utc>,
+    /// No request for this link before this (429, 5xx, timeouts).
+    pub backoff_until: Option<DateTime<Utc>>,
+    /// When a link parked as needs_user_action is checked again.
+    pub recheck_at: Option<DateTime<Utc>>,
+    /// Consecutive failures of the link (drives backoff).
+    pub failures: u32,
+    /// Timer generation: a wake-up from an older generation is stale.
+    pub generation: u32,
+    /// Consecutive per-product rate limits inside 202s (saturating: the
+    /// backoff reaches its maximum long before).
+    pub product_failures: [u8; Product::ALL.len()],
     /// Lifecycle state.
     pub state: LinkState,
     /// No longer configured: not scheduled.
     pub removed: bool,
-    /// Consecutive failures of the link (drives backoff).
-    pub failures: u32,
-    /// Consecutive per-product rate limits inside 202s.
-    pub product_failures: [u32; Product::ALL.len()],
     /// A request for this link is under way: do not schedule it again.
     pub in_flight: bool,
-    /// Timer generation: a wake-up from an older generation is stale.
-    pub generation: u64,
     /// No local history: read `GET /links/{id}` before the first POST.
     pub needs_reconcile: bool,
     /// Products suspected by an ambiguous 403: sent one at a time until known.
     pub isolate: ProductSet,
-    /// When a link parked as needs_user_action is checked again.
-    pub recheck_at: Option<DateTime<Utc>>,
+}
+
+impl ProductSlot {
+    /// The last time the product is known to have been requested.
+    pub fn last(&self) -> Option<DateTime<Utc>> {
+        self.last_requested_at.max(self.server_seen_at)
+    }
 }
 
 impl Entry {
-    /// Builds an entry from a stored link.
-    pub fn from_record(rec: &LinkRecord) -> Self {
-        let cadence = cadence_from_json(rec.cadence.as_deref());
-        let products: Vec<ProductState> = rec
+    /// Builds an entry from a stored link whose cadences are `cadences`.
+    pub fn from_record(rec: &LinkRecord, cadences: Arc<Cadences>) -> Self {
+        let products: Box<[ProductSlot]> = rec
             .products
             .iter()
             .map(|p| {
                 let stored = rec.schedules.iter().find(|s| s.product == p);
-                ProductState {
+                ProductSlot {
                     product: p,
-                    cadence: cadence.get(&p).cloned().unwrap_or_default(),
                     last_requested_at: stored.and_then(|s| s.last_requested_at),
                     server_seen_at: stored
                         .and_then(|s| s.server_refreshed_at.max(s.server_attempted_at)),
@@ -66,37 +110,62 @@ impl Entry {
         let never_seen = products
             .iter()
             .all(|p| p.last_requested_at.is_none() && p.server_seen_at.is_none());
-        let mut entry = Self {
+        Self {
             id: rec.id.clone(),
-            schedule: LinkSchedule {
-                hash: link_hash(&rec.id),
-                first_seen_at: rec.created_at,
-                runnable: false,
-                backoff_until: rec.backoff_until,
-                products,
-            },
+            hash: link_hash(&rec.id),
+            products,
+            cadences,
+            first_seen_at: rec.created_at,
+            backoff_until: rec.backoff_until,
+            recheck_at: None,
+            failures: rec.failures,
+            generation: 0,
+            product_failures: [0; Product::ALL.len()],
             state: rec.state,
             removed: rec.removed,
-            failures: rec.failures,
-            product_failures: [0; Product::ALL.len()],
             in_flight: false,
-            generation: 0,
             needs_reconcile: never_seen,
             isolate: ProductSet::EMPTY,
-            recheck_at: None,
-        };
-        entry.refresh_runnable();
-        entry
+        }
     }
 
-    /// Recomputes whether the policy may schedule the link.
-    pub fn refresh_runnable(&mut self) {
-        self.schedule.runnable = self.state == LinkState::Active && !self.removed;
+    /// Whether the policy may schedule the link at all (active and configured).
+    pub fn runnable(&self) -> bool {
+        self.state == LinkState::Active && !self.removed
     }
 
-    /// The product's policy state, if the link has it.
-    pub fn product_mut(&mut self, p: Product) -> Option<&mut ProductState> {
-        self.schedule.products.iter_mut().find(|s| s.product == p)
+    /// The policy's input for this link, built afresh: the table keeps the
+    /// compact form, the policy reads this one.
+    pub fn schedule(&self) -> LinkSchedule {
+        LinkSchedule {
+            hash: self.hash,
+            first_seen_at: self.first_seen_at,
+            runnable: self.runnable(),
+            backoff_until: self.backoff_until,
+            products: self
+                .products
+                .iter()
+                .map(|s| ProductState {
+                    product: s.product,
+                    cadence: self.cadences[s.product.index()].clone(),
+                    last_requested_at: s.last_requested_at,
+                    server_seen_at: s.server_seen_at,
+                    backoff_until: s.backoff_until,
+                    parked: s.parked,
+                    refresh_requested: s.refresh_requested,
+                })
+                .collect(),
+        }
+    }
+
+    /// The product's state, if the link has it.
+    pub fn product(&self, p: Product) -> Option<&ProductSlot> {
+        self.products.iter().find(|s| s.product == p)
+    }
+
+    /// The product's state, mutably, if the link has it.
+    pub fn product_mut(&mut self, p: Product) -> Option<&mut ProductSlot> {
+        self.products.iter_mut().find(|s| s.product == p)
     }
 
     /// Takes a record from the store (operator change, reload). What the
@@ -104,24 +173,16 @@ impl Entry {
     /// products) comes from the store; times take the later of memory and
     /// store, because outcome writes may still be queued; what only the
     /// daemon knows (in flight, timer generation, isolation) is kept.
-    pub fn merge_from(&mut self, rec: &LinkRecord) {
-        let mut fresh = Entry::from_record(rec);
-        for p in fresh.schedule.products.iter_mut() {
-            if let Some(old) = self
-                .schedule
-                .products
-                .iter()
-                .find(|o| o.product == p.product)
-            {
+    pub fn merge_from(&mut self, rec: &LinkRecord, cadences: Arc<Cadences>) {
+        let mut fresh = Entry::from_record(rec, cadences);
+        for p in fresh.products.iter_mut() {
+            if let Some(old) = self.product(p.product) {
                 p.last_requested_at = p.last_requested_at.max(old.last_requested_at);
                 p.server_seen_at = p.server_seen_at.max(old.server_seen_at);
                 p.backoff_until = p.backoff_until.max(old.backoff_until);
             }
         }
-        fresh.schedule.backoff_until = fresh
-            .schedule
-            .backoff_until
-            .max(self.schedule.backoff_until);
+        fresh.backoff_until = fresh.backoff_until.max(self.backoff_until);
         fresh.failures = fresh.failures.max(self.failures);
         fresh.needs_reconcile = fresh.needs_reconcile && self.needs_reconcile;
         fresh.in_flight = self.in_flight;
@@ -135,6 +196,44 @@ impl Entry {
     }
 }
 
+/// Parses a link's stored cadence text into a cadence per product (the
+/// default, as often as allowed, where it names none).
+pub fn cadences_of(text: Option<&str>) -> Cadences {
+    let parsed = cadence_from_json(text);
+    std::array::from_fn(|i| parsed.get(&Product::ALL[i]).cloned().unwrap_or_default())
+}
+
+/// Parsed cadences by the stored text they came from, so that links
+/// configured alike share one [`Cadences`] (and the text is parsed once, not
+/// once per link). Grows with the number of distinct cadence settings, which
+/// a config names by hand; never with the fleet.
+#[derive(Debug, Default)]
+pub struct CadenceBook {
+    unset: Option<Arc<Cadences>>,
+    by_text: HashMap<Box<str>, Arc<Cadences>>,
+}
+
+impl CadenceBook {
+    /// The shared cadences for a link's stored cadence text.
+    pub fn get(&mut self, text: Option<&str>) -> Arc<Cadences> {
+        let found = match text {
+            None => self.unset.as_ref(),
+            Some(t) => self.by_text.get(t),
+        };
+        if let Some(found) = found {
+            return found.clone();
+        }
+        let shared = Arc::new(cadences_of(text));
+        match text {
+            None => self.unset = Some(shared.clone()),
+            Some(t) => {
+                self.by_text.insert(t.into(), shared.clone());
+            }
+        }
+        shared
+    }
+}
+
 /// Every link the daemon knows, addressable by index (timer) and by id.
 ///
 /// The id index holds entry numbers hashed by the entry's own id, not a
@@ -145,18 +244,20 @@ pub struct LinkTable {
     entries: Vec<Entry>,
     index: HashTable<u32>,
     hasher: RandomState,
+    cadences: CadenceBook,
 }
 
 impl LinkTable {
     /// Adds a link or merges a newer record of it; returns its index.
     pub fn merge(&mut self, rec: &LinkRecord) -> usize {
+        let cadences = self.cadences.get(rec.cadence.as_deref());
         if let Some(i) = self.find(&rec.id) {
-            self.entries[i].merge_from(rec);
+            self.entries[i].merge_from(rec, cadences);
             return i;
         }
         let i = self.entries.len();
         let slot = u32::try_from(i).expect("fewer than 2^32 links");
-        self.entries.push(Entry::from_record(rec));
+        self.entries.push(Entry::from_record(rec, cadences));
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index
             .insert_unique(hasher.hash_one(rec.id.as_str()), slot, |&j| {
@@ -201,5 +302,86 @@ impl LinkTable {
     /// Whether there is no link at all.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::config::cadence_to_json;
+    use crate::store::LinkSource;
+
+    fn record(id: &str, cadence: Option<String>) -> LinkRecord {
+        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        LinkRecord {
+            id: LinkId::parse(id).unwrap(),
+            products: ProductSet::parse_list("accounts,identity").unwrap(),
+            cadence,
+            source: LinkSource::Config,
+            state: LinkState::Active,
+            reason: None,
+            removed: false,
+            created_at: now,
+            updated_at: now,
+            backoff_until: None,
+            failures: 0,
+            change_seq: 0,
+            schedules: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn links_configured_alike_share_their_cadences_and_the_policy_sees_them() {
+        let every = cadence_to_json(&BTreeMap::from([(
+            Product::Identity,
+            Cadence::Every(TimeDelta::days(7)),
+        )]));
+        let mut table = LinkTable::default();
+        let a = table.merge(&record("mk_a", every.clone()));
+        let b = table.merge(&record("mk_b", every));
+        let c = table.merge(&record("mk_c", None));
+        let (a, b, c) = (table.get(a), table.get(b), table.get(c));
+        assert!(Arc::ptr_eq(&a.cadences, &b.cadences));
+        assert!(!Arc::ptr_eq(&a.cadences, &c.cadences));
+        let cadence_of = |e: &Entry, p: Product| {
+            e.schedule()
+                .products
+                .into_iter()
+                .find(|s| s.product == p)
+                .map(|s| s.cadence)
+        };
+        assert_eq!(
+            cadence_of(a, Product::Identity),
+            Some(Cadence::Every(TimeDelta::days(7)))
+        );
+        assert_eq!(
+            cadence_of(a, Product::Accounts),
+            Some(Cadence::AsOftenAsAllowed)
+        );
+        assert_eq!(
+            cadence_of(c, Product::Identity),
+            Some(Cadence::AsOftenAsAllowed)
+        );
+    }
+
+    /// The fleet-1m benchmark's memory target rests on these sizes: a link
+    /// costs its entry, its products' slots and its id. Growing either is a
+    /// decision to make knowingly (see the README's Performance section).
+    #[test]
+    fn a_link_stays_small_in_memory() {
+        assert!(
+            size_of::<Entry>() <= 112,
+            "Entry is {} B",
+            size_of::<Entry>()
+        );
+        assert!(
+            size_of::<ProductSlot>() <= 40,
+            "ProductSlot is {} B",
+            size_of::<ProductSlot>()
+        );
     }
 }

@@ -14,26 +14,28 @@ use super::table::LinkTable;
 /// Pending wake-ups.
 #[derive(Debug, Default)]
 pub struct Timer {
-    heap: BinaryHeap<Reverse<(DateTime<Utc>, u64, usize)>>,
+    heap: BinaryHeap<Reverse<(DateTime<Utc>, u32, u32)>>,
 }
 
 impl Timer {
     /// Schedules link `i` at `at`, replacing any earlier schedule of it.
     pub fn schedule(&mut self, table: &mut LinkTable, i: usize, at: DateTime<Utc>) {
         let entry = table.get_mut(i);
-        entry.generation += 1;
-        self.heap.push(Reverse((at, entry.generation, i)));
+        entry.generation = entry.generation.wrapping_add(1);
+        let slot = u32::try_from(i).expect("fewer than 2^32 links");
+        self.heap.push(Reverse((at, entry.generation, slot)));
     }
 
     /// Forgets any schedule of link `i`.
     pub fn cancel(&mut self, table: &mut LinkTable, i: usize) {
-        table.get_mut(i).generation += 1;
+        let entry = table.get_mut(i);
+        entry.generation = entry.generation.wrapping_add(1);
     }
 
     /// The earliest live wake time, dropping stale entries on the way.
     pub fn next_at(&mut self, table: &LinkTable) -> Option<DateTime<Utc>> {
         while let Some(Reverse((at, generation, i))) = self.heap.peek().copied() {
-            if table.get(i).generation == generation {
+            if table.get(i as usize).generation == generation {
                 return Some(at);
             }
             self.heap.pop();
@@ -44,7 +46,7 @@ impl Timer {
     /// Pops one link whose wake time is at or before `now`.
     pub fn pop_due(&mut self, table: &LinkTable, now: DateTime<Utc>) -> Option<usize> {
         while let Some(Reverse((at, generation, i))) = self.heap.peek().copied() {
-            if table.get(i).generation != generation {
+            if table.get(i as usize).generation != generation {
                 self.heap.pop();
                 continue;
             }
@@ -52,7 +54,7 @@ impl Timer {
                 return None;
             }
             self.heap.pop();
-            return Some(i);
+            return Some(i as usize);
         }
         None
     }
