@@ -14,6 +14,7 @@ conformance_tests!(TestDb::postgres;
     a_429_outcome_puts_back_the_previous_request_times,
     server_times_are_max_merged_and_never_move_backwards,
     outcomes_park_links_and_products_and_resume_unparks_them,
+    the_daemons_own_patches_share_a_round_and_do_not_signal_a_change,
     operator_controls_bump_the_change_sequence_for_the_daemon,
     pruning_removes_only_attempts_older_than_the_cutoff,
     due_times_and_removal_by_api_are_stored,

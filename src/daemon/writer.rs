@@ -1,5 +1,6 @@
-//! Group commit: answers queued by the scheduler and intents handed over by
-//! the dispatcher are written together, one transaction per round (see
+//! Group commit: answers and what reconciliations read, queued by the
+//! scheduler, and intents handed over by the dispatcher are written
+//! together, one transaction per round (see
 //! [`Store::record_batch`]), so durability does not cap throughput. The
 //! dispatcher waits for its intents' commit before sending; an outcome that
 //! is still queued when the process dies is harmless, because its intent
@@ -13,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::domain::{LinkId, Product};
-use crate::store::{AttemptId, DueUpdate, Intent, LinkPatch, Outcome, Store, Timestamp};
+use crate::store::{AttemptId, DueUpdate, Intent, LinkPatch, Outcome, OwnPatch, Store, Timestamp};
 
 /// Largest batch per transaction.
 const MAX_BATCH: usize = 1024;
@@ -28,7 +29,8 @@ const DUE_FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub enum Write {
     /// The answer to a POST.
     Outcome(Outcome),
-    /// A change outside a POST (reconciliation, re-check).
+    /// A change outside a POST (reconciliation, re-check), written in the
+    /// next round like an outcome.
     Patch(LinkId, LinkPatch),
     /// Intents of POSTs about to be sent; the reply carries one attempt id
     /// per intent (`None`: claim refused) once they are committed.
@@ -49,6 +51,7 @@ pub async fn run(
     clock: crate::clock::Clock,
 ) {
     let mut outcomes = Vec::with_capacity(MAX_BATCH);
+    let mut patches: Vec<OwnPatch> = Vec::new();
     let mut intents: Vec<(Vec<Intent>, IntentsReply)> = Vec::new();
     let mut dues: HashMap<(LinkId, Product), Option<Timestamp>> = HashMap::new();
     let mut due_deadline: Option<Instant> = None;
@@ -76,13 +79,13 @@ pub async fn run(
                     }
                     due_deadline.get_or_insert_with(|| Instant::now() + DUE_FLUSH_EVERY);
                 }
-                Write::Patch(link, patch) => {
-                    if let Err(e) = store.apply_patch(&link, &patch, clock.now()).await {
-                        tracing::error!(link = %link, error = %e, "could not record a link change");
-                    }
-                }
+                Write::Patch(link, patch) => patches.push(OwnPatch {
+                    link,
+                    patch,
+                    at: clock.now(),
+                }),
             }
-            if outcomes.len() + intents.len() < MAX_BATCH {
+            if outcomes.len() + patches.len() + intents.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
@@ -91,10 +94,10 @@ pub async fn run(
             due_deadline = None;
         }
         if !intents.is_empty() {
-            commit_round(&*store, &mut outcomes, &mut intents).await;
+            commit_round(&*store, &mut outcomes, &mut patches, &mut intents).await;
         }
-        if !outcomes.is_empty() {
-            record(&*store, &mut outcomes, &rx).await;
+        if !outcomes.is_empty() || !patches.is_empty() {
+            record(&*store, &mut outcomes, &mut patches, &rx).await;
         }
     }
     if !dues.is_empty() {
@@ -102,12 +105,13 @@ pub async fn run(
     }
 }
 
-/// Commits the queued outcomes and intents in one transaction and answers
-/// the intents. On failure the intents are refused (their POSTs are not
-/// sent) and the outcomes stay queued for [`record`]'s retries.
+/// Commits the queued outcomes, patches and intents in one transaction and
+/// answers the intents. On failure the intents are refused (their POSTs are
+/// not sent) and the rest stays queued for [`record`]'s retries.
 async fn commit_round(
     store: &dyn Store,
     outcomes: &mut Vec<Outcome>,
+    patches: &mut Vec<OwnPatch>,
     intents: &mut Vec<(Vec<Intent>, IntentsReply)>,
 ) {
     let sizes: Vec<usize> = intents.iter().map(|(batch, _)| batch.len()).collect();
@@ -115,16 +119,17 @@ async fn commit_round(
         .iter_mut()
         .flat_map(|(batch, _)| std::mem::take(batch))
         .collect();
-    match store.record_batch(outcomes, &all).await {
+    match store.record_batch(outcomes, patches, &all).await {
         Ok(ids) => {
             outcomes.clear();
+            patches.clear();
             let mut ids = ids.into_iter();
             for (n, (_, reply)) in sizes.into_iter().zip(intents.drain(..)) {
                 let _ = reply.send(Ok(ids.by_ref().take(n).collect()));
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, intents = all.len(), outcomes = outcomes.len(), "could not commit a round of intents and outcomes");
+            tracing::error!(error = %e, intents = all.len(), outcomes = outcomes.len(), patches = patches.len(), "could not commit a round of intents and outcomes");
             for (_, reply) in intents.drain(..) {
                 let _ = reply.send(Err(e.to_string()));
             }
@@ -132,20 +137,21 @@ async fn commit_round(
     }
 }
 
-/// Writes a batch of outcomes. A failed write is retried: losing an outcome
-/// would only make the state more conservative, but losing a 429's restore
-/// or a park would cost requests.
+/// Writes a batch of outcomes and patches. A failed write is retried:
+/// losing an outcome would only make the state more conservative, but losing
+/// a 429's restore or a park would cost requests.
 async fn record(
     store: &dyn Store,
     outcomes: &mut Vec<Outcome>,
+    patches: &mut Vec<OwnPatch>,
     rx: &mpsc::UnboundedReceiver<Write>,
 ) {
     let mut delay = Duration::from_millis(50);
     loop {
-        match store.record_outcomes(outcomes).await {
+        match store.record_batch(outcomes, patches, &[]).await.map(|_| ()) {
             Ok(()) => break,
             Err(e) => {
-                tracing::error!(error = %e, batch = outcomes.len(), "could not record outcomes; retrying");
+                tracing::error!(error = %e, outcomes = outcomes.len(), patches = patches.len(), "could not record outcomes; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
                 if rx.is_closed() && delay >= Duration::from_secs(5) {
@@ -159,6 +165,7 @@ async fn record(
         }
     }
     outcomes.clear();
+    patches.clear();
 }
 
 /// Writes coalesced due times; a failure only makes the fleet page stale,

@@ -245,6 +245,21 @@ pub struct Outcome {
     pub patch: LinkPatch,
 }
 
+/// A change the daemon made to a link outside a request (what a
+/// reconciliation or re-check read), written in the writer's round with the
+/// outcomes. Unlike [`Store::apply_patch`] it does not bump the change
+/// sequence: the daemon already holds the change, and the bump made it read
+/// back every one of the 100,000 patches of a fresh fleet's first minute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnPatch {
+    /// The link changed.
+    pub link: LinkId,
+    /// The change.
+    pub patch: LinkPatch,
+    /// When it was learned.
+    pub at: Timestamp,
+}
+
 /// A partial update of a link and its products; `None` leaves a field alone,
 /// so the daemon, webhooks and reconciliation can each change only what they know.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -382,11 +397,14 @@ pub trait Store: FleetQueries + Send + Sync + 'static {
     /// daemon's group commit. One commit instead of two per round halves the
     /// pages written (a link's schedule row is often touched by both) and
     /// the fixed cost of a transaction, which bound the durable POST rate.
-    /// Outcomes go first: a link's new intent always follows its previous
-    /// answer.
+    /// Outcomes go first, then the daemon's own patches (a link's
+    /// reconciliation before its first intent): a link's new intent always
+    /// follows what was learned before it. A patch of an unknown link is
+    /// skipped.
     async fn record_batch(
         &self,
         outcomes: &[Outcome],
+        patches: &[OwnPatch],
         intents: &[Intent],
     ) -> Result<Vec<Option<AttemptId>>, StoreError>;
 

@@ -221,7 +221,7 @@ macro_rules! impl_sql_store {
             use $crate::store::sql::{self, *};
             use $crate::store::{
                 AttemptId, AttemptRecord, Claim, DueUpdate, Intent, LinkPatch, LinkRecord,
-                LinkSpec, Outcome, Store, StoreError, SyncReport, Timestamp,
+                LinkSpec, Outcome, OwnPatch, Store, StoreError, SyncReport, Timestamp,
             };
 
             /// Multi-row statement text in this backend's cheapest parameter style.
@@ -1063,22 +1063,26 @@ macro_rules! impl_sql_store {
                     &self,
                     intents: &[Intent],
                 ) -> Result<Vec<Option<AttemptId>>, StoreError> {
-                    self.record_batch(&[], intents).await
+                    self.record_batch(&[], &[], intents).await
                 }
 
                 #[tracing::instrument(skip_all, fields(outcomes = outcomes.len()))]
                 async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
-                    self.record_batch(outcomes, &[]).await.map(|_| ())
+                    self.record_batch(outcomes, &[], &[]).await.map(|_| ())
                 }
 
-                #[tracing::instrument(skip_all, fields(outcomes = outcomes.len(), intents = intents.len()))]
+                #[tracing::instrument(skip_all, fields(outcomes = outcomes.len(), patches = patches.len(), intents = intents.len()))]
                 async fn record_batch(
                     &self,
                     outcomes: &[Outcome],
+                    patches: &[OwnPatch],
                     intents: &[Intent],
                 ) -> Result<Vec<Option<AttemptId>>, StoreError> {
                     let mut tx = self.begin_write().await?;
                     write_outcomes(&mut tx, outcomes).await?;
+                    for p in patches {
+                        patch(&mut tx, &p.link, &p.patch, p.at, None).await?;
+                    }
                     let ids = write_intents(&mut tx, intents).await?;
                     tx.commit().await?;
                     Ok(ids)

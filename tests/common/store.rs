@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use linkfresh::domain::{LinkId, LinkState, Product, ProductSet};
 use linkfresh::store::{
-    Claim, Intent, LinkPatch, LinkRecord, LinkSource, LinkSpec, Outcome, ProductPatch,
+    Claim, Intent, LinkPatch, LinkRecord, LinkSource, LinkSpec, Outcome, OwnPatch, ProductPatch,
     ProductRecord, Store,
 };
 
@@ -481,6 +481,58 @@ pub async fn server_times_are_max_merged_and_never_move_backwards(db: &TestDb) {
             .apply_patch(&id("mk_nope"), &report(1, 1), t(1))
             .await
             .unwrap()
+    );
+}
+
+pub async fn the_daemons_own_patches_share_a_round_and_do_not_signal_a_change(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .sync_config("r1", &[spec("mk_a", "accounts,identity")], t(0))
+        .await
+        .unwrap();
+    let (start, _) = store.changes_since(0).await.unwrap();
+    let read = |link: &str| OwnPatch {
+        link: id(link),
+        patch: LinkPatch {
+            products: vec![(
+                Product::Identity,
+                ProductPatch {
+                    server_refreshed_at: Some(t(50)),
+                    ..ProductPatch::default()
+                },
+            )],
+            ..LinkPatch::default()
+        },
+        at: t(100),
+    };
+    let ids = store
+        .record_batch(
+            &[],
+            &[read("mk_nope"), read("mk_a")],
+            &[Intent {
+                link: id("mk_a"),
+                products: products("accounts"),
+                at: t(101),
+                claim: None,
+            }],
+        )
+        .await
+        .expect("a patch of an unknown link is skipped, not an error");
+    assert_eq!(ids.len(), 1);
+    assert!(ids[0].is_some(), "the intent of the same round is written");
+    let a = link(&store, "mk_a").await;
+    assert_eq!(
+        schedule(&a, Product::Identity).server_refreshed_at,
+        Some(t(50))
+    );
+    assert_eq!(
+        schedule(&a, Product::Accounts).last_requested_at,
+        Some(t(101))
+    );
+    assert_eq!(
+        store.changes_since(start).await.unwrap(),
+        (start, vec![]),
+        "the daemon already holds what it wrote itself"
     );
 }
 
