@@ -344,7 +344,7 @@ impl Application {
         let (reload_tx, reload_rx) = mpsc::channel(4);
         let _watch = spawn_reload_sources(&config, &options, reload_tx, cancel.clone());
 
-        let (jobs_tx, jobs_rx) = mpsc::channel(4096);
+        let (jobs_tx, jobs_rx) = mpsc::channel(job_queue_len(config.moneykit.max_in_flight));
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
         let limiter = dispatch_limiter(&config);
@@ -509,6 +509,16 @@ pub async fn reload(
             None
         }
     }
+}
+
+/// How many decided jobs may wait for the dispatcher: two rounds of
+/// `max_in_flight`, enough for its batches, and no more. A job waits here in
+/// arrival order, while a link left in the timer waits in due order; with the
+/// earlier 4,096 a fresh fleet's reconciliation reads queued for 3.7 s at
+/// 1,111 requests/s ahead of every POST (measured: 4.5 s from start to the
+/// first POST, and the lateness benchmark's 2 s p99).
+fn job_queue_len(max_in_flight: u32) -> usize {
+    (2 * max_in_flight as usize).clamp(16, 4096)
 }
 
 /// The files in the config folder whose changes mean a reload: the config

@@ -15,8 +15,6 @@ pub(crate) const PAGE: i64 = 10_000;
 pub(crate) const SYNC_TX_LINKS: usize = 20_000;
 /// Rows per multi-row INSERT (7 parameters each: well under both backends' limits).
 pub(crate) const LINK_ROWS: usize = 500;
-/// Rows per multi-row schedule INSERT (2 parameters each).
-pub(crate) const SCHEDULE_ROWS: usize = 1_000;
 /// Links changed by one sync past which the backend refreshes its planner
 /// statistics (`after_bulk_write`).
 pub(crate) const BULK_CHANGE: usize = 10_000;
@@ -124,10 +122,11 @@ pub(crate) const UPSERT_LINK_TAIL: &str = " ON CONFLICT (id) DO UPDATE SET \
     reason = CASE WHEN links.state IN ('not_found', 'deleted', 'needs_user_action') \
         THEN NULL ELSE links.reason END";
 
-/// Schedule rows for a link's products; existing rows keep their times and
-/// only lose a 403 park (their link's configuration changed).
-pub(crate) const UPSERT_SCHEDULE_HEAD: &str = "INSERT INTO schedules (link_id, product) VALUES ";
+/// One schedule row (link, product) of a multi-row statement.
 pub(crate) const UPSERT_SCHEDULE_ROW: &str = "(?, ?)";
+/// How a sync upserts schedule rows for a link's products: existing rows
+/// keep their times and only lose a 403 park (their link's configuration
+/// changed).
 pub(crate) const UPSERT_SCHEDULE_TAIL: &str =
     " ON CONFLICT (link_id, product) DO UPDATE SET parked_reason = NULL";
 

@@ -1,0 +1,12 @@
+-- Only rows with the time set are indexed: a first sync writes a row per
+-- product of every link with neither time set, and indexing those was most
+-- of a million-link first sync. Every query these indexes serve compares
+-- the time (or says IS NOT NULL), so the planner still uses them.
+-- schedules_by_next_due is a prefix of schedules_by_due_link: dropped.
+DROP INDEX schedules_by_next_due;
+DROP INDEX schedules_by_due_link;
+CREATE INDEX schedules_by_due_link ON schedules (next_due_at, link_id)
+    WHERE next_due_at IS NOT NULL;
+DROP INDEX schedules_by_product_requested;
+CREATE INDEX schedules_by_product_requested ON schedules (product, last_requested_at)
+    WHERE last_requested_at IS NOT NULL;
