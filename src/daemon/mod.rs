@@ -356,6 +356,7 @@ impl Application {
             client: client.clone(),
             limiter: limiter.clone(),
             in_flight: Arc::new(Semaphore::new(config.moneykit.max_in_flight as usize)),
+            staging: Arc::new(Semaphore::new(2 * config.moneykit.max_in_flight as usize)),
             clock,
             tracker: tracker.clone(),
             replica: replica_id(),
