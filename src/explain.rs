@@ -99,8 +99,8 @@ pub fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkS
                     .and_then(|s| s.parked_reason.as_deref());
                 ProductStatus {
                     product: plan.product,
-                    last_requested_at: state.last_requested_at,
-                    server_seen_at: state.server_seen_at,
+                    last_requested_at: state.last_requested_at(),
+                    server_seen_at: state.server_seen_at(),
                     window_end: plan.window_end,
                     next_due_at: plan.due_at,
                     why: plan.why,

@@ -75,8 +75,8 @@ pub fn resolve(
                         mix64(entry.hash ^ i as u64),
                     );
                 let prev = entry.product_mut(p).map(|s| {
-                    s.backoff_until = Some(until);
-                    s.last_requested_at
+                    s.set_backoff_until(Some(until));
+                    s.last_requested_at()
                 });
                 r.patch.products.push((
                     p,
@@ -100,10 +100,10 @@ pub fn resolve(
                     server.and_then(|s| s.last_attempted_at),
                 );
                 if let Some(s) = entry.product_mut(p) {
-                    s.last_requested_at = Some(sent_at);
-                    s.server_seen_at = s.server_seen_at.max(refreshed).max(attempted);
+                    s.set_last_requested_at(Some(sent_at));
+                    s.saw_server_time(refreshed.max(attempted));
                     s.refresh_requested = false;
-                    s.backoff_until = None;
+                    s.set_backoff_until(None);
                 }
                 r.patch.products.push((
                     p,
@@ -257,7 +257,7 @@ fn counted_fail(
 ) {
     for p in products.iter() {
         if let Some(s) = entry.product_mut(p) {
-            s.last_requested_at = Some(sent_at);
+            s.set_last_requested_at(Some(sent_at));
         }
         r.patch.products.push((
             p,
@@ -366,7 +366,7 @@ mod tests {
         );
         assert!(r.rate_limited && r.patch.restore_requested && r.counted.is_empty());
         assert_eq!(e.backoff_until, Some(t(1) + TimeDelta::hours(2)));
-        assert_eq!(e.products[0].last_requested_at, None);
+        assert_eq!(e.products[0].last_requested_at(), None);
     }
 
     #[test]
@@ -379,9 +379,9 @@ mod tests {
         };
         let r = resolve(&mut e, both, t(0), t(1), &outcome, &Rules::default());
         assert_eq!(r.counted, ProductSet::parse_list("accounts").unwrap());
-        assert_eq!(e.products[0].last_requested_at, Some(t(0)));
-        assert_eq!(e.products[1].last_requested_at, None);
-        assert!(e.products[1].backoff_until.is_some_and(|b| b > t(1)));
+        assert_eq!(e.products[0].last_requested_at(), Some(t(0)));
+        assert_eq!(e.products[1].last_requested_at(), None);
+        assert!(e.products[1].backoff_until().is_some_and(|b| b > t(1)));
         assert_eq!(e.backoff_until, None, "the link itself is fine");
     }
 
@@ -430,7 +430,7 @@ mod tests {
                 &outcome,
                 &Rules::default(),
             );
-            assert_eq!(e.products[0].last_requested_at, Some(t(0)), "{outcome:?}");
+            assert_eq!(e.products[0].last_requested_at(), Some(t(0)), "{outcome:?}");
             assert!(!r.patch.restore_requested && e.failures == 1 && e.backoff_until.is_some());
         }
     }

@@ -251,7 +251,7 @@ impl Scheduler {
                     .iter()
                     .map(|p| {
                         let at = e.product(p);
-                        (p, at.and_then(|s| s.last_requested_at))
+                        (p, at.and_then(|s| s.last_requested_at()))
                     })
                     .collect();
                 self.queue(
@@ -379,7 +379,7 @@ impl Scheduler {
                     };
                     let (refreshed, attempted) = (server.refreshed_at, server.last_attempted_at);
                     if let Some(s) = entry.product_mut(p) {
-                        s.server_seen_at = s.server_seen_at.max(refreshed).max(attempted);
+                        s.saw_server_time(refreshed.max(attempted));
                     }
                     if refreshed.is_some() || attempted.is_some() {
                         patch.products.push((

@@ -28,7 +28,10 @@ use crate::store::LinkRecord;
 pub type Cadences = [Cadence; Product::ALL.len()];
 
 /// One product of a link as the table stores it: the policy's
-/// [`ProductState`] without the cadence, which the link shares.
+/// [`ProductState`] without the cadence, which the link shares, and with its
+/// times to the millisecond (the store's precision; 8 bytes each instead of
+/// an `Option<DateTime>`'s 12). A time read back from the store after a
+/// restart is the same truncated value, so claims compare equal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductSlot {
     /// Which product.
@@ -37,12 +40,79 @@ pub struct ProductSlot {
     pub parked: bool,
     /// An operator asked for it as soon as the window allows.
     pub refresh_requested: bool,
+    last_requested_ms: i64,
+    server_seen_ms: i64,
+    backoff_until_ms: i64,
+}
+
+/// The stored form of "no time".
+const NO_TIME: i64 = i64::MIN;
+
+fn to_ms(t: Option<DateTime<Utc>>) -> i64 {
+    t.map_or(NO_TIME, |t| t.timestamp_millis())
+}
+
+fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
+    (ms != NO_TIME)
+        .then(|| DateTime::from_timestamp_millis(ms))
+        .flatten()
+}
+
+impl ProductSlot {
+    /// A product with no history.
+    pub fn new(product: Product) -> Self {
+        Self {
+            product,
+            parked: false,
+            refresh_requested: false,
+            last_requested_ms: NO_TIME,
+            server_seen_ms: NO_TIME,
+            backoff_until_ms: NO_TIME,
+        }
+    }
+
     /// Send time of our last request that may have reached MoneyKit.
-    pub last_requested_at: Option<DateTime<Utc>>,
+    pub fn last_requested_at(&self) -> Option<DateTime<Utc>> {
+        from_ms(self.last_requested_ms)
+    }
+
+    /// Sets [`last_requested_at`](Self::last_requested_at).
+    pub fn set_last_requested_at(&mut self, t: Option<DateTime<Utc>>) {
+        self.last_requested_ms = to_ms(t);
+    }
+
     /// The later of `refreshed_at`/`last_attempted_at` the server reported.
-    pub server_seen_at: Option<DateTime<Utc>>,
+    pub fn server_seen_at(&self) -> Option<DateTime<Utc>> {
+        from_ms(self.server_seen_ms)
+    }
+
+    /// Moves [`server_seen_at`](Self::server_seen_at) forward to `t`, never back.
+    pub fn saw_server_time(&mut self, t: Option<DateTime<Utc>>) {
+        self.server_seen_ms = self.server_seen_ms.max(to_ms(t));
+    }
+
     /// No request before this (a per-product `rate_limit` answer).
-    pub backoff_until: Option<DateTime<Utc>>,
+    pub fn backoff_until(&self) -> Option<DateTime<Utc>> {
+        from_ms(self.backoff_until_ms)
+    }
+
+    /// Sets [`backoff_until`](Self::backoff_until).
+    pub fn set_backoff_until(&mut self, t: Option<DateTime<Utc>>) {
+        self.backoff_until_ms = to_ms(t);
+    }
+
+    /// The last time the product is known to have been requested.
+    pub fn last(&self) -> Option<DateTime<Utc>> {
+        from_ms(self.last_requested_ms.max(self.server_seen_ms))
+    }
+
+    /// Takes the later of each time from `other` (the same product, as
+    /// memory held it while the store's copy was read).
+    fn keep_later(&mut self, other: &ProductSlot) {
+        self.last_requested_ms = self.last_requested_ms.max(other.last_requested_ms);
+        self.server_seen_ms = self.server_seen_ms.max(other.server_seen_ms);
+        self.backoff_until_ms = self.backoff_until_ms.max(other.backoff_until_ms);
+    }
 }
 
 /// One link as the daemon tracks it.
@@ -81,13 +151,6 @@ pub struct Entry {
     pub isolate: ProductSet,
 }
 
-impl ProductSlot {
-    /// The last time the product is known to have been requested.
-    pub fn last(&self) -> Option<DateTime<Utc>> {
-        self.last_requested_at.max(self.server_seen_at)
-    }
-}
-
 impl Entry {
     /// Builds an entry from a stored link whose cadences are `cadences`.
     pub fn from_record(rec: &LinkRecord, cadences: Arc<Cadences>) -> Self {
@@ -96,20 +159,18 @@ impl Entry {
             .iter()
             .map(|p| {
                 let stored = rec.schedules.iter().find(|s| s.product == p);
-                ProductSlot {
-                    product: p,
-                    last_requested_at: stored.and_then(|s| s.last_requested_at),
-                    server_seen_at: stored
-                        .and_then(|s| s.server_refreshed_at.max(s.server_attempted_at)),
-                    backoff_until: stored.and_then(|s| s.backoff_until),
-                    parked: stored.is_some_and(|s| s.parked_reason.is_some()),
-                    refresh_requested: stored.is_some_and(|s| s.refresh_requested),
+                let mut slot = ProductSlot::new(p);
+                if let Some(s) = stored {
+                    slot.set_last_requested_at(s.last_requested_at);
+                    slot.saw_server_time(s.server_refreshed_at.max(s.server_attempted_at));
+                    slot.set_backoff_until(s.backoff_until);
+                    slot.parked = s.parked_reason.is_some();
+                    slot.refresh_requested = s.refresh_requested;
                 }
+                slot
             })
             .collect();
-        let never_seen = products
-            .iter()
-            .all(|p| p.last_requested_at.is_none() && p.server_seen_at.is_none());
+        let never_seen = products.iter().all(|p| p.last().is_none());
         Self {
             id: rec.id.clone(),
             hash: link_hash(&rec.id),
@@ -148,9 +209,9 @@ impl Entry {
                 .map(|s| ProductState {
                     product: s.product,
                     cadence: self.cadences[s.product.index()].clone(),
-                    last_requested_at: s.last_requested_at,
-                    server_seen_at: s.server_seen_at,
-                    backoff_until: s.backoff_until,
+                    last_requested_at: s.last_requested_at(),
+                    server_seen_at: s.server_seen_at(),
+                    backoff_until: s.backoff_until(),
                     parked: s.parked,
                     refresh_requested: s.refresh_requested,
                 })
@@ -177,9 +238,7 @@ impl Entry {
         let mut fresh = Entry::from_record(rec, cadences);
         for p in fresh.products.iter_mut() {
             if let Some(old) = self.product(p.product) {
-                p.last_requested_at = p.last_requested_at.max(old.last_requested_at);
-                p.server_seen_at = p.server_seen_at.max(old.server_seen_at);
-                p.backoff_until = p.backoff_until.max(old.backoff_until);
+                p.keep_later(old);
             }
         }
         fresh.backoff_until = fresh.backoff_until.max(self.backoff_until);
@@ -368,6 +427,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn product_times_keep_the_stores_millisecond_and_server_times_never_go_back() {
+        let t = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
+        let mut slot = ProductSlot::new(Product::Accounts);
+        assert_eq!((slot.last_requested_at(), slot.last()), (None, None));
+        slot.set_last_requested_at(Some(t(1_800_000_000_123) + TimeDelta::microseconds(999)));
+        assert_eq!(slot.last_requested_at(), Some(t(1_800_000_000_123)));
+        slot.saw_server_time(Some(t(1_800_000_005_000)));
+        slot.saw_server_time(Some(t(1_800_000_001_000)));
+        slot.saw_server_time(None);
+        assert_eq!(slot.server_seen_at(), Some(t(1_800_000_005_000)));
+        assert_eq!(slot.last(), Some(t(1_800_000_005_000)));
+        slot.set_backoff_until(Some(t(7)));
+        slot.set_backoff_until(None);
+        assert_eq!(slot.backoff_until(), None);
+    }
+
     /// The fleet-1m benchmark's memory target rests on these sizes: a link
     /// costs its entry, its products' slots and its id. Growing either is a
     /// decision to make knowingly (see the README's Performance section).
@@ -379,7 +455,7 @@ mod tests {
             size_of::<Entry>()
         );
         assert!(
-            size_of::<ProductSlot>() <= 40,
+            size_of::<ProductSlot>() <= 32,
             "ProductSlot is {} B",
             size_of::<ProductSlot>()
         );

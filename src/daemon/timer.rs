@@ -11,6 +11,13 @@ use chrono::{DateTime, Utc};
 
 use super::table::LinkTable;
 
+/// The heap drops its stale entries once it holds more than two entries a
+/// link plus this many: a link rescheduled earlier leaves its later entry
+/// behind until that time comes, and for a million links each entry a link
+/// is 20 megabytes. Compacting is O(n) and comes at most once every n
+/// pushes.
+const COMPACT_SLACK: usize = 1024;
+
 /// Pending wake-ups.
 #[derive(Debug, Default)]
 pub struct Timer {
@@ -24,6 +31,11 @@ impl Timer {
         entry.generation = entry.generation.wrapping_add(1);
         let slot = u32::try_from(i).expect("fewer than 2^32 links");
         self.heap.push(Reverse((at, entry.generation, slot)));
+        if self.heap.len() > 2 * table.len() + COMPACT_SLACK {
+            self.heap.retain(|Reverse((_, generation, i))| {
+                table.get(*i as usize).generation == *generation
+            });
+        }
     }
 
     /// Forgets any schedule of link `i`.
@@ -67,5 +79,63 @@ impl Timer {
     /// Whether no wake-up is pending.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::daemon::table::LinkTable;
+    use crate::domain::{LinkId, LinkState, ProductSet};
+    use crate::store::{LinkRecord, LinkSource};
+
+    fn table(n: usize) -> LinkTable {
+        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut table = LinkTable::default();
+        for i in 0..n {
+            table.merge(&LinkRecord {
+                id: LinkId::parse(&format!("mk_{i}")).unwrap(),
+                products: ProductSet::parse_list("accounts").unwrap(),
+                cadence: None,
+                source: LinkSource::Config,
+                state: LinkState::Active,
+                reason: None,
+                removed: false,
+                created_at: now,
+                updated_at: now,
+                backoff_until: None,
+                failures: 0,
+                change_seq: 0,
+                schedules: Vec::new(),
+            });
+        }
+        table
+    }
+
+    #[test]
+    fn rescheduling_earlier_and_earlier_keeps_the_heap_bounded_and_the_latest_wins() {
+        let mut links = table(10);
+        let mut timer = Timer::default();
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        for k in 0..10_000 {
+            timer.schedule(
+                &mut links,
+                k % 10,
+                t0 + TimeDelta::seconds(100_000 - k as i64),
+            );
+        }
+        assert!(
+            timer.len() <= 2 * links.len() + COMPACT_SLACK + 1,
+            "{} entries for 10 links",
+            timer.len()
+        );
+        let mut fired = Vec::new();
+        while let Some(i) = timer.pop_due(&links, t0 + TimeDelta::seconds(1_000_000)) {
+            fired.push(i);
+        }
+        fired.sort_unstable();
+        assert_eq!(fired, (0..10).collect::<Vec<_>>(), "each link fires once");
     }
 }
