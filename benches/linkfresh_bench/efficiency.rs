@@ -74,16 +74,10 @@ pub(crate) async fn efficiency(args: &Args, dir: &Path) -> Result<Report> {
     let bbase = format!("http://{bsim_addr}");
     let dconfig = write_config(&ddir, &mk_setup(), &dbase, free_addr()?)?;
     let bconfig = write_config(&bdir, &mk_setup(), &bbase, free_addr()?)?;
-    let mut sims = Vec::new();
-    for (addr, cfg, d) in [(dsim_addr, &dconfig, &ddir), (bsim_addr, &bconfig, &bdir)] {
-        let mut cmd = Command::new(linkfresh_bin()?);
-        cmd.args(["sim", "--listen", &addr.to_string(), "--config"])
-            .arg(cfg)
-            .env("RUST_LOG", "warn");
-        sims.push(Proc::spawn("sim", cmd, d)?);
-    }
-    wait_up(&c, &format!("{dbase}/_sim/stats"), Duration::from_secs(30)).await?;
-    wait_up(&c, &format!("{bbase}/_sim/stats"), Duration::from_secs(30)).await?;
+    let mut sims = vec![
+        start_sim(&c, &ddir, &dconfig, dsim_addr).await?,
+        start_sim(&c, &bdir, &bconfig, bsim_addr).await?,
+    ];
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/baseline/refresh_loop.py");
     let mut py = Command::new(&args.python);

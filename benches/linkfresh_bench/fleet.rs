@@ -54,18 +54,7 @@ pub(crate) async fn fleet(args: &Args, dir: &Path) -> Result<Report> {
         Some(check_s < 5.0),
     );
 
-    let mut sim_cmd = Command::new(linkfresh_bin()?);
-    sim_cmd
-        .args(["sim", "--listen", &sim_addr.to_string(), "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn");
-    let mut sim = Proc::spawn("sim", sim_cmd, dir)?;
-    wait_up(
-        &c,
-        &format!("{base_url}/_sim/stats"),
-        Duration::from_secs(30),
-    )
-    .await?;
+    let mut sim = start_sim(&c, dir, &config, sim_addr).await?;
 
     let mut first_post = None;
     let mut hwm_series = Vec::new();

@@ -29,18 +29,7 @@ pub(crate) async fn lateness(args: &Args, dir: &Path) -> Result<Report> {
         list_sim_links: false,
     };
     let config = write_config(dir, &setup, &base_url, listen)?;
-    let mut sim_cmd = Command::new(linkfresh_bin()?);
-    sim_cmd
-        .args(["sim", "--listen", &sim_addr.to_string(), "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn");
-    let mut sim = Proc::spawn("sim", sim_cmd, dir)?;
-    wait_up(
-        &c,
-        &format!("{base_url}/_sim/stats"),
-        Duration::from_secs(30),
-    )
-    .await?;
+    let mut sim = start_sim(&c, dir, &config, sim_addr).await?;
     let mut daemon = start_daemon(dir, &config, &args.daemon_log, "daemon")?;
     let pid = daemon.pid();
     wait_up(

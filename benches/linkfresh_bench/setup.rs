@@ -106,6 +106,28 @@ enrichment = "{d}"
     Ok(path)
 }
 
+/// Starts the simulator on `addr` with the `[sim]` table of `config` and
+/// waits until it answers.
+pub(crate) async fn start_sim(
+    c: &reqwest::Client,
+    dir: &Path,
+    config: &Path,
+    addr: std::net::SocketAddr,
+) -> Result<Proc> {
+    let mut cmd = Command::new(linkfresh_bin()?);
+    cmd.args(["sim", "--listen", &addr.to_string(), "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn");
+    let sim = Proc::spawn("sim", cmd, dir)?;
+    wait_up(
+        c,
+        &format!("http://{addr}/_sim/stats"),
+        Duration::from_secs(30),
+    )
+    .await?;
+    Ok(sim)
+}
+
 pub(crate) fn start_daemon(dir: &Path, config: &Path, log: &str, name: &str) -> Result<Proc> {
     let mut cmd = Command::new(linkfresh_bin()?);
     cmd.args(["run", "--config"])

@@ -90,18 +90,7 @@ pub(crate) async fn throughput(args: &Args, dir: &Path) -> Result<Report> {
         list_sim_links: false,
     };
     let config = write_config(dir, &setup, &base_url, free_addr()?)?;
-    let mut sim_cmd = Command::new(linkfresh_bin()?);
-    sim_cmd
-        .args(["sim", "--listen", &sim_addr.to_string(), "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn");
-    let mut sim = Proc::spawn("sim", sim_cmd, dir)?;
-    wait_up(
-        &c,
-        &format!("{base_url}/_sim/stats"),
-        Duration::from_secs(30),
-    )
-    .await?;
+    let mut sim = start_sim(&c, dir, &config, sim_addr).await?;
 
     // 1. The bare loop against the same simulator.
     let sim_cpu0 = cpu_seconds(sim.pid());

@@ -320,30 +320,11 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::domain::LinkId;
+    use crate::daemon::table::fresh_record;
     use crate::retry_after::RetryAfter;
-    use crate::store::{LinkRecord, LinkSource};
 
     fn entry(products: &str) -> Entry {
-        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
-        Entry::from_record(
-            &LinkRecord {
-                id: LinkId::parse("mk_t").unwrap(),
-                products: ProductSet::parse_list(products).unwrap(),
-                cadence: None,
-                source: LinkSource::Config,
-                state: LinkState::Active,
-                reason: None,
-                removed: false,
-                created_at: now,
-                updated_at: now,
-                backoff_until: None,
-                failures: 0,
-                change_seq: 0,
-                schedules: Vec::new(),
-            },
-            Default::default(),
-        )
+        Entry::from_record(&fresh_record("mk_t", products), Default::default())
     }
 
     fn t(s: i64) -> DateTime<Utc> {

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::dispatch::{CLAIMED_ELSEWHERE, Done, Job, ReadPurpose};
 use super::limiter::Limiter;
 use super::outcome::{narrow_for_isolation, resolve};
-use super::table::LinkTable;
+use super::table::{LinkTable, ProductSlot};
 use super::timer::Timer;
 use super::writer::Write;
 use super::{Activity, Heartbeat};
@@ -249,10 +249,7 @@ impl Scheduler {
                 let products = narrow_for_isolation(e, products);
                 let known = products
                     .iter()
-                    .map(|p| {
-                        let at = e.product(p);
-                        (p, at.and_then(|s| s.last_requested_at()))
-                    })
+                    .map(|p| (p, e.product(p).and_then(ProductSlot::last_requested_at)))
                     .collect();
                 self.queue(
                     i,

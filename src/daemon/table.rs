@@ -364,6 +364,28 @@ impl LinkTable {
     }
 }
 
+/// A configured, active link with `products` and no history, first seen at
+/// 1,800,000,000 s: the daemon's unit tests' starting point.
+#[cfg(test)]
+pub(crate) fn fresh_record(id: &str, products: &str) -> LinkRecord {
+    let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+    LinkRecord {
+        id: LinkId::parse(id).unwrap(),
+        products: ProductSet::parse_list(products).unwrap(),
+        cadence: None,
+        source: crate::store::LinkSource::Config,
+        state: LinkState::Active,
+        reason: None,
+        removed: false,
+        created_at: now,
+        updated_at: now,
+        backoff_until: None,
+        failures: 0,
+        change_seq: 0,
+        schedules: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -372,24 +394,11 @@ mod tests {
 
     use super::*;
     use crate::config::cadence_to_json;
-    use crate::store::LinkSource;
 
     fn record(id: &str, cadence: Option<String>) -> LinkRecord {
-        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
         LinkRecord {
-            id: LinkId::parse(id).unwrap(),
-            products: ProductSet::parse_list("accounts,identity").unwrap(),
             cadence,
-            source: LinkSource::Config,
-            state: LinkState::Active,
-            reason: None,
-            removed: false,
-            created_at: now,
-            updated_at: now,
-            backoff_until: None,
-            failures: 0,
-            change_seq: 0,
-            schedules: Vec::new(),
+            ..fresh_record(id, "accounts,identity")
         }
     }
 

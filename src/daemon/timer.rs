@@ -87,29 +87,12 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::daemon::table::LinkTable;
-    use crate::domain::{LinkId, LinkState, ProductSet};
-    use crate::store::{LinkRecord, LinkSource};
+    use crate::daemon::table::{LinkTable, fresh_record};
 
     fn table(n: usize) -> LinkTable {
-        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
         let mut table = LinkTable::default();
         for i in 0..n {
-            table.merge(&LinkRecord {
-                id: LinkId::parse(&format!("mk_{i}")).unwrap(),
-                products: ProductSet::parse_list("accounts").unwrap(),
-                cadence: None,
-                source: LinkSource::Config,
-                state: LinkState::Active,
-                reason: None,
-                removed: false,
-                created_at: now,
-                updated_at: now,
-                backoff_until: None,
-                failures: 0,
-                change_seq: 0,
-                schedules: Vec::new(),
-            });
+            table.merge(&fresh_record(&format!("mk_{i}"), "accounts"));
         }
         table
     }

@@ -5,9 +5,12 @@
 //! backend's concrete sqlx types. A macro rather than generics because sqlx's
 //! generic bounds (per column type, per executor) would drown the logic.
 //!
-//! Optional fields of a patch are applied by one fixed statement per table
-//! with `CASE WHEN $flag THEN $value ELSE column END`, so every patch reuses
-//! the same prepared statement.
+//! Optional fields of a patch are applied with `CASE WHEN $flag THEN $value
+//! ELSE column END`, so patches share a few prepared statements: one per
+//! table and choice of whether the indexed columns are assigned at all (see
+//! `link_assignments`).
+
+use std::sync::LazyLock;
 
 /// Links per page when reading the whole table (bounded memory, no long cursor).
 pub(crate) const PAGE: i64 = 10_000;
@@ -49,22 +52,15 @@ pub(crate) const BULK_RELEASE_TAIL: &str =
 pub(crate) const BULK_LEASE_ROW: &str = "(?, ?, ?)";
 pub(crate) const BULK_LEASE_TAIL: &str = ") AS v WHERE links.id = v.column1";
 
-/// The bulk link patch of outcomes; `state`: whether any row of the batch
-/// changes the state (a park). Assigning an indexed column costs its index
-/// updates even when the value stays (measured: 12x the time of an UPDATE
-/// of a table with five indexes), and `state` is in two of the links'
-/// indexes while nearly no outcome changes it, so it is assigned only when
-/// some row does.
-pub(crate) fn bulk_patch_link_head(state: bool) -> String {
-    let mut set = Vec::new();
-    if state {
-        set.push("state = CASE WHEN v.column2 THEN v.column3 ELSE links.state END");
-        set.push("reason = CASE WHEN v.column2 THEN v.column4 ELSE links.reason END");
-    }
-    set.push("backoff_until = CASE WHEN v.column5 THEN v.column6 ELSE links.backoff_until END");
-    set.push("failures = CASE WHEN v.column7 THEN v.column8 ELSE links.failures END");
-    set.push("updated_at = v.column9");
-    format!("UPDATE links SET {} FROM (VALUES ", set.join(", "))
+/// The bulk link patch of outcomes (see [`link_assignments`]).
+pub(crate) fn bulk_patch_link_head(state: bool) -> &'static str {
+    static TEXTS: LazyLock<[String; 4]> = LazyLock::new(|| {
+        variants(|state, _| {
+            let set = link_assignments(Values("links"), state, false, 9);
+            format!("UPDATE links SET {set} FROM (VALUES ")
+        })
+    });
+    &TEXTS[variant(state, false)]
 }
 pub(crate) const BULK_PATCH_LINK_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 pub(crate) const BULK_PATCH_LINK_TAIL: &str =
@@ -74,34 +70,15 @@ pub(crate) const BULK_ENSURE_SCHEDULE_HEAD: &str =
     "INSERT INTO schedules (link_id, product) VALUES ";
 pub(crate) const BULK_ENSURE_SCHEDULE_TAIL: &str = " ON CONFLICT (link_id, product) DO NOTHING";
 
-/// The bulk schedule patch; `requested`/`due`: whether any row sets
-/// `last_requested_at`/`next_due_at`, the two indexed columns, assigned only
-/// then (see [`bulk_patch_link_head`]). Server times are max-merged.
-pub(crate) fn bulk_patch_schedule_head(requested: bool, due: bool) -> String {
-    let mut set = Vec::new();
-    if requested {
-        set.push("last_requested_at = CASE WHEN v.column3 THEN v.column4 ELSE schedules.last_requested_at END");
-    }
-    set.push(
-        "server_refreshed_at = CASE WHEN v.column5 IS NOT NULL AND (schedules.server_refreshed_at IS NULL \
-         OR schedules.server_refreshed_at < v.column5) THEN v.column5 ELSE schedules.server_refreshed_at END",
-    );
-    set.push(
-        "server_attempted_at = CASE WHEN v.column6 IS NOT NULL AND (schedules.server_attempted_at IS NULL \
-         OR schedules.server_attempted_at < v.column6) THEN v.column6 ELSE schedules.server_attempted_at END",
-    );
-    if due {
-        set.push("next_due_at = CASE WHEN v.column7 THEN v.column8 ELSE schedules.next_due_at END");
-    }
-    set.push("failures = CASE WHEN v.column9 THEN v.column10 ELSE schedules.failures END");
-    set.push(
-        "backoff_until = CASE WHEN v.column11 THEN v.column12 ELSE schedules.backoff_until END",
-    );
-    set.push(
-        "parked_reason = CASE WHEN v.column13 THEN v.column14 ELSE schedules.parked_reason END",
-    );
-    set.push("refresh_requested = CASE WHEN v.column15 THEN v.column16 ELSE schedules.refresh_requested END");
-    format!("UPDATE schedules SET {} FROM (VALUES ", set.join(", "))
+/// The bulk schedule patch (see [`schedule_assignments`]).
+pub(crate) fn bulk_patch_schedule_head(requested: bool, due: bool) -> &'static str {
+    static TEXTS: LazyLock<[String; 4]> = LazyLock::new(|| {
+        variants(|requested, due| {
+            let set = schedule_assignments(Values("schedules"), requested, due);
+            format!("UPDATE schedules SET {set} FROM (VALUES ")
+        })
+    });
+    &TEXTS[variant(requested, due)]
 }
 pub(crate) const BULK_PATCH_SCHEDULE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 pub(crate) const BULK_PATCH_SCHEDULE_TAIL: &str =
@@ -158,21 +135,114 @@ pub(crate) const UPSERT_SCHEDULE_ROW: &str = "(?, ?)";
 pub(crate) const UPSERT_SCHEDULE_TAIL: &str =
     " ON CONFLICT (link_id, product) DO UPDATE SET parked_reason = NULL";
 
-/// One link's patch; `state`/`change_seq`: whether it sets them, the
-/// indexed columns, assigned only then (see [`bulk_patch_link_head`]).
-pub(crate) fn patch_link(state: bool, change_seq: bool) -> String {
+/// One link's patch (see [`link_assignments`]).
+pub(crate) fn patch_link(state: bool, change_seq: bool) -> &'static str {
+    static TEXTS: LazyLock<[String; 4]> = LazyLock::new(|| {
+        variants(|state, change_seq| {
+            let set = link_assignments(Params, state, change_seq, 11);
+            format!("UPDATE links SET {set} WHERE id = $1")
+        })
+    });
+    &TEXTS[variant(state, change_seq)]
+}
+
+/// The four texts of a statement that assigns two optional columns, built
+/// once: the patches run on the daemon's write path.
+fn variants(build: impl Fn(bool, bool) -> String) -> [String; 4] {
+    std::array::from_fn(|i| build(i & 2 != 0, i & 1 != 0))
+}
+
+/// Where [`variants`] keeps the text for `(a, b)`.
+fn variant(a: bool, b: bool) -> usize {
+    usize::from(a) * 2 + usize::from(b)
+}
+
+/// Where a patch statement reads value `n` of a patch: the numbered
+/// parameter `$n` of a one-row statement, or column `n` of the `VALUES`
+/// list `v` of a bulk one (whose target table then qualifies the old value).
+#[derive(Clone, Copy)]
+enum PatchSource {
+    Params,
+    Values(&'static str),
+}
+use PatchSource::{Params, Values};
+
+impl PatchSource {
+    fn value(self, n: u8) -> String {
+        match self {
+            Params => format!("${n}"),
+            Values(_) => format!("v.column{n}"),
+        }
+    }
+
+    fn old(self, column: &str) -> String {
+        match self {
+            Params => column.to_owned(),
+            Values(table) => format!("{table}.{column}"),
+        }
+    }
+
+    /// `column` takes value `value` where flag `flag` is true.
+    fn set_if(self, column: &str, flag: u8, value: u8) -> String {
+        format!(
+            "{column} = CASE WHEN {} THEN {} ELSE {} END",
+            self.value(flag),
+            self.value(value),
+            self.old(column)
+        )
+    }
+
+    /// `column` takes value `value` only if that is later (max-merge).
+    fn set_later(self, column: &str, value: u8) -> String {
+        let (v, old) = (self.value(value), self.old(column));
+        format!(
+            "{column} = CASE WHEN {v} IS NOT NULL AND ({old} IS NULL OR {old} < {v}) THEN {v} ELSE {old} END"
+        )
+    }
+}
+
+/// The `SET` list of a link patch: values 2-4 state and reason, 5-6 backoff,
+/// 7-8 failures, 9-10 change sequence (flag, value), `updated_at` the
+/// given value. `state`/`change_seq`: whether any row sets them. Assigning
+/// an indexed column costs its index updates even when the value stays
+/// (measured: 12x the time of an UPDATE of a table with five indexes), and
+/// both are indexed while nearly no patch changes them, so they are
+/// assigned only when some row does.
+fn link_assignments(src: PatchSource, state: bool, change_seq: bool, updated_at: u8) -> String {
     let mut set = Vec::new();
     if state {
-        set.push("state = CASE WHEN $2 THEN $3 ELSE state END");
-        set.push("reason = CASE WHEN $2 THEN $4 ELSE reason END");
+        set.push(src.set_if("state", 2, 3));
+        set.push(src.set_if("reason", 2, 4));
     }
-    set.push("backoff_until = CASE WHEN $5 THEN $6 ELSE backoff_until END");
-    set.push("failures = CASE WHEN $7 THEN $8 ELSE failures END");
+    set.push(src.set_if("backoff_until", 5, 6));
+    set.push(src.set_if("failures", 7, 8));
     if change_seq {
-        set.push("change_seq = CASE WHEN $9 THEN $10 ELSE change_seq END");
+        set.push(src.set_if("change_seq", 9, 10));
     }
-    set.push("updated_at = $11");
-    format!("UPDATE links SET {} WHERE id = $1", set.join(", "))
+    set.push(format!("updated_at = {}", src.value(updated_at)));
+    set.join(", ")
+}
+
+/// The `SET` list of a product patch, values 3-16 as
+/// `bind_product_patch` binds them. Server times are
+/// max-merged: a late or replayed webhook never moves them back. The two
+/// indexed times are assigned only when some row sets them (`requested`,
+/// `due`; see [`link_assignments`]).
+fn schedule_assignments(src: PatchSource, requested: bool, due: bool) -> String {
+    let mut set = Vec::new();
+    if requested {
+        set.push(src.set_if("last_requested_at", 3, 4));
+    }
+    set.push(src.set_later("server_refreshed_at", 5));
+    set.push(src.set_later("server_attempted_at", 6));
+    if due {
+        set.push(src.set_if("next_due_at", 7, 8));
+    }
+    set.push(src.set_if("failures", 9, 10));
+    set.push(src.set_if("backoff_until", 11, 12));
+    set.push(src.set_if("parked_reason", 13, 14));
+    set.push(src.set_if("refresh_requested", 15, 16));
+    set.join(", ")
 }
 
 /// Due times for many products in one statement (`UPDATE ... FROM VALUES`,
@@ -186,33 +256,15 @@ pub(crate) const ENSURE_SCHEDULE: &str = "INSERT INTO schedules (link_id, produc
     ON CONFLICT (link_id, product) DO NOTHING";
 
 /// Server times are max-merged: a late or replayed webhook never moves them back.
-/// One product's patch; server times are max-merged (a late or replayed
-/// webhook never moves them back); the indexed times are assigned only when
-/// set (see [`bulk_patch_link_head`]).
-pub(crate) fn patch_schedule(requested: bool, due: bool) -> String {
-    let mut set = Vec::new();
-    if requested {
-        set.push("last_requested_at = CASE WHEN $3 THEN $4 ELSE last_requested_at END");
-    }
-    set.push(
-        "server_refreshed_at = CASE WHEN $5 IS NOT NULL AND (server_refreshed_at IS NULL \
-         OR server_refreshed_at < $5) THEN $5 ELSE server_refreshed_at END",
-    );
-    set.push(
-        "server_attempted_at = CASE WHEN $6 IS NOT NULL AND (server_attempted_at IS NULL \
-         OR server_attempted_at < $6) THEN $6 ELSE server_attempted_at END",
-    );
-    if due {
-        set.push("next_due_at = CASE WHEN $7 THEN $8 ELSE next_due_at END");
-    }
-    set.push("failures = CASE WHEN $9 THEN $10 ELSE failures END");
-    set.push("backoff_until = CASE WHEN $11 THEN $12 ELSE backoff_until END");
-    set.push("parked_reason = CASE WHEN $13 THEN $14 ELSE parked_reason END");
-    set.push("refresh_requested = CASE WHEN $15 THEN $16 ELSE refresh_requested END");
-    format!(
-        "UPDATE schedules SET {} WHERE link_id = $1 AND product = $2",
-        set.join(", ")
-    )
+/// One product's patch (see [`schedule_assignments`]).
+pub(crate) fn patch_schedule(requested: bool, due: bool) -> &'static str {
+    static TEXTS: LazyLock<[String; 4]> = LazyLock::new(|| {
+        variants(|requested, due| {
+            let set = schedule_assignments(Params, requested, due);
+            format!("UPDATE schedules SET {set} WHERE link_id = $1 AND product = $2")
+        })
+    });
+    &TEXTS[variant(requested, due)]
 }
 
 /// Expired idempotency keys deleted per `remember_delivery`: bounded work per
@@ -729,7 +781,7 @@ macro_rules! impl_sql_store {
                 let mut found: HashSet<String> = HashSet::new();
                 for chunk in run.chunks(BATCH_ROWS) {
                     let state = chunk.iter().any(|o| o.patch.state.is_some());
-                    let text = rows(&bulk_patch_link_head(state), BULK_PATCH_LINK_ROW, chunk.len(), BULK_PATCH_LINK_TAIL);
+                    let text = rows(bulk_patch_link_head(state), BULK_PATCH_LINK_ROW, chunk.len(), BULK_PATCH_LINK_TAIL);
                     let mut q = sqlx::query(AssertSqlSafe(text));
                     for o in chunk {
                         let p = &o.patch;
@@ -766,7 +818,7 @@ macro_rules! impl_sql_store {
                     q.execute(&mut *conn).await?;
                     let requested = chunk.iter().any(|(_, p, _)| p.last_requested_at.is_some());
                     let due = chunk.iter().any(|(_, p, _)| p.next_due_at.is_some());
-                    let text = rows(&bulk_patch_schedule_head(requested, due), BULK_PATCH_SCHEDULE_ROW, chunk.len(), BULK_PATCH_SCHEDULE_TAIL);
+                    let text = rows(bulk_patch_schedule_head(requested, due), BULK_PATCH_SCHEDULE_ROW, chunk.len(), BULK_PATCH_SCHEDULE_TAIL);
                     let mut q = sqlx::query(AssertSqlSafe(text));
                     for (link, p, product) in chunk {
                         q = bind_product_patch(q.bind(*link).bind(product.as_str()), p);
