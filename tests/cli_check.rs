@@ -29,10 +29,13 @@ fn check(body: &str) -> (i32, String, String) {
         "mk_file1\nmk_file2 accounts\n",
     )
     .unwrap();
+    // Credentials from the environment, as `run` needs them (issue 14, item 8).
     let out = linkfresh()
         .arg("check")
         .arg("--config")
         .arg(&path)
+        .env("MONEYKIT_CLIENT_ID", "test-client")
+        .env("MONEYKIT_CLIENT_SECRET", "test-secret")
         .output()
         .unwrap();
     (
@@ -58,6 +61,7 @@ fn assert_rejected(body: &str, needles: &[&str]) {
 fn the_example_config_passes() {
     let out = linkfresh()
         .args(["check", "--config", "config/linkfresh.example.toml"])
+        .env("MONEYKIT_CLIENT_ID", "test-client")
         .output()
         .unwrap();
     assert_eq!(
@@ -173,7 +177,7 @@ fn a_bad_links_file_line_is_named() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("fleet.txt:3") && err.contains("balances"),
+        err.contains("fleet.txt:3") && err.contains("allowed: accounts"),
         "{err}"
     );
 }
@@ -209,6 +213,7 @@ fn environment_overrides_the_file() {
         .arg("check")
         .env("LINKFRESH_CONFIG", &path)
         .env("MONEYKIT_CLIENT_ID", "abc")
+        .env("MONEYKIT_CLIENT_SECRET", "def")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));

@@ -3,13 +3,18 @@
 use chrono::TimeDelta;
 
 use super::{ConfigArg, Failure};
-use crate::config::{Config, SecretSource};
+use crate::config::{self, Config, SecretSource};
 use crate::domain::Product;
 use crate::policy::Cadence;
 
 /// Runs `check`: a bad config is returned as an error (exit 2).
 pub fn run(args: &ConfigArg) -> Result<(), Failure> {
     let config = args.load()?;
+    // What `run` judges, except that a secret file absent here is a warning.
+    let credentials = config::credentials(&config, config::Stage::Check)?;
+    for w in &credentials.warnings {
+        eprintln!("warning: {w}");
+    }
     print!("{}", summary(&config));
     Ok(())
 }
@@ -100,7 +105,8 @@ pub fn summary(config: &Config) -> String {
     out += &format!("database: {}\n", redact_url(&config.database.url));
     out += &format!(
         "moneykit: {} (version {})\n",
-        config.moneykit.base_url, config.moneykit.api_version
+        redact_url(&config.moneykit.base_url),
+        config.moneykit.api_version
     );
     out += &format!(
         "{}; {}\n",
@@ -127,13 +133,15 @@ pub fn summary(config: &Config) -> String {
     out
 }
 
-/// A database URL with any password replaced, for printing.
+/// A URL (database, MoneyKit base URL) with any password replaced, for
+/// printing; one that does not parse but has user info is not shown at all.
 pub fn redact_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("[redacted]"));
             u.to_string()
         }
+        Err(_) if url.contains('@') => "[a URL with user info; not shown]".to_owned(),
         _ => url.to_owned(),
     }
 }

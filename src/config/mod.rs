@@ -13,14 +13,24 @@
 //!   misunderstanding.
 //! - `margin` and `coalesce` may be `0s` (no margin, no coalescing); every
 //!   other duration must be positive.
-//! - Credentials are only *located* here (`client_secret` inline, env,
+//! - Credentials are *located* by [`load`] (`client_secret` inline, env,
 //!   `client_secret_file`, or `$CREDENTIALS_DIRECTORY/client_secret` under
-//!   systemd); they are read when the daemon starts, so `check` works on a
-//!   machine that does not hold the secret.
+//!   systemd) and judged by [`credentials`], which `check` and `run` both
+//!   call: a missing `client_id` or client secret is exit 2 in both; a secret
+//!   file not readable here is a warning in `check` only (see
+//!   [`credentials::Stage`]). `status`, `plan` and the other offline commands
+//!   need no credentials.
+//! - A secret from the environment (`MONEYKIT_CLIENT_SECRET`,
+//!   `LINKFRESH__MONEYKIT__CLIENT_SECRET[_FILE]`,
+//!   `LINKFRESH__SERVER__ADMIN_TOKEN[_FILE]`) replaces the file's source of
+//!   that secret, inline or file; a file that sets both forms is an error.
 
 mod check;
+mod credentials;
+mod env;
 pub mod links_file;
 mod raw;
+mod toml_error;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -31,6 +41,8 @@ use std::time::Duration;
 use crate::domain::{LinkId, Product, ProductSet};
 use crate::policy::{Cadence, Rules};
 use crate::secret::Secret;
+
+pub use credentials::{Credentials, Stage, credentials};
 
 /// The default config path when neither `--config` nor `LINKFRESH_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "linkfresh.toml";
@@ -67,6 +79,16 @@ pub enum ConfigError {
         line: usize,
         /// What is wrong and what is allowed.
         problem: String,
+    },
+    /// A required key is not set.
+    #[error("{file}: {key} is not set; {help}")]
+    Missing {
+        /// The config file.
+        file: String,
+        /// The key, e.g. `[moneykit] client_id`.
+        key: String,
+        /// How to set it.
+        help: String,
     },
     /// The same link is configured twice.
     #[error(
@@ -291,48 +313,41 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Loads and checks the config at `path` with the given environment (tests
 /// pass their own instead of mutating the process's).
+///
+/// The file is deserialized strictly with the `toml` crate first, so a wrong
+/// type in it (`max_in_flight = "8"` or `8.5`, `client_secret = 123`) is an
+/// error naming the key and the type instead of being coerced. Only when the
+/// environment overrides something is the file layered again with the
+/// `config` crate, whose environment values are strings parsed into the
+/// key's type (`LINKFRESH__MONEYKIT__MAX_IN_FLIGHT=8` is fine, `=8.5` is an
+/// error naming the variable).
 pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let read_err = |e: config::ConfigError| ConfigError::Read {
-        file: file.clone(),
-        message: e.to_string(),
-    };
     if !path.is_file() {
         return Err(ConfigError::Read {
             file: file.clone(),
             message: "no such file; pass --config FILE or set LINKFRESH_CONFIG (see config/linkfresh.example.toml)".into(),
         });
     }
-    let linkfresh_env: config::Map<String, String> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with("LINKFRESH__"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut builder = config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml));
-    for (var, key) in [
-        ("MONEYKIT_CLIENT_ID", "moneykit.client_id"),
-        ("MONEYKIT_CLIENT_SECRET", "moneykit.client_secret"),
-    ] {
-        let explicit = format!("LINKFRESH__{}", key.replace('.', "__").to_uppercase());
-        if let (Some(v), false) = (env.get(var), env.contains_key(&explicit)) {
-            builder = builder.set_override(key, v.clone()).map_err(read_err)?;
-        }
-    }
-    let builder = builder.add_source(
-        config::Environment::with_prefix("LINKFRESH")
-            .prefix_separator("__")
-            .separator("__")
-            .list_separator(",")
-            .with_list_parse_key("defaults.products")
-            .with_list_parse_key("discovery.products")
-            .with_list_parse_key("discovery.tags")
-            .try_parsing(true)
-            .source(Some(linkfresh_env)),
-    );
-    let raw: raw::RawSettings = builder
-        .build()
-        .and_then(|c| c.try_deserialize())
-        .map_err(read_err)?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        message: format!("cannot be read: {e}"),
+    })?;
+    let from_file: raw::RawSettings = toml::from_str(&text).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        message: toml_error::describe(e, &text),
+    })?;
+    drop(text);
+    let overrides = env::Overrides::from_env(&env);
+    let raw = if overrides.is_empty() {
+        from_file
+    } else {
+        let mut layered = overrides.layer(path).map_err(|e| ConfigError::Read {
+            file: file.clone(),
+            message: env::describe(&e),
+        })?;
+        overrides.secrets_over_file(&from_file, &mut layered);
+        layered
+    };
     check::check(path, raw, &env)
 }

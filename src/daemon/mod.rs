@@ -159,20 +159,17 @@ pub fn take_link_specs(config: &mut Config) -> Vec<LinkSpec> {
 /// Builds the MoneyKit client from the configuration, reading the secret.
 pub fn client_from(config: &Config) -> Result<MoneyKit, DaemonError> {
     let m = &config.moneykit;
-    let client_id = m.client_id.clone().ok_or_else(|| {
+    // The same judgement as `check` (exit 2 naming the key), with every
+    // secret file required to be there.
+    let creds = config::credentials(config, config::Stage::Run)
+        .map_err(|e| DaemonError::Config(e.to_string()))?;
+    let client_id = creds.client_id;
+    let secret = creds.client_secret.ok_or_else(|| {
         DaemonError::Config(format!(
-            "{}: [moneykit] client_id is not set; set it in the file or with MONEYKIT_CLIENT_ID",
+            "{}: no client secret could be read",
             config.path.display()
         ))
     })?;
-    let secret = m
-        .client_secret
-        .read("[moneykit] client_secret")
-        .map_err(DaemonError::Config)?
-        .ok_or_else(|| DaemonError::Config(format!(
-            "{}: no client secret: set [moneykit] client_secret_file, client_secret, MONEYKIT_CLIENT_SECRET, or LoadCredential=client_secret under systemd",
-            config.path.display()
-        )))?;
     MoneyKit::new(ClientConfig {
         base_url: m.base_url.clone(),
         client_id,
