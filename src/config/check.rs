@@ -116,7 +116,7 @@ pub(super) fn check(
         _ => {
             return Err(c.invalid(
                 "[moneykit] base_url",
-                &m.base_url,
+                &crate::cli::redact_url(&m.base_url),
                 "not an http(s) URL; e.g. https://api.moneykit.com",
             ));
         }
@@ -240,6 +240,16 @@ pub(super) fn check(
                     "must be an absolute URL path without query, colons, braces or wildcards; e.g. /webhooks/moneykit",
                 ));
             }
+            if let Some(route) = overlapping_route(path) {
+                return Err(c.invalid(
+                    "[server] webhook_path",
+                    &sv.webhook_path,
+                    format!(
+                        "overlaps {route}, which the server itself serves; reserved: {}; use another path, e.g. /webhooks/moneykit",
+                        reserved_summary()
+                    ),
+                ));
+            }
             path.to_owned()
         },
         webhook_listen: match sv.webhook_listen.as_deref() {
@@ -328,6 +338,42 @@ pub(super) fn check(
         links_file,
         revision,
     })
+}
+
+/// The first path segment of a route (`""` for `/`).
+fn first_segment(path: &str) -> &str {
+    path.trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+}
+
+/// The route of the daemon's own router that a webhook path would collide
+/// with: any path in the namespace (first segment) of a served route, so
+/// that `/api/...` and `/links/...` stay free for routes to come.
+fn overlapping_route(path: &str) -> Option<&'static str> {
+    let segment = first_segment(path);
+    crate::server::RESERVED_ROUTES
+        .iter()
+        .copied()
+        .find(|route| path == *route || (!segment.is_empty() && first_segment(route) == segment))
+}
+
+/// The reserved routes for a message: `/, /metrics, ..., /links/..., /api/...`.
+fn reserved_summary() -> String {
+    let mut out: Vec<String> = Vec::new();
+    for route in crate::server::RESERVED_ROUTES {
+        let segment = first_segment(route);
+        let shown = if route.trim_start_matches('/').contains('/') || route.contains('{') {
+            format!("/{segment}/...")
+        } else {
+            (*route).to_owned()
+        };
+        if !out.contains(&shown) {
+            out.push(shown);
+        }
+    }
+    out.join(", ")
 }
 
 fn database_url(c: &Checker<'_>, raw: &str) -> Result<String, ConfigError> {
