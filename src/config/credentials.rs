@@ -15,7 +15,7 @@ use crate::secret::Secret;
 
 /// Who judges: `linkfresh check` or `linkfresh run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
+pub(crate) enum Stage {
     /// `check`: a secret file absent here is a warning.
     Check,
     /// `run`: every configured secret must be readable and non-empty.
@@ -24,20 +24,18 @@ pub enum Stage {
 
 /// The credentials, read.
 #[derive(Debug)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// `[moneykit] client_id` (or `MONEYKIT_CLIENT_ID`).
-    pub client_id: String,
+    pub(crate) client_id: String,
     /// The client secret; `None` only in [`Stage::Check`] when its file is
     /// not readable here (then `warnings` says so).
-    pub client_secret: Option<Secret>,
-    /// The admin API token, if one is configured and readable here.
-    pub admin_token: Option<Secret>,
+    pub(crate) client_secret: Option<Secret>,
     /// What `check` should warn about.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Reads and judges the credentials of `config`.
-pub fn credentials(config: &Config, stage: Stage) -> Result<Credentials, ConfigError> {
+pub(crate) fn credentials(config: &Config, stage: Stage) -> Result<Credentials, ConfigError> {
     let file = config.path.display().to_string();
     let client_id = config
         .moneykit
@@ -58,7 +56,8 @@ pub fn credentials(config: &Config, stage: Stage) -> Result<Credentials, ConfigE
         "[moneykit] client_secret_file",
         &config.moneykit.client_secret,
     )?;
-    let admin_token = read("[server] admin_token_file", &config.server.admin_token)?;
+    // Judged here (readable, not empty); the server reads it when it starts.
+    read("[server] admin_token_file", &config.server.admin_token)?;
     if config.moneykit.client_secret == SecretSource::Missing {
         return Err(ConfigError::Missing {
             file,
@@ -69,7 +68,6 @@ pub fn credentials(config: &Config, stage: Stage) -> Result<Credentials, ConfigE
     Ok(Credentials {
         client_id,
         client_secret,
-        admin_token,
         warnings,
     })
 }

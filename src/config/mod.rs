@@ -42,7 +42,7 @@ use crate::domain::{LinkId, Product, ProductSet};
 use crate::policy::{Cadence, Rules};
 use crate::secret::Secret;
 
-pub use credentials::{Credentials, Stage, credentials};
+pub(crate) use credentials::{Stage, credentials};
 
 /// The default config path when neither `--config` nor `LINKFRESH_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "linkfresh.toml";
