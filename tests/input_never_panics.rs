@@ -197,12 +197,19 @@ proptest! {
         exercise(&rules, &mut [link], now);
     }
 
-    /// Random strings as link ids never panic, and accepted ones are never
-    /// `.` or `..`.
+    /// Random strings as link ids never panic, and an accepted one is
+    /// exactly one URL path segment, as the client builds its URLs.
     #[test]
-    fn random_link_ids_never_panic_and_dot_segments_are_refused(id in arb_link_id()) {
+    fn random_link_ids_never_panic_and_accepted_ones_are_one_path_segment(id in arb_link_id()) {
         if let Ok(parsed) = LinkId::parse(&id) {
-            prop_assert!(parsed.as_str() != "." && parsed.as_str() != "..");
+            let mut url = reqwest::Url::parse("http://mk.invalid/").unwrap();
+            url.path_segments_mut()
+                .unwrap()
+                .pop_if_empty()
+                .extend(["links", parsed.as_str(), "products"]);
+            let segments: Vec<&str> = url.path_segments().unwrap().collect();
+            prop_assert_eq!(segments.len(), 3, "{} -> {}", id, url);
+            prop_assert_eq!(segments[2], "products");
         }
     }
 }
