@@ -9,27 +9,40 @@ use serde::{Deserialize, Serialize};
 
 /// A MoneyKit link id such as `mk_eqkWN34UEoa2NxyALG8pcV`.
 ///
-/// It is used verbatim in URL paths, so it may not be empty and may not hold
-/// whitespace, `/`, `?` or `#`; everything else MoneyKit may hand out is kept.
+/// It is used verbatim as one URL path segment, so it must be exactly one:
+/// not empty, not `.` or `..` (or only dots: the URL parser would turn
+/// `/links/..` into `/links` itself), and without whitespace, control
+/// characters, `/`, `\` (a separator in http URLs), `?`, `#` or `%` (which
+/// would let an id smuggle an encoded separator). Everything else MoneyKit
+/// may hand out is kept. The `mk_` prefix is not required: ids come from
+/// MoneyKit, and refusing one it hands out (or one the simulator makes)
+/// would stop a link for no safety gain.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct LinkId(String);
+
+/// What a link id may be, for every error message.
+const LINK_ID_ALLOWED: &str = "allowed: one URL path segment such as MoneyKit's mk_ followed by letters and digits (mk_eqkWN34UEoa2NxyALG8pcV); not '.' or '..', no whitespace, '/', '\\', '?', '#' or '%'";
 
 /// Why a string is not a valid [`LinkId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkIdError {
     /// The id was empty or only whitespace.
-    #[error("link id is empty; a link id is a non-empty string such as mk_eqkWN34UEoa2NxyALG8pcV")]
+    #[error("link id is empty; {LINK_ID_ALLOWED}")]
     Empty,
     /// The id held a character that cannot stand in a URL path segment.
-    #[error(
-        "link id {id:?} contains {found:?}; link ids may not contain whitespace, '/', '?' or '#'"
-    )]
+    #[error("link id {id:?} contains {found:?}; {LINK_ID_ALLOWED}")]
     BadChar {
         /// The rejected id.
         id: String,
         /// The first offending character.
         found: char,
+    },
+    /// The id was only dots: a relative path step, not a segment.
+    #[error("link id {id:?} is a relative path step, not an id; {LINK_ID_ALLOWED}")]
+    Dots {
+        /// The rejected id.
+        id: String,
     },
     /// The id was longer than any real link id.
     #[error("link id is {len} characters long; at most 256 are allowed")]
@@ -45,14 +58,16 @@ impl LinkId {
         if raw.trim().is_empty() {
             return Err(LinkIdError::Empty);
         }
-        if let Some(found) = raw
-            .chars()
-            .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#'))
-        {
+        if let Some(found) = raw.chars().find(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '/' | '\\' | '?' | '#' | '%')
+        }) {
             return Err(LinkIdError::BadChar {
                 id: raw.to_owned(),
                 found,
             });
+        }
+        if raw.chars().all(|c| c == '.') {
+            return Err(LinkIdError::Dots { id: raw.to_owned() });
         }
         let len = raw.chars().count();
         if len > 256 {

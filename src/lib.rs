@@ -7,9 +7,10 @@
 //! Functional core, imperative shell. Data flows config → store → policy →
 //! client and back:
 //!
-//! - [`domain`], [`secret`], [`retry_after`], [`clock`]: shared vocabulary —
-//!   link ids, products, link states, redacted secrets, `Retry-After`
-//!   parsing, and the one clock (tokio time, so tests can pause it).
+//! - [`domain`], [`duration`], [`secret`], [`retry_after`], [`clock`]: shared
+//!   vocabulary — link ids, products, link states, the one bounded duration
+//!   parse (10 years at most), redacted secrets, `Retry-After` parsing, and
+//!   the one clock (tokio time, so tests can pause it).
 //! - [`config`]: `linkfresh.toml` + environment + links file, checked in full
 //!   (errors name file, key and what is allowed; exit 2).
 //! - [`policy`]: the pure scheduling rules (windows, cadence, backoff,
@@ -36,6 +37,7 @@ pub mod config;
 pub mod config_watch;
 pub mod daemon;
 pub mod domain;
+pub mod duration;
 pub mod explain;
 pub mod metrics;
 pub mod moneykit;

@@ -17,7 +17,7 @@ use crate::sim::{Faults, SimConfig, SimLink, SimLinkState, Windows};
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Stop after this long (default: until Ctrl-C).
-    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long = "for", value_name = "DURATION", value_parser = crate::duration::parse_duration_bounded)]
     duration: Option<Duration>,
 }
 

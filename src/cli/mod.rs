@@ -76,6 +76,8 @@ enum Command {
     Resume(ops::LinkArgs),
     /// Ask for a refresh as soon as the windows allow (never sooner).
     Refresh(ops::RefreshArgs),
+    /// Remove a link added through the admin API (config links: edit the config).
+    Remove(ops::LinkArgs),
     /// The built-in simulator and the daemon, with windows of seconds.
     Demo(demo::DemoArgs),
     /// The MoneyKit simulator on its own.
@@ -107,6 +109,7 @@ pub fn main() -> ExitCode {
                     Command::Pause(args) => ops::pause(&args, true).await,
                     Command::Resume(args) => ops::pause(&args, false).await,
                     Command::Refresh(args) => ops::refresh(&args).await,
+                    Command::Remove(args) => ops::remove(&args).await,
                     Command::Demo(args) => demo::run(&args).await,
                     Command::Sim(args) => serve::sim(&args).await,
                     Command::Check(_) | Command::Plan(_) => unreachable!("handled above"),

@@ -1,5 +1,5 @@
 //! Commands that read or change the store while the daemon may be running:
-//! `status`, `explain`, `pause`, `resume`, `refresh`. They go through the
+//! `status`, `explain`, `pause`, `resume`, `refresh`, `remove`. They go through the
 //! same `Store` the daemon uses; the daemon notices changes within a second.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::daemon::link_specs;
 use crate::domain::{LinkId, ProductSet};
 use crate::explain::{LinkStatus, fmt_time, link_status};
-use crate::store::{self, Store};
+use crate::store::{self, LinkSource, Store};
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
@@ -258,5 +258,36 @@ pub async fn refresh(args: &RefreshArgs) -> Result<(), Failure> {
             p.product
         );
     }
+    Ok(())
+}
+
+/// Runs `remove LINK`: the offline counterpart of `DELETE /api/links/{id}`,
+/// so an API-managed link can be removed without the daemon (or its admin
+/// token). Config-managed links are refused: the next sync would bring them
+/// back, so the config file is where they are removed.
+pub async fn remove(args: &LinkArgs) -> Result<(), Failure> {
+    let config = args.config.load()?;
+    let id = parse_link(&args.link)?;
+    let store = open(&config).await?;
+    let rec = store
+        .load_link(&id)
+        .await
+        .context("while reading the link")?
+        .filter(|r| !r.removed)
+        .ok_or_else(|| unknown(&id, &config))?;
+    if rec.source == LinkSource::Config {
+        return Err(Failure::Usage(format!(
+            "link {id} is listed in the configuration file {}; remove it there (and reload) instead",
+            config.path.display()
+        )));
+    }
+    if !store
+        .remove_link(&id, Utc::now())
+        .await
+        .context("while removing the link")?
+    {
+        return Err(unknown(&id, &config));
+    }
+    println!("{id}: removed ({} link; history kept)", rec.source.as_str());
     Ok(())
 }

@@ -13,9 +13,8 @@ use super::{
     ServerConfig, links_file,
 };
 use crate::domain::{LinkId, Product, ProductSet};
+use crate::duration;
 use crate::policy::{Cadence, CronSchedule, Limits, Rules};
-
-const DURATION_HELP: &str = "use a positive duration such as 90s, 15m, 1h or 1d";
 
 /// Checks values in the context of one file, so every error can name it.
 struct Checker<'a> {
@@ -33,20 +32,19 @@ impl Checker<'_> {
         }
     }
 
+    /// Every duration of the file and environment goes through the one
+    /// bounded parse ([`crate::duration`]), so none exceeds 10 years.
     fn duration(&self, key: &str, raw: &str, zero_ok: bool) -> Result<Duration, ConfigError> {
-        let d = humantime::parse_duration(raw.trim()).map_err(|e| {
-            self.invalid(key, raw, format!("not a duration ({e}); {DURATION_HELP}"))
-        })?;
-        if d.is_zero() && !zero_ok {
-            return Err(self.invalid(key, raw, format!("must be more than zero; {DURATION_HELP}")));
-        }
-        Ok(d)
+        let parsed = if zero_ok {
+            duration::parse_duration_bounded_or_zero(raw)
+        } else {
+            duration::parse_duration_bounded(raw)
+        };
+        parsed.map_err(|e| self.invalid(key, raw, e.to_string()))
     }
 
     fn delta(&self, key: &str, raw: &str, zero_ok: bool) -> Result<TimeDelta, ConfigError> {
-        let d = self.duration(key, raw, zero_ok)?;
-        TimeDelta::from_std(d)
-            .map_err(|_| self.invalid(key, raw, "too long; use at most 100 years"))
+        Ok(duration::to_delta(self.duration(key, raw, zero_ok)?))
     }
 
     fn products(&self, key: &str, names: &[String]) -> Result<ProductSet, ConfigError> {

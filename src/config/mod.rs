@@ -238,6 +238,13 @@ pub fn cadence_to_json(cadence: &BTreeMap<Product, Cadence>) -> Option<String> {
 
 /// Parses what [`cadence_to_json`] wrote; unknown or bad entries are skipped
 /// (the config that wrote them was checked).
+///
+/// An `every` longer than the 10-year bound ([`crate::duration::MAX`]) can
+/// only come from a store written before the bound existed (an admin API
+/// call accepted `300000y`). It is clamped to 10 years with a warning
+/// rather than ignored: ignoring it would turn "almost never" into "as often
+/// as allowed", the opposite of what was asked; 10 years keeps the meaning
+/// and every date computed from it inside chrono's calendar.
 pub fn cadence_from_json(json: Option<&str>) -> BTreeMap<Product, Cadence> {
     let mut out = BTreeMap::new();
     let Some(value) = json.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()) else {
@@ -253,11 +260,24 @@ pub fn cadence_from_json(json: Option<&str>) -> BTreeMap<Product, Cadence> {
             .collect::<Vec<_>>()
     };
     for (p, s) in entries("every") {
-        if let Some(d) = humantime::parse_duration(&s)
-            .ok()
-            .and_then(|d| chrono::TimeDelta::from_std(d).ok())
-        {
-            out.insert(p, Cadence::Every(d));
+        match crate::duration::parse_duration_bounded(&s) {
+            Ok(d) => {
+                out.insert(p, Cadence::Every(crate::duration::to_delta(d)));
+            }
+            Err(crate::duration::DurationError::TooLong) => {
+                tracing::warn!(
+                    product = %p,
+                    every = %s,
+                    "stored cadence is longer than 10 years; using 10 years (set it again through the admin API or the config)"
+                );
+                out.insert(
+                    p,
+                    Cadence::Every(crate::duration::to_delta(crate::duration::MAX)),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(product = %p, every = %s, error = %e, "stored cadence ignored");
+            }
         }
     }
     for (p, s) in entries("cron") {

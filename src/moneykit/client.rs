@@ -13,7 +13,9 @@ use crate::retry_after::RetryAfter;
 use crate::secret::Secret;
 
 use super::auth::TokenCache;
-use super::outcome::{ApiError, AuthError, ClientError, LinkOutcome, RefreshOutcome};
+use super::outcome::{
+    ApiError, AuthError, ClientError, LinkOutcome, RefreshOutcome, body_for_link,
+};
 use super::wire::{ErrorBody, Link, LinkPage, ProductErrorCode, RefreshRequest, TokenResponse};
 
 /// Everything the client needs to talk to MoneyKit; built from `[moneykit]`.
@@ -315,11 +317,11 @@ impl MoneyKit {
         };
         if answer.status != StatusCode::ACCEPTED && answer.status.is_success() {
             // Any other 2xx: requested, body shape unknown.
-            return accepted(answer.parse().ok(), products);
+            return accepted(body_for_link(link, answer.parse().ok()), products);
         }
         if answer.status == StatusCode::ACCEPTED {
             return match answer.parse::<Link>() {
-                Ok(l) => accepted(Some(l), products),
+                Ok(l) => accepted(body_for_link(link, Some(l)), products),
                 Err(e) => {
                     tracing::warn!(error = %e, "202 with an unreadable body; counting it as sent");
                     accepted(None, products)

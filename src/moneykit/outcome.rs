@@ -2,7 +2,7 @@
 //! parked links and transient failures are outcomes the daemon acts on, not
 //! errors to bubble up.
 
-use crate::domain::ProductSet;
+use crate::domain::{LinkId, ProductSet};
 use crate::retry_after::RetryAfter;
 
 use super::wire::{Link, LinkPage};
@@ -238,5 +238,44 @@ impl From<ApiError> for RefreshOutcome {
                 RefreshOutcome::Unexpected { status }
             }
         }
+    }
+}
+
+/// The body of a 202 to `POST /links/{requested}/products`, if it may be
+/// used. A body naming another `link_id` is an anomaly (a proxy mixing up
+/// answers, or a MoneyKit bug): its times and per-product codes belong to
+/// that other link, so it is dropped with a warning naming both ids, and
+/// the request still counts as sent (it reached MoneyKit).
+pub(crate) fn body_for_link(requested: &LinkId, link: Option<Link>) -> Option<Link> {
+    match link {
+        Some(l) if l.link_id != requested.as_str() => {
+            tracing::warn!(
+                requested = %requested,
+                answered = %l.link_id,
+                "anomaly: a 202 names a different link than requested; its body is ignored, the refresh counts as sent"
+            );
+            None
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(id: &str) -> Link {
+        serde_json::from_value(serde_json::json!({ "link_id": id, "state": "connected" })).unwrap()
+    }
+
+    #[test]
+    fn a_202_naming_another_link_is_dropped_as_an_anomaly() {
+        let asked = LinkId::parse("mk_asked").unwrap();
+        assert_eq!(body_for_link(&asked, Some(link("mk_other"))), None);
+        assert_eq!(
+            body_for_link(&asked, Some(link("mk_asked"))),
+            Some(link("mk_asked"))
+        );
+        assert_eq!(body_for_link(&asked, None), None);
     }
 }

@@ -97,7 +97,7 @@ impl Cadence {
     pub fn wanted_after(&self, last: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         match (self, last) {
             (Cadence::AsOftenAsAllowed, _) | (Cadence::Every(_), None) => None,
-            (Cadence::Every(every), Some(last)) => Some(last + *every),
+            (Cadence::Every(every), Some(last)) => Some(super::saturating::add(last, *every)),
             // Never requested: the next match from the beginning of time is in
             // the past, so the first request goes out at once (a fresh link
             // should not wait a day); afterwards, the first match after the

@@ -31,6 +31,7 @@ pub mod backoff;
 pub mod cadence;
 pub mod phase;
 pub mod plan;
+mod saturating;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -67,7 +68,7 @@ impl Limits {
 
     /// The limit plus the margin: how far apart two requests are sent.
     pub fn spacing(&self, p: Product) -> TimeDelta {
-        self.window(p) + self.margin
+        saturating::sum(self.window(p), self.margin)
     }
 }
 
@@ -257,15 +258,16 @@ pub fn decide(link: &LinkSchedule, rules: &Rules, now: DateTime<Utc>) -> Decisio
 fn product_due(link: &LinkSchedule, rules: &Rules, p: &ProductState) -> (DateTime<Utc>, Why) {
     let spacing = rules.limits.spacing(p.product);
     let (mut due, mut why) = match p.last() {
-        Some(last) => (
-            last + spacing,
-            Why::Window {
-                until: last + spacing,
-            },
-        ),
+        Some(last) => {
+            let end = saturating::add(last, spacing);
+            (end, Why::Window { until: end })
+        }
         None if p.refresh_requested => (link.first_seen_at, Why::DueNow),
         None => {
-            let at = link.first_seen_at + phase::first_phase(link.hash, first_spread(link, rules));
+            let at = saturating::add(
+                link.first_seen_at,
+                phase::first_phase(link.hash, first_spread(link, rules)),
+            );
             (at, Why::FirstPhase { until: at })
         }
     };
@@ -299,7 +301,9 @@ pub fn evaluate(link: &LinkSchedule, rules: &Rules, now: DateTime<Utc>) -> Evalu
         .products
         .iter()
         .map(|p| {
-            let window_end = p.last().map(|l| l + rules.limits.spacing(p.product));
+            let window_end = p
+                .last()
+                .map(|l| saturating::add(l, rules.limits.spacing(p.product)));
             let (due_at, why) = if !link.runnable {
                 (None, Why::Inactive)
             } else if p.parked {
@@ -368,7 +372,7 @@ fn batch(
     // Rule 5: coalesce with a product due soon, or drift toward one.
     if !must.iter().any(|&i| forced(i)) {
         let must_first = must.iter().map(|&i| due(plans, i)).min().unwrap_or(now);
-        let deadline = must_first + rules.coalesce;
+        let deadline = saturating::add(must_first, rules.coalesce);
         let fastest = must
             .iter()
             .map(|&i| window(plans, i))

@@ -34,7 +34,7 @@ pub fn simulate(
     from: DateTime<Utc>,
     horizon: TimeDelta,
 ) -> Vec<PlannedPost> {
-    let end = from + horizon;
+    let end = super::saturating::add(from, horizon);
     let mut queue: BinaryHeap<Reverse<(DateTime<Utc>, usize)>> =
         (0..links.len()).map(|i| Reverse((from, i))).collect();
     let mut posts = Vec::new();
@@ -56,12 +56,20 @@ pub fn simulate(
                         p.refresh_requested = false;
                     }
                 }
-                queue.push(Reverse((now, i)));
+                // At chrono's last instant no window can end later, so the
+                // link would be sent again at once, for ever.
+                if now < DateTime::<Utc>::MAX_UTC {
+                    queue.push(Reverse((now, i)));
+                }
             }
             // A wake-up that does not move forward would loop for ever; the
-            // policy never answers that, but a plan must terminate regardless.
+            // policy never answers that, but a plan must terminate regardless
+            // (at chrono's last instant, nothing can move forward).
             Decision::Wait { until } => {
-                queue.push(Reverse((until.max(now + TimeDelta::milliseconds(1)), i)))
+                let next = until.max(super::saturating::add(now, TimeDelta::milliseconds(1)));
+                if next > now {
+                    queue.push(Reverse((next, i)));
+                }
             }
             Decision::Idle => {}
         }

@@ -29,13 +29,14 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::config::cadence_to_json;
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
+use crate::duration::{self, parse_duration_bounded};
 use crate::explain::{LinkStatus, link_status};
 use crate::policy::{Cadence, CronSchedule};
 use crate::store::{AttemptRecord, LinkRecord, LinkSource, LinkSpec, StoreError};
@@ -283,15 +284,9 @@ fn cadence(
     let mut out = BTreeMap::new();
     for (name, raw) in &body.every {
         let p = product(name, "every")?;
-        let every = humantime::parse_duration(raw)
-            .ok()
-            .and_then(|d| TimeDelta::from_std(d).ok())
-            .filter(|d| *d > TimeDelta::zero())
-            .ok_or_else(|| {
-                bad(format!(
-                    "every.{p}: {raw:?} is not a duration such as \"4h\""
-                ))
-            })?;
+        let every = parse_duration_bounded(raw)
+            .map(duration::to_delta)
+            .map_err(|e| bad(format!("every.{p}: {raw:?}: {e}")))?;
         let limit = s.fleet.rules.limits.window(p);
         if every < limit {
             return Err(bad(format!(
