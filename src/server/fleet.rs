@@ -54,8 +54,11 @@ pub struct FleetContext {
     pub summary_ttl: Duration,
     /// The last aggregates and when they were computed; the lock is held
     /// while recomputing, so concurrent page loads share one computation.
-    cache: Arc<Mutex<Option<(Instant, Arc<Summary>)>>>,
+    cache: Arc<Mutex<Option<Cached>>>,
 }
+
+/// Aggregates and the instant they were computed.
+type Cached = (Instant, Arc<Summary>);
 
 impl Default for FleetContext {
     fn default() -> Self {

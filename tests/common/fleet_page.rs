@@ -19,13 +19,16 @@ use linkfresh::sim::{SimConfig, SimLink, SimLinkState, Windows};
 
 use crate::daemon::{TestDaemon, http_get, link_ids};
 
+/// A product's last request and next due time, `None` shown as `-`.
+pub type Times = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// One link of the table.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub id: String,
     pub state: String,
-    /// product -> (last requested, next due), `None` shown as `-`.
-    pub products: BTreeMap<String, (Option<DateTime<Utc>>, Option<DateTime<Utc>>)>,
+    /// product -> its times.
+    pub products: BTreeMap<String, Times>,
 }
 
 /// What the page says.
