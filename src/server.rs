@@ -97,7 +97,6 @@ pub async fn serve(
     extra: Router,
     cancel: CancellationToken,
 ) {
-    tokio::spawn(fleet::warm(state.clone()));
     let app = router(state).merge(extra);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })

@@ -1,13 +1,18 @@
 //! The fleet pages in headless Chromium against the daemon on the simulator:
 //! the page loads with the expected counts, the due chart is an `<svg>` with
 //! bars, search finds a link and a link's page shows its explain text.
-//! Screenshots land in `target/screenshots/`.
+//! The cards must agree with the table (issue 14, item 14). Screenshots land
+//! in `target/screenshots/`.
 //!
-//! Needs `chromium` (`.ci/install-chromium.sh`); set `LINKFRESH_SKIP_BROWSER=1`
-//! to skip where it cannot be installed.
+//! Needs `chromium` (`.ci/install-chromium.sh`); skipped, loudly, without it,
+//! except under `LINKFRESH_REQUIRE_ALL=1` (see `common/optional.rs`).
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/fleet_page.rs"]
+mod fleet_page;
+#[path = "common/optional.rs"]
+mod optional;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,27 +25,7 @@ const TOKEN: &str = "browser-test-token";
 
 /// The Chromium binary, or `None` when the tests are to be skipped.
 fn chromium() -> Option<String> {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
-    match found {
-        Some(b) => Some(b.to_owned()),
-        None if std::env::var("LINKFRESH_SKIP_BROWSER").as_deref() == Ok("1") => {
-            eprintln!("!!!! skipped: no chromium and LINKFRESH_SKIP_BROWSER=1 !!!!");
-            None
-        }
-        None => panic!(
-            "chromium is not installed: run .ci/install-chromium.sh \
-             (apt-get install -y chromium chromium-driver), or set LINKFRESH_SKIP_BROWSER=1"
-        ),
-    }
+    optional::available(optional::Suite::Browser)
 }
 
 fn screenshots_dir() -> PathBuf {
@@ -219,6 +204,30 @@ async fn the_fleet_page_shows_counts_chart_search_and_a_links_explain_view_in_ch
     assert_eq!(status, 404);
     let (status, _) = http_get(d.addr, "/?state=sleepy").await;
     assert_eq!(status, 400);
+    d.stop().await.1.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_pages_cards_agree_with_its_table_in_chromium() {
+    let Some(bin) = chromium() else { return };
+    let (d, quiet) = fleet_page::quiet_fleet().await;
+    // Over HTTP until the figures are past the last answer, then in Chromium.
+    fleet_page::page_after(d.addr, quiet).await;
+    let dom = dump_dom(&bin, format!("http://{}/", d.addr)).await;
+    let page = fleet_page::FleetPage::parse(&dom);
+    page.assert_cards_agree_with_table();
+    assert_eq!(page.posts_last_hour, 4, "{page:#?}");
+    assert_eq!(page.cards["deleted"], 1, "{page:#?}");
+    assert_eq!(page.due_next_hour, 4, "{page:#?}");
+    let as_of = page
+        .as_of
+        .expect("the page says as of when its figures are");
+    assert!(
+        page.rendered_at - as_of <= chrono::TimeDelta::seconds(5),
+        "figures as of {as_of} on a page of {}",
+        page.rendered_at
+    );
+    screenshot(&bin, format!("http://{}/", d.addr), "fleet-agree.png").await;
     d.stop().await.1.unwrap();
 }
 

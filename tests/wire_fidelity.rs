@@ -1,38 +1,21 @@
 //! Wire fidelity judged from outside our code: MoneyKit's own Python SDK
 //! (`pip install moneykit`) must parse everything the simulator sends.
-//! Set `LINKFRESH_SKIP_PYTHON=1` to skip where Python is unavailable.
+//! Skipped, loudly, where the SDK is missing, except under
+//! `LINKFRESH_REQUIRE_ALL=1` (see `common/optional.rs`).
+
+#[path = "common/optional.rs"]
+mod optional;
 
 use std::process::Command;
 
 use linkfresh::domain::LinkId;
 use linkfresh::sim::{self, SimConfig, SimLink, SimLinkState};
 
-fn python_with_sdk() -> Result<(), String> {
-    let out = Command::new("python3")
-        .args(["-c", "import moneykit"])
-        .output()
-        .map_err(|e| {
-            format!("python3 not runnable ({e}); install Python 3, then: pip install moneykit")
-        })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the moneykit Python SDK is missing; run: pip install moneykit\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moneykits_python_sdk_understands_the_simulator() {
-    if std::env::var("LINKFRESH_SKIP_PYTHON").is_ok_and(|v| v == "1") {
-        eprintln!("LINKFRESH_SKIP_PYTHON=1: skipping the SDK check");
+    let Some(python) = optional::available(optional::Suite::PythonSdk) else {
         return;
-    }
-    if let Err(why) = python_with_sdk() {
-        panic!("{why} (or set LINKFRESH_SKIP_PYTHON=1 to skip)");
-    }
+    };
     let id = |s: &str| LinkId::parse(s).unwrap();
     let cfg = SimConfig {
         links: vec![
@@ -49,7 +32,7 @@ async fn moneykits_python_sdk_understands_the_simulator() {
     );
     let url = sim.base_url();
     let out =
-        tokio::task::spawn_blocking(move || Command::new("python3").arg(script).arg(url).output())
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).arg(url).output())
             .await
             .unwrap()
             .expect("run check_sdk.py");

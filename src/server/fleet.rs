@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -18,6 +18,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::AppState;
 use super::html::{age, bar_chart, escape, page, time, url_encode};
@@ -45,19 +47,18 @@ pub struct FleetContext {
     pub admin_token: Option<Secret>,
     /// The daemon's clock.
     pub clock: Clock,
-    /// How long the fleet-wide aggregates are reused before a background
-    /// task recomputes them, so a million-link fleet is not re-counted on
-    /// every page load (see `summary`).
+    /// How long the fleet-wide aggregates are reused; an older value is
+    /// never served but recomputed first, so a million-link fleet is not
+    /// re-counted on every page load and no page shows figures older than
+    /// this plus one recomputation (see `summary`).
     pub summary_ttl: Duration,
-    cache: Arc<Mutex<SummaryCache>>,
+    /// The last aggregates and when they were computed; the lock is held
+    /// while recomputing, so concurrent page loads share one computation.
+    cache: Arc<Mutex<Option<Cached>>>,
 }
 
-/// The last aggregates and whether a task is recomputing them.
-#[derive(Default)]
-struct SummaryCache {
-    value: Option<(Instant, Arc<Summary>)>,
-    refreshing: bool,
-}
+/// Aggregates and the instant they were computed.
+type Cached = (Instant, Arc<Summary>);
 
 impl Default for FleetContext {
     fn default() -> Self {
@@ -81,6 +82,8 @@ impl FleetContext {
 /// The fleet-wide numbers of the page.
 #[derive(Debug)]
 struct Summary {
+    /// When they were computed (the clock's `now`), shown as "as of".
+    as_of: DateTime<Utc>,
     counts: FleetCounts,
     last_hour: AttemptCounts,
     last_day: AttemptCounts,
@@ -96,56 +99,26 @@ pub fn routes() -> Router<AppState> {
         .route("/links/{id}", get(link_page))
 }
 
-/// The fleet-wide numbers, at most `summary_ttl` old when fresh; an older
-/// value is served at once while one background task recomputes it, so a
-/// page load only pays for the aggregates when there is no value at all.
+/// The fleet-wide numbers, at most `summary_ttl` old plus the time of one
+/// recomputation (issue 14: serving the value computed at start to the
+/// first visitor, however old, showed "0 POSTs" above rows seconds old).
+///
+/// Decision: recompute on demand, bounded, rather than on a background
+/// period. With a million links the aggregates take about a second, so a
+/// page load never waits for more than one computation and the store does
+/// at most one per `summary_ttl` however many people watch; an unwatched
+/// daemon computes nothing. Concurrent loads wait on the same computation
+/// (the cache lock) instead of starting their own.
 async fn summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
-    let stale = {
-        let mut cache = s.fleet.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let current = cache
-            .value
-            .as_ref()
-            .map(|(at, sum)| (at.elapsed(), sum.clone()));
-        match current {
-            Some((age, sum)) if age < s.fleet.summary_ttl || cache.refreshing => return Ok(sum),
-            Some((_, sum)) => {
-                cache.refreshing = true;
-                Some(sum)
-            }
-            None => None,
-        }
-    };
-    match stale {
-        Some(sum) => {
-            let s = s.clone();
-            tokio::spawn(async move {
-                let fresh = compute_summary(&s).await;
-                let mut cache = s.fleet.cache.lock().unwrap_or_else(|e| e.into_inner());
-                cache.refreshing = false;
-                match fresh {
-                    Ok(fresh) => cache.value = Some((Instant::now(), fresh)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "fleet page: could not refresh the aggregates")
-                    }
-                }
-            });
-            Ok(sum)
-        }
-        None => {
-            let fresh = compute_summary(s).await?;
-            let mut cache = s.fleet.cache.lock().unwrap_or_else(|e| e.into_inner());
-            cache.value = Some((Instant::now(), fresh.clone()));
-            Ok(fresh)
-        }
+    let mut cache = s.fleet.cache.lock().await;
+    if let Some((at, sum)) = cache.as_ref()
+        && at.elapsed() < s.fleet.summary_ttl
+    {
+        return Ok(sum.clone());
     }
-}
-
-/// Computes the aggregates once at start, so the first page load is served
-/// from the cache like every later one.
-pub async fn warm(s: AppState) {
-    if let Err(e) = summary(&s).await {
-        tracing::warn!(error = %e, "fleet page: could not compute the aggregates at start");
-    }
+    let fresh = compute_summary(s).await?;
+    *cache = Some((Instant::now(), fresh.clone()));
+    Ok(fresh)
 }
 
 async fn compute_summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
@@ -164,6 +137,7 @@ async fn compute_summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
         store.data_age(now),
     )?;
     Ok(Arc::new(Summary {
+        as_of: now,
         counts,
         last_hour,
         last_day,
@@ -243,6 +217,7 @@ async fn index(
     }
     let now = s.fleet.clock.now();
     let mut body = String::new();
+    as_of_line(&mut body, &s, &sum);
     counts_section(&mut body, &sum.counts);
     requests_section(&mut body, &sum);
     due_section(&mut body, &sum);
@@ -269,6 +244,18 @@ fn counts_section(body: &mut String, c: &FleetCounts) {
         body,
         "<div class=\"card\"><a href=\"/?state=removed\"><b data-count=\"removed\">{}</b>removed</a></div></div></section>",
         c.removed
+    );
+}
+
+/// When the cards below were computed; the table is read per request.
+fn as_of_line(body: &mut String, s: &AppState, sum: &Summary) {
+    let _ = write!(
+        body,
+        "<p class=\"muted\" id=\"as-of\">Figures as of <time datetime=\"{}\">{}</time> UTC \
+         (recomputed when older than {} s); the links table is current.</p>",
+        sum.as_of.format("%Y-%m-%dT%H:%M:%SZ"),
+        sum.as_of.format("%H:%M:%S"),
+        s.fleet.summary_ttl.as_secs_f64()
     );
 }
 

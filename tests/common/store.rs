@@ -4,6 +4,9 @@
 //! Each test gets its own fresh database so tests run in parallel.
 #![allow(dead_code)]
 
+#[path = "optional.rs"]
+mod optional;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -37,21 +40,10 @@ impl TestDb {
     }
 
     /// A new PostgreSQL database on the server named by `LINKFRESH_TEST_PG_URL`
-    /// or `DATABASE_URL`; `None` (and a loud message) when neither is set.
+    /// or `DATABASE_URL`; when neither is set, `None` (skip, loudly) or a
+    /// failure under `LINKFRESH_REQUIRE_ALL=1` (see `optional.rs`).
     pub async fn postgres() -> Option<TestDb> {
-        let Some(admin) = std::env::var("LINKFRESH_TEST_PG_URL")
-            .ok()
-            .or_else(|| std::env::var("DATABASE_URL").ok())
-            .filter(|u| u.starts_with("postgres"))
-        else {
-            // Straight to stderr: libtest captures eprintln! of passing tests.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "!!!! skipped: set LINKFRESH_TEST_PG_URL to run the PostgreSQL store tests !!!!"
-            );
-            return None;
-        };
+        let admin = optional::available(optional::Suite::Postgres)?;
         let name = format!("lf_test_{:016x}", rand::random::<u64>());
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
             .await
