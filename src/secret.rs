@@ -94,6 +94,19 @@ impl serde::de::Visitor<'_> for SecretVisitor {
     }
 }
 
+/// A URL (database, MoneyKit base URL) with any password replaced, for
+/// printing; one that does not parse but has user info is not shown at all.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string()
+        }
+        Err(_) if url.contains('@') => "[a URL with user info; not shown]".to_owned(),
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,23 +61,6 @@ impl AppState {
     }
 }
 
-/// Every route [`router`] serves, as registered (`{id}` is a path parameter).
-/// `[server] webhook_path` is merged into the same router, so validation
-/// rejects a webhook path in the namespace of any of these (same first path
-/// segment); a test asserts that each one is served. Add a new route here.
-pub const RESERVED_ROUTES: &[&str] = &[
-    "/",
-    "/metrics",
-    "/healthz",
-    "/readyz",
-    "/links/{id}",
-    "/api/links",
-    "/api/links/{id}",
-    "/api/links/{id}/pause",
-    "/api/links/{id}/resume",
-    "/api/links/{id}/refresh",
-];
-
 /// The router, for tests that serve it themselves.
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -127,8 +127,8 @@ async fn every_reserved_route_is_one_the_running_server_serves() {
     )
     .await;
     let client = reqwest::Client::new();
-    assert!(!linkfresh::server::RESERVED_ROUTES.is_empty());
-    for route in linkfresh::server::RESERVED_ROUTES {
+    assert!(!linkfresh::config::RESERVED_ROUTES.is_empty());
+    for route in linkfresh::config::RESERVED_ROUTES {
         let path = route.replace("{id}", "mk_route_000");
         let mut statuses = Vec::new();
         for method in ["GET", "POST", "DELETE"] {

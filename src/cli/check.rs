@@ -6,6 +6,7 @@ use super::{ConfigArg, Failure};
 use crate::config::{self, Config, SecretSource};
 use crate::domain::Product;
 use crate::policy::Cadence;
+use crate::secret::redact_url;
 
 /// Runs `check`: a bad config is returned as an error (exit 2).
 pub fn run(args: &ConfigArg) -> Result<(), Failure> {
@@ -131,17 +132,4 @@ pub fn summary(config: &Config) -> String {
     }
     out += "ok\n";
     out
-}
-
-/// A URL (database, MoneyKit base URL) with any password replaced, for
-/// printing; one that does not parse but has user info is not shown at all.
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("[redacted]"));
-            u.to_string()
-        }
-        Err(_) if url.contains('@') => "[a URL with user info; not shown]".to_owned(),
-        _ => url.to_owned(),
-    }
 }

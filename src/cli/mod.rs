@@ -10,7 +10,7 @@ mod plan;
 mod serve;
 mod table;
 
-pub use check::redact_url;
+pub use crate::secret::redact_url;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -114,7 +114,7 @@ pub(super) fn check(
         _ => {
             return Err(c.invalid(
                 "[moneykit] base_url",
-                &crate::cli::redact_url(&m.base_url),
+                &crate::secret::redact_url(&m.base_url),
                 "not an http(s) URL; e.g. https://api.moneykit.com",
             ));
         }
@@ -351,7 +351,7 @@ fn first_segment(path: &str) -> &str {
 /// that `/api/...` and `/links/...` stay free for routes to come.
 fn overlapping_route(path: &str) -> Option<&'static str> {
     let segment = first_segment(path);
-    crate::server::RESERVED_ROUTES
+    super::RESERVED_ROUTES
         .iter()
         .copied()
         .find(|route| path == *route || (!segment.is_empty() && first_segment(route) == segment))
@@ -360,7 +360,7 @@ fn overlapping_route(path: &str) -> Option<&'static str> {
 /// The reserved routes for a message: `/, /metrics, ..., /links/..., /api/...`.
 fn reserved_summary() -> String {
     let mut out: Vec<String> = Vec::new();
-    for route in crate::server::RESERVED_ROUTES {
+    for route in super::RESERVED_ROUTES {
         let segment = first_segment(route);
         let shown = if route.trim_start_matches('/').contains('/') || route.contains('{') {
             format!("/{segment}/...")

@@ -174,6 +174,28 @@ pub struct ServerConfig {
     pub webhook_listen: Option<SocketAddr>,
 }
 
+/// `[server] webhook_path` when the file does not set it.
+pub const DEFAULT_WEBHOOK_PATH: &str = "/webhooks/moneykit";
+
+/// Every route the daemon's own router serves, as registered (`{id}` is a
+/// path parameter). Kept here, below both the server and its validation:
+/// `[server] webhook_path` is merged into the same router, so validation
+/// rejects a webhook path in the namespace (first path segment) of any of
+/// these, and a server test asserts that each one is served. A new route
+/// of the server belongs in this list.
+pub const RESERVED_ROUTES: &[&str] = &[
+    "/",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/links/{id}",
+    "/api/links",
+    "/api/links/{id}",
+    "/api/links/{id}/pause",
+    "/api/links/{id}/resume",
+    "/api/links/{id}/refresh",
+];
+
 /// `[discovery]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscoveryConfig {

@@ -140,7 +140,7 @@ impl Default for RawServer {
             listen: "127.0.0.1:9464".into(),
             admin_token: None,
             admin_token_file: None,
-            webhook_path: crate::webhook::DEFAULT_PATH.into(),
+            webhook_path: super::DEFAULT_WEBHOOK_PATH.into(),
             webhook_listen: None,
         }
     }

@@ -194,7 +194,7 @@ impl Application {
             .with_context(|| {
                 format!(
                     "while opening the store {}",
-                    crate::cli::redact_url(&config.database.url)
+                    crate::secret::redact_url(&config.database.url)
                 )
             })?;
         let specs = take_link_specs(&mut config);

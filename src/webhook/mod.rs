@@ -71,7 +71,7 @@ pub const DELIVERY_TOKEN_HEADER: &str = "moneykit-delivery-token";
 /// The header that numbers a delivery's attempts (logged).
 pub const DELIVERY_ATTEMPT_HEADER: &str = "moneykit-delivery-attempt";
 /// The default route, as DESIGN.md documents it.
-pub const DEFAULT_PATH: &str = "/webhooks/moneykit";
+pub const DEFAULT_PATH: &str = crate::config::DEFAULT_WEBHOOK_PATH;
 
 /// Where MoneyKit publishes its webhook keys, for a given API base URL.
 pub fn jwks_url(base_url: &str) -> String {
