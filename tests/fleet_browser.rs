@@ -138,15 +138,20 @@ async fn the_fleet_page_shows_counts_chart_search_and_a_links_explain_view_in_ch
         .await
         .unwrap();
     assert_eq!(paused.status().as_u16(), 200);
-    // The aggregates are cached for 2 s: wait for the pause to show.
-    let deadline = Instant::now() + Duration::from_secs(6);
+    // The aggregates are cached for 2 s and due times reach the store up to
+    // a second after they are computed: wait for the pause and the due
+    // chart's bars to show.
+    let deadline = Instant::now() + Duration::from_secs(8);
     loop {
         let (status, body) = http_get(d.addr, "/").await;
         assert_eq!(status, 200);
-        if body.contains("data-count=\"paused\">1<") {
+        if body.contains("data-count=\"paused\">1<") && body.contains("class=\"bar\"") {
             break;
         }
-        assert!(Instant::now() < deadline, "pause never showed:\n{body}");
+        assert!(
+            Instant::now() < deadline,
+            "pause or due bars never showed:\n{body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
