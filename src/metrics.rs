@@ -32,6 +32,10 @@ pub const IN_FLIGHT: &str = "linkfresh_in_flight";
 /// replicas contend.
 pub const CLAIMS_REFUSED_TOTAL: &str = "linkfresh_claims_refused_total";
 
+/// `linkfresh_store_writable`: 1 while the store commits, 0 while its
+/// writes fail (a full disk, a damaged file), when `/readyz` answers 503.
+pub const STORE_WRITABLE: &str = "linkfresh_store_writable";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global recorder (once) and returns the handle `/metrics` renders.
@@ -119,6 +123,10 @@ fn describe() {
         "Global request rate limit after AIMD adjustment"
     );
     describe_gauge!(IN_FLIGHT, "Requests in flight");
+    describe_gauge!(
+        STORE_WRITABLE,
+        "1 while the store commits, 0 while its writes or reads fail"
+    );
     describe_counter!(
         CLAIMS_REFUSED_TOTAL,
         "Refresh POSTs not sent because another replica claimed the link first"

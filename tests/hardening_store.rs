@@ -111,3 +111,211 @@ async fn a_second_daemon_on_a_hard_link_to_the_database_exits_1_naming_the_holde
     })
     .await;
 }
+
+/// A daemon in process on a SQLite store the test holds, to fill its disk.
+struct FullDiskDaemon {
+    sim: sim::SimHandle,
+    store: std::sync::Arc<linkfresh::store::sqlite::SqliteStore>,
+    addr: std::net::SocketAddr,
+    cancel: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), linkfresh::daemon::DaemonError>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn full_disk_daemon(links: usize) -> FullDiskDaemon {
+    full_disk_daemon_in(links, None).await
+}
+
+async fn full_disk_daemon_in(links: usize, db_dir: Option<&Path>) -> FullDiskDaemon {
+    let sim = sim::spawn(sim_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_dir.unwrap_or(dir.path()).join("lf.db");
+    let config_path = dir.path().join("linkfresh.toml");
+    let body = daemon_toml(
+        &sim.base_url(),
+        &db,
+        &sim_config(),
+        &link_ids("mk_full", links),
+        "\"accounts\", \"transactions\"",
+        "",
+    );
+    std::fs::write(&config_path, body).unwrap();
+    let config = linkfresh::config::load(&config_path).unwrap();
+    let store = std::sync::Arc::new(
+        linkfresh::store::sqlite::SqliteStore::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap(),
+    );
+    let app = linkfresh::daemon::Application::build(
+        config,
+        linkfresh::daemon::Options {
+            store: Some(store.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = app.local_addr();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(app.run(cancel.clone()));
+    FullDiskDaemon {
+        sim,
+        store,
+        addr,
+        cancel,
+        handle,
+        _dir: dir,
+    }
+}
+
+impl FullDiskDaemon {
+    fn posts(&self) -> u64 {
+        self.sim.stats().count("refresh", 202)
+    }
+
+    /// Waits for `check` on the daemon's (status, body) of `path`.
+    async fn wait_for(&self, path: &str, limit: Duration, check: impl Fn(u16, &str) -> bool) -> (u16, String) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let (status, body) = daemon::http_get(self.addr, path).await;
+            if check(status, &body) || std::time::Instant::now() > deadline {
+                return (status, body);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+}
+
+/// A small disk for the store: a real 4 MiB tmpfs where this process may
+/// mount one (root, as in CI), else a cap on the file's pages, which makes
+/// SQLite fail with the same SQLITE_FULL but at a statement rather than at
+/// COMMIT (the path that used to wedge the writer).
+struct SmallDisk {
+    mount: Option<tempfile::TempDir>,
+}
+
+impl SmallDisk {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("cannot mount a tmpfs here: filling the store with PRAGMA max_page_count instead");
+        }
+        Self {
+            mount: mounted.then_some(dir),
+        }
+    }
+
+    fn dir(&self) -> Option<&Path> {
+        self.mount.as_ref().map(|d| d.path())
+    }
+
+    /// Fills the disk: the next write that needs space fails with SQLITE_FULL.
+    async fn fill(&self, d: &FullDiskDaemon) {
+        match self.dir() {
+            Some(dir) => {
+                use std::io::Write;
+                let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+                let block = vec![0u8; 4096];
+                while f.write_all(&block).is_ok() {}
+            }
+            None => {
+                let pages = d.store.page_count().await.unwrap();
+                d.store.set_max_page_count(pages).await.unwrap();
+            }
+        }
+    }
+
+    /// Frees the space again.
+    async fn free(&self, d: &FullDiskDaemon) {
+        match self.dir() {
+            Some(dir) => std::fs::remove_file(dir.join("filler")).unwrap(),
+            None => d.store.set_max_page_count(0).await.unwrap(),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.mount {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(dir.path())
+                .status();
+        }
+    }
+}
+
+fn writable(body: &str) -> Option<&str> {
+    body.lines()
+        .find(|l| l.starts_with("linkfresh_store_writable "))
+        .map(|l| l.trim_start_matches("linkfresh_store_writable "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_turns_readiness_red_and_posts_resume_by_themselves_once_space_is_back() {
+    let disk = SmallDisk::new();
+    let d = full_disk_daemon_in(40, disk.dir()).await;
+    assert!(wait_until(Duration::from_secs(10), || d.posts() >= 40).await);
+    let (_, metrics) = daemon::http_get(d.addr, "/metrics").await;
+    assert_eq!(writable(&metrics), Some("1"), "{metrics}");
+
+    disk.fill(&d).await;
+    let (status, body) = d
+        .wait_for("/readyz", Duration::from_secs(20), |s, _| s == 503)
+        .await;
+    assert_eq!(status, 503, "readiness stays green on a full disk: {body}");
+    assert!(body.contains("full"), "names SQLite's reason: {body}");
+    let (_, metrics) = daemon::http_get(d.addr, "/metrics").await;
+    assert_eq!(writable(&metrics), Some("0"), "{metrics}");
+    let stalled = d.posts();
+
+    disk.free(&d).await;
+    let (status, body) = d
+        .wait_for("/readyz", Duration::from_secs(20), |s, _| s == 200)
+        .await;
+    assert_eq!(status, 200, "the writer does not recover: {body}");
+    assert!(
+        wait_until(Duration::from_secs(15), || d.posts() >= stalled + 40).await,
+        "POSTs did not resume: {} then {}",
+        stalled,
+        d.posts()
+    );
+    let (_, metrics) = daemon::http_get(d.addr, "/metrics").await;
+    assert_eq!(writable(&metrics), Some("1"), "{metrics}");
+    d.cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), d.handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let stats = d.sim.stats();
+    assert_eq!(stats.violations, 0, "{stats:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_the_disk_is_full_ends_within_the_bounded_drain() {
+    let disk = SmallDisk::new();
+    let d = full_disk_daemon_in(40, disk.dir()).await;
+    assert!(wait_until(Duration::from_secs(10), || d.posts() >= 40).await);
+    disk.fill(&d).await;
+    let (status, body) = d
+        .wait_for("/readyz", Duration::from_secs(20), |s, _| s == 503)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let started = std::time::Instant::now();
+    d.cancel.cancel();
+    // request_timeout (2 s) + 1 s of drain + the writer's last tries.
+    tokio::time::timeout(Duration::from_secs(5), d.handle)
+        .await
+        .expect("stops within request_timeout + a few seconds")
+        .unwrap()
+        .unwrap();
+    eprintln!("stopped in {:?}", started.elapsed());
+}

@@ -101,6 +101,9 @@ pub struct Options {
     pub watch_config: bool,
     /// Reload on SIGHUP.
     pub reload_on_sighup: bool,
+    /// A store opened by the caller instead of one opened from `[database]
+    /// url` (tests that reach into the backend, e.g. to fill its disk).
+    pub store: Option<Arc<dyn Store>>,
 }
 
 /// The daemon, built and ready to run.
@@ -187,19 +190,22 @@ pub fn client_from(config: &Config) -> Result<MoneyKit, DaemonError> {
 impl Application {
     /// Connects the store (migrating it), syncs the configured links, builds
     /// the client and binds the server's listener (port 0 allowed).
-    pub async fn build(mut config: Config, options: Options) -> Result<Self, DaemonError> {
+    pub async fn build(mut config: Config, mut options: Options) -> Result<Self, DaemonError> {
         let clock = options.clock.unwrap_or_default();
         let client = client_from(&config)?;
         let owner = store::owner::OwnerLock::acquire(&config.database.url)
             .map_err(|e| DaemonError::Runtime(e.into()))?;
-        let store = store::connect(&config.database.url)
-            .await
-            .with_context(|| {
-                format!(
-                    "while opening the store {}",
-                    crate::cli::redact_url(&config.database.url)
-                )
-            })?;
+        let store = match options.store.take() {
+            Some(store) => store,
+            None => store::connect(&config.database.url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "while opening the store {}",
+                        crate::cli::redact_url(&config.database.url)
+                    )
+                })?,
+        };
         let specs = take_link_specs(&mut config);
         let report = store
             .sync_config(&config.revision, &specs, clock.now())
@@ -265,13 +271,15 @@ impl Application {
             .admin_token
             .read("[server] admin_token")
             .map_err(DaemonError::Config)?;
+        let store_health = store::health::StoreHealth::new();
         let state =
             crate::server::AppState::new(metrics, store.clone(), client.clone(), heartbeat.clone())
                 .with_fleet(crate::server::fleet::FleetContext::new(
                     config.rules.clone(),
                     admin_token,
                     clock,
-                ));
+                ))
+                .with_store_health(store_health.clone());
         let webhooks = crate::webhook::WebhookState::new(
             store.clone(),
             crate::webhook::jwks_url(&config.moneykit.base_url),
@@ -349,7 +357,12 @@ impl Application {
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
         let limiter = dispatch_limiter(&config);
         let tracker = TaskTracker::new();
-        let writer = tokio::spawn(writer::run(store.clone(), writes_rx, clock));
+        let writer = tokio::spawn(writer::run(
+            store.clone(),
+            writes_rx,
+            clock,
+            store_health.clone(),
+        ));
         let dispatch_cancel = CancellationToken::new();
         let dispatcher = dispatch::Dispatcher {
             writes: writes_tx.clone(),
