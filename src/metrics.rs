@@ -98,8 +98,7 @@ fn register_at_zero() {
         counter!(REQUESTS_TOTAL, "endpoint" => *endpoint, "status" => *status).increment(0);
     }
     for event in KNOWN_WEBHOOK_EVENTS {
-        counter!("linkfresh_webhooks_total", "event" => *event, "result" => "applied")
-            .increment(0);
+        counter!("linkfresh_webhooks_total", "event" => *event, "result" => "applied").increment(0);
     }
 }
 

@@ -92,7 +92,12 @@ async fn a_second_daemon_on_an_alias_is_refused(make_alias: impl FnOnce(&Path, &
         "names the holder: {log}"
     );
     first.signal("TERM");
-    assert_eq!(first.wait(Duration::from_secs(10)), Some(0), "{}", first.log());
+    assert_eq!(
+        first.wait(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        first.log()
+    );
     assert_eq!(s.sim.stats().violations, 0);
 }
 
@@ -120,10 +125,6 @@ struct FullDiskDaemon {
     cancel: tokio_util::sync::CancellationToken,
     handle: tokio::task::JoinHandle<Result<(), linkfresh::daemon::DaemonError>>,
     _dir: tempfile::TempDir,
-}
-
-async fn full_disk_daemon(links: usize) -> FullDiskDaemon {
-    full_disk_daemon_in(links, None).await
 }
 
 async fn full_disk_daemon_in(links: usize, db_dir: Option<&Path>) -> FullDiskDaemon {
@@ -174,7 +175,12 @@ impl FullDiskDaemon {
     }
 
     /// Waits for `check` on the daemon's (status, body) of `path`.
-    async fn wait_for(&self, path: &str, limit: Duration, check: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    async fn wait_for(
+        &self,
+        path: &str,
+        limit: Duration,
+        check: impl Fn(u16, &str) -> bool,
+    ) -> (u16, String) {
         let deadline = std::time::Instant::now() + limit;
         loop {
             let (status, body) = daemon::http_get(self.addr, path).await;
@@ -184,7 +190,6 @@ impl FullDiskDaemon {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-
 }
 
 /// A small disk for the store: a real 4 MiB tmpfs where this process may
@@ -205,7 +210,9 @@ impl SmallDisk {
             .status()
             .is_ok_and(|s| s.success());
         if !mounted {
-            eprintln!("cannot mount a tmpfs here: filling the store with PRAGMA max_page_count instead");
+            eprintln!(
+                "cannot mount a tmpfs here: filling the store with PRAGMA max_page_count instead"
+            );
         }
         Self {
             mount: mounted.then_some(dir),
@@ -318,4 +325,64 @@ async fn a_stop_while_the_disk_is_full_ends_within_the_bounded_drain() {
         .unwrap()
         .unwrap();
     eprintln!("stopped in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_a_damaged_page_stops_run_with_exit_1_and_advice() {
+    let s = setup().await;
+    let config = s.config("linkfresh.toml", &s.db, s.port);
+    // A clean file from a previous run.
+    let mut first = DaemonProcess::spawn(&config, "clean");
+    wait_running(&first).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || s
+            .sim
+            .stats()
+            .count("refresh", 202)
+            >= 3)
+        .await
+    );
+    first.signal("TERM");
+    assert_eq!(
+        first.wait(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        first.log()
+    );
+    // Everything in the main file (a stop does not always checkpoint the
+    // WAL), then overwrite 4 KiB in the middle of it.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", s.db.display()))
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let len = std::fs::metadata(&s.db).unwrap().len();
+        assert!(len >= 3 * 4096, "{len}");
+        let mut f = std::fs::OpenOptions::new().write(true).open(&s.db).unwrap();
+        f.seek(SeekFrom::Start(len / 2 / 4096 * 4096)).unwrap();
+        f.write_all(&[0x5a; 4096]).unwrap();
+    }
+    let mut second = DaemonProcess::spawn(&config, "damaged");
+    assert_eq!(
+        second.wait(Duration::from_secs(10)),
+        Some(1),
+        "{}",
+        second.log()
+    );
+    let log = second.log();
+    assert!(log.contains("cannot be read"), "says what is wrong: {log}");
+    assert!(
+        log.contains("PRAGMA integrity_check"),
+        "says what to do: {log}"
+    );
+    assert!(log.contains("backup"), "says what to do: {log}");
+    assert!(!log.contains("linkfresh is running"), "{log}");
 }

@@ -206,6 +206,9 @@ impl Application {
                     )
                 })?,
         };
+        store.verify_readable().await.map_err(|e| {
+            DaemonError::Runtime(anyhow::anyhow!(unreadable_store(&config.database.url, &e)))
+        })?;
         let specs = take_link_specs(&mut config);
         let report = store
             .sync_config(&config.revision, &specs, clock.now())
@@ -348,7 +351,7 @@ impl Application {
             .change_mark()
             .await
             .context("while reading the store's change sequence")?;
-        let loading = loader::spawn(store.clone(), cancel.clone());
+        let loading = loader::spawn(store.clone(), cancel.clone(), store_health.clone());
         let (reload_tx, reload_rx) = mpsc::channel(4);
         let _watch = spawn_reload_sources(&config, &options, reload_tx, cancel.clone());
 
@@ -454,6 +457,19 @@ impl Application {
             scheduler::Ended::Fatal(msg) => Err(DaemonError::Runtime(anyhow::anyhow!(msg))),
         }
     }
+}
+
+/// What `run` says when the store cannot be read at start: what is wrong
+/// and what the operator can do about it.
+fn unreadable_store(url: &str, e: &store::StoreError) -> String {
+    let file = store::owner::OwnerLock::path_for(url)
+        .map_or_else(|| "FILE".to_owned(), |p| p.display().to_string());
+    format!(
+        "the store {} cannot be read: {e}. Check it with `sqlite3 {file} 'PRAGMA integrity_check'`; \
+         restore it from a backup (or move it away to start with an empty store, whose links \
+         then wait one window before their first refresh)",
+        crate::cli::redact_url(url)
+    )
 }
 
 /// Whether other replicas may share this store (PostgreSQL): only then is

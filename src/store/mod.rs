@@ -477,6 +477,11 @@ pub trait Store: FleetQueries + Send + Sync + 'static {
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Reads the whole store once at start and fails when it is damaged
+    /// (SQLite: `PRAGMA quick_check`), so that `run` stops with advice
+    /// instead of scheduling from a file it cannot read (issue 14).
+    async fn verify_readable(&self) -> Result<(), StoreError>;
+
     /// Backend and location for logs and `status`, never with a password.
     fn describe(&self) -> String;
 }

@@ -136,7 +136,11 @@ fn flock_holder(locks: &str, dev: u64, ino: u64) -> Option<u32> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         // A blocked waiter's line starts with "->" and is one field longer.
         let at = fields.iter().position(|f| *f == "FLOCK")?;
-        let (kind, pid, id) = (fields.get(at + 2)?, fields.get(at + 3)?, fields.get(at + 4)?);
+        let (kind, pid, id) = (
+            fields.get(at + 2)?,
+            fields.get(at + 3)?,
+            fields.get(at + 4)?,
+        );
         (*kind == "WRITE" && *id == want && at == 1)
             .then(|| pid.parse().ok())
             .flatten()

@@ -1430,6 +1430,10 @@ macro_rules! impl_sql_store {
                     Ok(())
                 }
 
+                async fn verify_readable(&self) -> Result<(), StoreError> {
+                    super::verify_readable(&self.pool).await
+                }
+
                 async fn ping(&self) -> Result<(), StoreError> {
                     sqlx::query("SELECT 1").execute(&self.pool).await?;
                     Ok(())

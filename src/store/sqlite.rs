@@ -235,6 +235,23 @@ async fn write_due(conn: &mut SqliteConnection, updates: &[DueUpdate]) -> Result
     Ok(())
 }
 
+/// `PRAGMA quick_check`: reads every page of the file once (a second or two
+/// for a million links) and reports damaged ones; SQLite's full
+/// `integrity_check` also verifies index contents and takes far longer, so
+/// it is left to the operator, whom the error points to it.
+async fn verify_readable(pool: &SqlitePool) -> Result<(), StoreError> {
+    let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)")
+        .fetch_all(pool)
+        .await?;
+    if problems.iter().all(|p| p == "ok") {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!(
+        "the SQLite file is damaged ({})",
+        problems.join("; ")
+    )))
+}
+
 /// After a large sync: lets SQLite refresh the statistics it finds stale.
 async fn after_bulk_write(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::query("PRAGMA optimize").execute(pool).await?;
