@@ -32,6 +32,10 @@ pub const IN_FLIGHT: &str = "linkfresh_in_flight";
 /// replicas contend.
 pub const CLAIMS_REFUSED_TOTAL: &str = "linkfresh_claims_refused_total";
 
+/// `linkfresh_store_writable`: 1 while the store commits, 0 while its
+/// writes fail (a full disk, a damaged file), when `/readyz` answers 503.
+pub const STORE_WRITABLE: &str = "linkfresh_store_writable";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global recorder (once) and returns the handle `/metrics` renders.
@@ -53,9 +57,49 @@ pub fn install() -> PrometheusHandle {
             // then our handle still renders what we record through it.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            register_at_zero();
             handle
         })
         .clone()
+}
+
+/// Labels of `linkfresh_requests_total` exported before their first call:
+/// the answers an alert is written against (refresh accepted or rate
+/// limited, tokens and link reads obtained). Others appear with their first
+/// occurrence; statuses are open-ended.
+const KNOWN_REQUESTS: &[(&str, &str)] = &[
+    ("refresh", "202"),
+    ("refresh", "429"),
+    ("token", "200"),
+    ("get_link", "200"),
+];
+
+/// Webhook events the receiver knows (see `webhook::event`), exported as
+/// applied at 0.
+const KNOWN_WEBHOOK_EVENTS: &[&str] = &[
+    "link.product_refresh",
+    "link.state_changed",
+    "transactions.updates_available",
+];
+
+/// Registers every counter whose label values are known at 0, so that
+/// `/metrics` shows it before its first event: Prometheus' `increase()` and
+/// alerts cannot see a counter's first increment otherwise (issue 14).
+fn register_at_zero() {
+    use metrics::counter;
+    counter!(RATE_LIMITED_TOTAL).increment(0);
+    counter!(TOKEN_REFRESHES_TOTAL).increment(0);
+    counter!(CLAIMS_REFUSED_TOTAL).increment(0);
+    counter!("linkfresh_webhook_transactions_updates_total").increment(0);
+    for p in crate::domain::Product::ALL {
+        counter!(PRODUCTS_REQUESTED_TOTAL, "product" => p.as_str()).increment(0);
+    }
+    for (endpoint, status) in KNOWN_REQUESTS {
+        counter!(REQUESTS_TOTAL, "endpoint" => *endpoint, "status" => *status).increment(0);
+    }
+    for event in KNOWN_WEBHOOK_EVENTS {
+        counter!("linkfresh_webhooks_total", "event" => *event, "result" => "applied").increment(0);
+    }
 }
 
 fn describe() {
@@ -78,6 +122,10 @@ fn describe() {
         "Global request rate limit after AIMD adjustment"
     );
     describe_gauge!(IN_FLIGHT, "Requests in flight");
+    describe_gauge!(
+        STORE_WRITABLE,
+        "1 while the store commits, 0 while its writes or reads fail"
+    );
     describe_counter!(
         CLAIMS_REFUSED_TOTAL,
         "Refresh POSTs not sent because another replica claimed the link first"

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::daemon::Heartbeat;
 use crate::moneykit::MoneyKit;
 use crate::store::Store;
+use crate::store::health::StoreHealth;
 
 /// How long the loop may stay silent before `/healthz` fails.
 pub const STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -35,6 +36,7 @@ pub struct AppState {
     client: MoneyKit,
     heartbeat: Heartbeat,
     fleet: fleet::FleetContext,
+    store_health: StoreHealth,
 }
 
 impl AppState {
@@ -51,7 +53,15 @@ impl AppState {
             client,
             heartbeat,
             fleet: fleet::FleetContext::default(),
+            store_health: StoreHealth::default(),
         }
+    }
+
+    /// Shares the daemon's view of the store (see [`StoreHealth`]), so
+    /// `/readyz` fails while writes fail even though reads still work.
+    pub fn with_store_health(mut self, health: StoreHealth) -> Self {
+        self.store_health = health;
+        self
     }
 
     /// Adds what the fleet pages and the admin API need beyond the handles.
@@ -112,9 +122,17 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 async fn readyz(State(s): State<AppState>) -> Response {
     let store = tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await;
-    let store_ok = matches!(store, Ok(Ok(())));
+    let reason = match store {
+        Ok(Ok(())) => s.store_health.problem(),
+        Ok(Err(e)) => Some(format!("the store does not answer: {e}")),
+        Err(_) => Some("the store did not answer within 2 s".to_owned()),
+    };
+    let store_ok = reason.is_none();
     let token_ok = s.client.has_fresh_token().await;
-    let body = serde_json::json!({ "config": true, "store": store_ok, "token": token_ok });
+    let mut body = serde_json::json!({ "config": true, "store": store_ok, "token": token_ok });
+    if let Some(reason) = reason {
+        body["reason"] = serde_json::Value::String(reason);
+    }
     let status = if store_ok && token_ok {
         StatusCode::OK
     } else {

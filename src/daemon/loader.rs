@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::store::health::StoreHealth;
 use crate::store::{LinkRecord, Store};
 
 /// Pages read ahead of the scheduler: enough to keep it busy, few enough to
@@ -22,8 +23,13 @@ const READ_AHEAD: usize = 2;
 
 /// Starts reading; the channel closes after the last page (or at shutdown).
 /// A page that fails to load is retried with a growing pause (at most 5 s),
-/// so a store hiccup at start delays links rather than dropping them.
-pub fn spawn(store: Arc<dyn Store>, cancel: CancellationToken) -> mpsc::Receiver<Vec<LinkRecord>> {
+/// so a store hiccup at start delays links rather than dropping them; while
+/// it fails, `health` says so and `/readyz` answers 503 with the reason.
+pub fn spawn(
+    store: Arc<dyn Store>,
+    cancel: CancellationToken,
+    health: StoreHealth,
+) -> mpsc::Receiver<Vec<LinkRecord>> {
     let (tx, rx) = mpsc::channel(READ_AHEAD);
     tokio::spawn(async move {
         let started = Instant::now();
@@ -37,6 +43,9 @@ pub fn spawn(store: Arc<dyn Store>, cancel: CancellationToken) -> mpsc::Receiver
             };
             match page {
                 Ok(Some((links, last))) => {
+                    if delay > Duration::from_millis(100) {
+                        health.recovered();
+                    }
                     loaded += links.len();
                     after = last;
                     delay = Duration::from_millis(100);
@@ -47,6 +56,7 @@ pub fn spawn(store: Arc<dyn Store>, cancel: CancellationToken) -> mpsc::Receiver
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, after = %after, retry_in = ?delay, "could not load a page of links; retrying");
+                    health.failed(format!("could not load the links from the store: {e}"));
                     tokio::select! {
                         () = cancel.cancelled() => return,
                         () = tokio::time::sleep(delay) => {}

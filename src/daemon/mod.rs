@@ -101,6 +101,9 @@ pub struct Options {
     pub watch_config: bool,
     /// Reload on SIGHUP.
     pub reload_on_sighup: bool,
+    /// A store opened by the caller instead of one opened from `[database]
+    /// url` (tests that reach into the backend, e.g. to fill its disk).
+    pub store: Option<Arc<dyn Store>>,
 }
 
 /// The daemon, built and ready to run.
@@ -184,19 +187,25 @@ pub fn client_from(config: &Config) -> Result<MoneyKit, DaemonError> {
 impl Application {
     /// Connects the store (migrating it), syncs the configured links, builds
     /// the client and binds the server's listener (port 0 allowed).
-    pub async fn build(mut config: Config, options: Options) -> Result<Self, DaemonError> {
+    pub async fn build(mut config: Config, mut options: Options) -> Result<Self, DaemonError> {
         let clock = options.clock.unwrap_or_default();
         let client = client_from(&config)?;
         let owner = store::owner::OwnerLock::acquire(&config.database.url)
             .map_err(|e| DaemonError::Runtime(e.into()))?;
-        let store = store::connect(&config.database.url)
-            .await
-            .with_context(|| {
-                format!(
-                    "while opening the store {}",
-                    crate::secret::redact_url(&config.database.url)
-                )
-            })?;
+        let store = match options.store.take() {
+            Some(store) => store,
+            None => store::connect(&config.database.url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "while opening the store {}",
+                        crate::secret::redact_url(&config.database.url)
+                    )
+                })?,
+        };
+        store.verify_readable().await.map_err(|e| {
+            DaemonError::Runtime(anyhow::anyhow!(unreadable_store(&config.database.url, &e)))
+        })?;
         let specs = take_link_specs(&mut config);
         let report = store
             .sync_config(&config.revision, &specs, clock.now())
@@ -262,13 +271,15 @@ impl Application {
             .admin_token
             .read("[server] admin_token")
             .map_err(DaemonError::Config)?;
+        let store_health = store::health::StoreHealth::new();
         let state =
             crate::server::AppState::new(metrics, store.clone(), client.clone(), heartbeat.clone())
                 .with_fleet(crate::server::fleet::FleetContext::new(
                     config.rules.clone(),
                     admin_token,
                     clock,
-                ));
+                ))
+                .with_store_health(store_health.clone());
         let webhooks = crate::webhook::WebhookState::new(
             store.clone(),
             crate::webhook::jwks_url(&config.moneykit.base_url),
@@ -337,7 +348,7 @@ impl Application {
             .change_mark()
             .await
             .context("while reading the store's change sequence")?;
-        let loading = loader::spawn(store.clone(), cancel.clone());
+        let loading = loader::spawn(store.clone(), cancel.clone(), store_health.clone());
         let (reload_tx, reload_rx) = mpsc::channel(4);
         let _watch = spawn_reload_sources(&config, &options, reload_tx, cancel.clone());
 
@@ -346,7 +357,12 @@ impl Application {
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
         let limiter = dispatch_limiter(&config);
         let tracker = TaskTracker::new();
-        let writer = tokio::spawn(writer::run(store.clone(), writes_rx, clock));
+        let writer = tokio::spawn(writer::run(
+            store.clone(),
+            writes_rx,
+            clock,
+            store_health.clone(),
+        ));
         let dispatch_cancel = CancellationToken::new();
         let dispatcher = dispatch::Dispatcher {
             writes: writes_tx.clone(),
@@ -438,6 +454,19 @@ impl Application {
             scheduler::Ended::Fatal(msg) => Err(DaemonError::Runtime(anyhow::anyhow!(msg))),
         }
     }
+}
+
+/// What `run` says when the store cannot be read at start: what is wrong
+/// and what the operator can do about it.
+fn unreadable_store(url: &str, e: &store::StoreError) -> String {
+    let file = store::owner::OwnerLock::path_for(url)
+        .map_or_else(|| "FILE".to_owned(), |p| p.display().to_string());
+    format!(
+        "the store {} cannot be read: {e}. Check it with `sqlite3 {file} 'PRAGMA integrity_check'`; \
+         restore it from a backup (or move it away to start with an empty store, whose links \
+         then wait one window before their first refresh)",
+        crate::secret::redact_url(url)
+    )
 }
 
 /// Whether other replicas may share this store (PostgreSQL): only then is

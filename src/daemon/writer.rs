@@ -14,7 +14,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::domain::{LinkId, Product};
+use crate::store::health::StoreHealth;
 use crate::store::{AttemptId, DueUpdate, Intent, LinkPatch, Outcome, OwnPatch, Store, Timestamp};
+
+/// At shutdown, failed writes are retried until the pause between tries
+/// reaches this (50 ms doubling: about 1.5 s in all), then given up.
+const SHUTDOWN_RETRY_LIMIT: Duration = Duration::from_secs(1);
 
 /// Largest batch per transaction.
 const MAX_BATCH: usize = 1024;
@@ -49,6 +54,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Write>,
     clock: crate::clock::Clock,
+    health: StoreHealth,
 ) {
     let mut outcomes = Vec::with_capacity(MAX_BATCH);
     let mut patches: Vec<OwnPatch> = Vec::new();
@@ -94,10 +100,10 @@ pub async fn run(
             due_deadline = None;
         }
         if !intents.is_empty() {
-            commit_round(&*store, &mut outcomes, &mut patches, &mut intents).await;
+            commit_round(&*store, &health, &mut outcomes, &mut patches, &mut intents).await;
         }
         if !outcomes.is_empty() || !patches.is_empty() {
-            record(&*store, &mut outcomes, &mut patches, &rx).await;
+            record(&*store, &health, &mut outcomes, &mut patches, &rx).await;
         }
     }
     if !dues.is_empty() {
@@ -110,6 +116,7 @@ pub async fn run(
 /// not sent) and the rest stays queued for [`record`]'s retries.
 async fn commit_round(
     store: &dyn Store,
+    health: &StoreHealth,
     outcomes: &mut Vec<Outcome>,
     patches: &mut Vec<OwnPatch>,
     intents: &mut Vec<(Vec<Intent>, IntentsReply)>,
@@ -121,6 +128,7 @@ async fn commit_round(
         .collect();
     match store.record_batch(outcomes, patches, &all).await {
         Ok(ids) => {
+            health.recovered();
             outcomes.clear();
             patches.clear();
             let mut ids = ids.into_iter();
@@ -130,6 +138,7 @@ async fn commit_round(
         }
         Err(e) => {
             tracing::error!(error = %e, intents = all.len(), outcomes = outcomes.len(), patches = patches.len(), "could not commit a round of intents and outcomes");
+            health.failed(format!("the store cannot commit: {e}"));
             for (_, reply) in intents.drain(..) {
                 let _ = reply.send(Err(e.to_string()));
             }
@@ -142,6 +151,7 @@ async fn commit_round(
 /// a 429's restore or a park would cost requests.
 async fn record(
     store: &dyn Store,
+    health: &StoreHealth,
     outcomes: &mut Vec<Outcome>,
     patches: &mut Vec<OwnPatch>,
     rx: &mpsc::UnboundedReceiver<Write>,
@@ -149,12 +159,18 @@ async fn record(
     let mut delay = Duration::from_millis(50);
     loop {
         match store.record_batch(outcomes, patches, &[]).await.map(|_| ()) {
-            Ok(()) => break,
+            Ok(()) => {
+                health.recovered();
+                break;
+            }
             Err(e) => {
                 tracing::error!(error = %e, outcomes = outcomes.len(), patches = patches.len(), "could not record outcomes; retrying");
+                health.failed(format!("the store cannot commit: {e}"));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
-                if rx.is_closed() && delay >= Duration::from_secs(5) {
+                // At shutdown the retries end within about 1.5 s, inside
+                // the bounded drain: SIGTERM on a full disk took 16 s.
+                if rx.is_closed() && delay >= SHUTDOWN_RETRY_LIMIT {
                     tracing::error!(
                         batch = outcomes.len(),
                         "giving up on outcomes at shutdown; their intents count them as sent"

@@ -84,6 +84,7 @@
 //! rare race of a claim decided on a state that a write just changed.
 
 pub mod fleet;
+pub mod health;
 pub mod owner;
 mod records;
 mod sql;
@@ -112,7 +113,9 @@ pub type AttemptId = i64;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database refused or failed a statement, or could not be reached.
-    #[error("database error")]
+    /// The message carries SQLite's or PostgreSQL's own text ("database or
+    /// disk is full"): "database error" alone left operators guessing.
+    #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// The embedded schema migrations could not be applied.
     #[error("applying the database migrations failed")]
@@ -473,6 +476,11 @@ pub trait Store: FleetQueries + Send + Sync + 'static {
 
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Reads the whole store once at start and fails when it is damaged
+    /// (SQLite: `PRAGMA quick_check`), so that `run` stops with advice
+    /// instead of scheduling from a file it cannot read (issue 14).
+    async fn verify_readable(&self) -> Result<(), StoreError>;
 
     /// Backend and location for logs and `status`, never with a password.
     fn describe(&self) -> String;

@@ -12,11 +12,30 @@
 //!
 //! The lock is the kernel's (`flock` via [`std::fs::File::try_lock`]): it is
 //! released when the process dies, even by `kill -9`, so a crash never leaves
-//! a stale lock behind. A separate file, because SQLite's own locks on the
-//! database file are POSIX record locks, which NFS may emulate with `flock`.
+//! a stale lock behind.
+//!
+//! It is taken on the database file itself, not on a file named after the
+//! URL: a lock on `<path>.lock` was bypassed by a symlink (`sym.db`) or a
+//! hard link (`hard.db`) to the same database, because each alias derives
+//! another lock name. Opening the path follows symlinks and a hard link is
+//! the same inode, so every name of the file meets the same lock.
+//! Canonicalising the path would only have covered symlinks; a lock file
+//! named from (device, inode) would need a folder every alias agrees on.
+//!
+//! Why `flock` on the file SQLite itself locks is safe: SQLite takes POSIX
+//! record locks (`fcntl`), and on Linux `flock` locks and record locks are
+//! independent, so neither sees the other. (NFS emulates `flock` with record
+//! locks, but the store runs in WAL mode, whose shared memory SQLite does not
+//! support on network filesystems in any case.) One caution: closing any
+//! descriptor of a file drops the process's POSIX locks on it, SQLite's
+//! included, so the lock's descriptor stays open for the whole life of the
+//! daemon and is closed only as it exits.
+//!
+//! The holder is named from `/proc/locks` (its pid beside the file's device
+//! and inode); elsewhere the message says the holder is unknown.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Held for the life of the daemon; dropping it releases the lock.
@@ -38,21 +57,20 @@ pub enum OwnerLockError {
         /// What the lock file says about its holder.
         holder: String,
     },
-    /// The lock file cannot be opened or written.
-    #[error("cannot lock the SQLite store {db} with {lock}: {source}")]
+    /// The database file cannot be opened or locked.
+    #[error("cannot lock the SQLite store {db}: {source}")]
     Io {
         /// The database file.
         db: String,
-        /// The lock file.
-        lock: String,
         /// The cause.
         source: std::io::Error,
     },
 }
 
 impl OwnerLock {
-    /// The lock file of a `sqlite:` URL's database, or `None` for an
-    /// in-memory database (nothing to share) or another scheme.
+    /// The database file of a `sqlite:` URL, the file the lock is taken
+    /// on, or `None` for an in-memory database (nothing to share) or another
+    /// scheme.
     pub fn path_for(url: &str) -> Option<PathBuf> {
         let rest = url.strip_prefix("sqlite:")?;
         if rest.contains(":memory:") || rest.contains("mode=memory") {
@@ -62,7 +80,7 @@ impl OwnerLock {
         if path.is_empty() {
             return None;
         }
-        Some(PathBuf::from(format!("{path}.lock")))
+        Some(PathBuf::from(path))
     }
 
     /// Takes the lock for the database at `url`; `Ok(None)` when the URL
@@ -75,14 +93,14 @@ impl OwnerLock {
     }
 
     fn acquire_at(path: &Path) -> Result<Self, OwnerLockError> {
-        let db = path.with_extension("").display().to_string();
+        let db = path.display().to_string();
         let io = |source| OwnerLockError::Io {
             db: db.clone(),
-            lock: path.display().to_string(),
             source,
         };
-        // Not truncated on open: the holder's pid must survive our attempt.
-        let mut file = OpenOptions::new()
+        // Created here when missing (SQLite takes an empty file as a new
+        // database), so the lock exists before the store opens the file.
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -90,23 +108,43 @@ impl OwnerLock {
             .open(path)
             .map_err(io)?;
         match file.try_lock() {
-            Ok(()) => {}
+            Ok(()) => Ok(Self { _file: file }),
             Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = match holder.trim() {
-                    "" => "holder unknown".to_owned(),
-                    h => h.to_owned(),
-                };
-                return Err(OwnerLockError::Held { db, holder });
+                let holder = file
+                    .metadata()
+                    .ok()
+                    .and_then(|m| std::fs::read_to_string("/proc/locks").ok().map(|l| (m, l)))
+                    .and_then(|(m, locks)| flock_holder(&locks, m.dev(), m.ino()))
+                    .map_or_else(|| "holder unknown".to_owned(), |pid| format!("pid {pid}"));
+                Err(OwnerLockError::Held { db, holder })
             }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
+            Err(TryLockError::Error(e)) => Err(io(e)),
         }
-        file.set_len(0).map_err(io)?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        writeln!(file, "pid {}", std::process::id()).map_err(io)?;
-        Ok(Self { _file: file })
     }
+}
+
+/// The pid holding an exclusive `flock` on the file (`dev`, `ino`), read
+/// from the text of `/proc/locks`, where a line reads
+/// `1: FLOCK  ADVISORY  WRITE 4242 08:01:1234567 0 EOF` (device as hex
+/// major:minor). Hand-written: no crate parses this one line format.
+fn flock_holder(locks: &str, dev: u64, ino: u64) -> Option<u32> {
+    // glibc's gnu_dev_major / gnu_dev_minor.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let want = format!("{major:02x}:{minor:02x}:{ino}");
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A blocked waiter's line starts with "->" and is one field longer.
+        let at = fields.iter().position(|f| *f == "FLOCK")?;
+        let (kind, pid, id) = (
+            fields.get(at + 2)?,
+            fields.get(at + 3)?,
+            fields.get(at + 4)?,
+        );
+        (*kind == "WRITE" && *id == want && at == 1)
+            .then(|| pid.parse().ok())
+            .flatten()
+    })
 }
 
 #[cfg(test)]
@@ -114,14 +152,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_lock_file_sits_beside_the_database() {
+    fn the_lock_is_taken_on_the_database_file_itself() {
         assert_eq!(
             OwnerLock::path_for("sqlite:///var/lib/linkfresh/state.db?mode=rwc"),
-            Some(PathBuf::from("/var/lib/linkfresh/state.db.lock"))
+            Some(PathBuf::from("/var/lib/linkfresh/state.db"))
         );
         assert_eq!(
             OwnerLock::path_for("sqlite:state.db"),
-            Some(PathBuf::from("state.db.lock"))
+            Some(PathBuf::from("state.db"))
         );
         assert_eq!(OwnerLock::path_for("sqlite::memory:"), None);
         assert_eq!(OwnerLock::path_for("postgres://h/db"), None);
@@ -141,5 +179,15 @@ mod tests {
         assert!(err.contains("PostgreSQL"), "{err}");
         drop(first);
         assert!(OwnerLock::acquire(&url).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_holder_is_the_pid_of_the_write_flock_on_that_device_and_inode() {
+        let locks = "1: POSIX  ADVISORY  WRITE 11 08:01:77 1073741824 1073741824\n\
+                     2: FLOCK  ADVISORY  WRITE 4242 08:01:77 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 5151 08:01:77 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 99 08:02:77 0 EOF\n";
+        assert_eq!(flock_holder(locks, (8 << 8) | 1, 77), Some(4242));
+        assert_eq!(flock_holder(locks, (8 << 8) | 1, 78), None);
     }
 }

@@ -985,8 +985,27 @@ macro_rules! impl_sql_store {
             }
 
             impl $store {
+                /// Opens a write transaction on the writer connection.
+                ///
+                /// When a COMMIT fails with SQLITE_FULL (a full disk) or an
+                /// I/O error, SQLite rolls the transaction back by itself;
+                /// sqlx's own ROLLBACK then fails and its count of open
+                /// transactions stays at one, so every later `BEGIN` was
+                /// refused before reaching SQLite ("begin_with at non-zero
+                /// transaction depth") and the writer never recovered once
+                /// space was back (issue 14). Such a connection is closed
+                /// and the transaction begun on a fresh one.
                 async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
-                    Ok(self.writer.begin_with($begin).await?)
+                    match self.writer.begin_with($begin).await {
+                        Err(sqlx::Error::InvalidSavePointStatement) => {
+                            tracing::warn!("the store's writer connection was left inside a failed transaction; opening a new one");
+                            let mut stuck = self.writer.acquire().await?;
+                            stuck.close_on_drop();
+                            drop(stuck);
+                            Ok(self.writer.begin_with($begin).await?)
+                        }
+                        begun => Ok(begun?),
+                    }
                 }
 
                 async fn read_existing(&self) -> Result<HashMap<String, Existing>, StoreError> {
@@ -1409,6 +1428,10 @@ macro_rules! impl_sql_store {
                         .execute(&self.writer)
                         .await?;
                     Ok(())
+                }
+
+                async fn verify_readable(&self) -> Result<(), StoreError> {
+                    super::verify_readable(&self.pool).await
                 }
 
                 async fn ping(&self) -> Result<(), StoreError> {

@@ -1,6 +1,8 @@
 //! The SQLite backend: the default, embedded store for a single replica.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -28,6 +30,9 @@ pub struct SqliteStore {
     /// sleeping.
     writer: SqlitePool,
     location: String,
+    /// `PRAGMA max_page_count` of the writer's connections (0: SQLite's
+    /// default); see [`SqliteStore::set_max_page_count`].
+    max_pages: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -55,6 +60,7 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "10000");
         let location = format!("sqlite:{}", options.get_filename().display());
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let max_pages = Arc::new(AtomicU64::new(0));
         // An in-memory database lives as long as its one connection, which
         // then both reads and writes.
         let (pool, writer) = if in_memory {
@@ -70,8 +76,20 @@ impl SqliteStore {
             // The writer's page cache is 16 MB rather than 2: at thousands of
             // POSTs a second its transactions touch the same index pages
             // again and again. Readers keep the default.
+            let pages = max_pages.clone();
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
+                .after_connect(move |conn, _| {
+                    let pages = pages.load(Ordering::Relaxed);
+                    Box::pin(async move {
+                        if pages > 0 {
+                            sqlx::query(AssertSqlSafe(format!("PRAGMA max_page_count = {pages}")))
+                                .execute(conn)
+                                .await?;
+                        }
+                        Ok(())
+                    })
+                })
                 .connect_with(options.clone().pragma("cache_size", "-16384"))
                 .await?;
             let pool = SqlitePoolOptions::new()
@@ -85,7 +103,32 @@ impl SqliteStore {
             pool,
             writer,
             location,
+            max_pages,
         })
+    }
+
+    /// Caps the database file at `pages` pages for every write from now on
+    /// (`PRAGMA max_page_count`; SQLite keeps at least the current size), so
+    /// that writes fail with SQLITE_FULL exactly as on a full disk; `0`
+    /// lifts the cap. Exists for tests of the daemon's behaviour on a full
+    /// disk, which cannot count on mounting a small tmpfs; it also holds
+    /// for writer connections opened later.
+    pub async fn set_max_page_count(&self, pages: u64) -> Result<(), StoreError> {
+        self.max_pages.store(pages, Ordering::Relaxed);
+        // SQLite's own limit when lifted: 4,294,967,294 pages.
+        let pages = if pages == 0 { 4_294_967_294 } else { pages };
+        sqlx::query(AssertSqlSafe(format!("PRAGMA max_page_count = {pages}")))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The database's size in pages now, for [`SqliteStore::set_max_page_count`].
+    pub async fn page_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(n.max(0) as u64)
     }
 
     /// Closes the pools so the file can be reopened or removed (tests, shutdown).
@@ -190,6 +233,23 @@ async fn write_due(conn: &mut SqliteConnection, updates: &[DueUpdate]) -> Result
         q.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// `PRAGMA quick_check`: reads every page of the file once (a second or two
+/// for a million links) and reports damaged ones; SQLite's full
+/// `integrity_check` also verifies index contents and takes far longer, so
+/// it is left to the operator, whom the error points to it.
+async fn verify_readable(pool: &SqlitePool) -> Result<(), StoreError> {
+    let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)")
+        .fetch_all(pool)
+        .await?;
+    if problems.iter().all(|p| p == "ok") {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!(
+        "the SQLite file is damaged ({})",
+        problems.join("; ")
+    )))
 }
 
 /// After a large sync: lets SQLite refresh the statistics it finds stale.

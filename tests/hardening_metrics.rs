@@ -1,0 +1,51 @@
+//! Issue 14, item 16: counters are exported at 0 from start, so
+//! `increase()` and alerts see their first event.
+
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use std::time::Duration;
+
+use daemon::{TestDaemon, fast_windows, http_get};
+use linkfresh::domain::Product;
+use linkfresh::sim::SimConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_daemon_exports_its_counters_at_zero_before_any_event() {
+    let cfg = SimConfig {
+        windows: fast_windows(),
+        ..SimConfig::default()
+    };
+    // No links: nothing is ever requested, so every counter below must be
+    // there from start rather than from its first event.
+    let d = TestDaemon::start(cfg, &[], "\"accounts\"", "").await;
+    let (status, body) = http_get(d.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let has = |line: &str| body.lines().any(|l| l == line);
+    assert!(has("linkfresh_rate_limited_total 0"), "{body}");
+    assert!(has("linkfresh_claims_refused_total 0"), "{body}");
+    for p in Product::ALL {
+        let line = format!(
+            "linkfresh_products_requested_total{{product=\"{}\"}} 0",
+            p.as_str()
+        );
+        assert!(has(&line), "{line} missing:\n{body}");
+    }
+    assert!(
+        has("linkfresh_requests_total{endpoint=\"refresh\",status=\"429\"} 0"),
+        "{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("linkfresh_token_refreshes_total ")),
+        "{body}"
+    );
+    assert!(
+        has("linkfresh_webhook_transactions_updates_total 0"),
+        "{body}"
+    );
+    let (_, result) = tokio::time::timeout(Duration::from_secs(15), d.stop())
+        .await
+        .unwrap();
+    result.unwrap();
+}
