@@ -32,7 +32,7 @@ pub(crate) enum BodyError {
 
 /// `1 MiB`, `16 MiB`: how the cap is named in errors.
 fn human(bytes: usize) -> String {
-    if bytes % (1024 * 1024) == 0 {
+    if bytes.is_multiple_of(1024 * 1024) {
         format!("{} MiB", bytes / (1024 * 1024))
     } else {
         format!("{bytes} bytes")
