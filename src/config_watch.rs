@@ -36,6 +36,14 @@ use tokio::sync::mpsc;
 /// write-rename-chmod dance, short enough that a reload feels immediate.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// The log target of the watcher's backend (the `notify` crate, through
+/// the `log` bridge). It logs each raw event at `trace` before [`Relevant`]
+/// can drop it, so the daemon's filter caps it at `info` unless `RUST_LOG`
+/// names it (`RUST_LOG=trace,notify=trace` to debug the watcher): with a log
+/// file in the config folder, each such line changed the file it was about.
+/// This module itself logs only events it counts.
+pub const BACKEND_LOG_TARGET: &str = "notify";
+
 /// The longest a change may wait for the folder to go quiet: a folder that
 /// never stops changing still yields a signal at least this often.
 const MAX_DELAY: Duration = Duration::from_secs(2);
@@ -147,6 +155,7 @@ pub fn watch_config_dir_for(
             }
         };
         if counted {
+            tracing::trace!("config folder change counted");
             // The receiver is gone only while the watch is being dropped.
             let _ = raw_tx.send(());
         }

@@ -7,15 +7,16 @@
 pub mod admin_api;
 pub mod fleet;
 mod html;
+pub mod listener;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,11 @@ use crate::daemon::Heartbeat;
 use crate::moneykit::MoneyKit;
 use crate::store::Store;
 use crate::store::health::StoreHealth;
+
+/// The largest request body the main listener reads (the admin API takes one
+/// link's JSON, well under 1 KiB); axum's default is 2 MB. The webhook route
+/// keeps its own, smaller limit.
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 /// How long the loop may stay silent before `/healthz` fails.
 pub const STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -73,30 +79,50 @@ impl AppState {
 
 /// The router, for tests that serve it themselves.
 pub fn router(state: AppState) -> Router {
+    routes().with_state(state)
+}
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(fleet::routes())
         .merge(admin_api::routes())
-        .with_state(state)
+}
+
+/// Whether a `POST` route at `path` (the webhook receiver) can join this
+/// router. axum reports an overlapping or malformed route only by
+/// panicking while the router is built, which used to happen inside the
+/// server task after start: the loop kept sending with no health, metrics,
+/// admin API or webhooks. `Application::build` calls this first, so the
+/// mistake is a configuration error before anything is sent; catching the
+/// panic is the only way to ask axum.
+pub(crate) fn check_extra_post_route(path: &str) -> Result<(), String> {
+    let probe = || {
+        let _ = routes().merge(Router::<AppState>::new().route(path, post(|| async {})));
+    };
+    std::panic::catch_unwind(probe).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "the route cannot be added".to_owned())
+    })
 }
 
 /// Serves the router plus `extra` routes (the webhook receiver) until
-/// `cancel` fires.
+/// `cancel` fires, with the limits of [`listener`].
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     extra: Router,
     cancel: CancellationToken,
 ) {
-    let app = router(state).merge(extra);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
-    {
-        tracing::error!(error = %e, "server failed");
-    }
+    let app = router(state)
+        .merge(extra)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY));
+    listener::serve(listener, app, cancel).await;
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

@@ -13,6 +13,7 @@ pub mod limiter;
 pub mod loader;
 pub mod outcome;
 pub mod scheduler;
+mod supervise;
 pub mod table;
 pub mod timer;
 pub mod writer;
@@ -190,6 +191,13 @@ impl Application {
     pub async fn build(mut config: Config, mut options: Options) -> Result<Self, DaemonError> {
         let clock = options.clock.unwrap_or_default();
         let client = client_from(&config)?;
+        crate::server::check_extra_post_route(&config.server.webhook_path).map_err(|why| {
+            DaemonError::Config(format!(
+                "{}: [server] webhook_path = {:?} cannot be served beside the daemon's own routes: {why}",
+                config.path.display(),
+                config.server.webhook_path
+            ))
+        })?;
         let owner = store::owner::OwnerLock::acquire(&config.database.url)
             .map_err(|e| DaemonError::Runtime(e.into()))?;
         let store = match options.store.take() {
@@ -294,19 +302,35 @@ impl Application {
                 ..Default::default()
             },
         );
+        // A server that ends before shutdown stops the daemon (see `supervise`).
+        let server_failed = CancellationToken::new();
+        let mut servers = Vec::new();
         if let Some(l) = webhook_listener {
-            tokio::spawn(crate::webhook::serve(
-                l,
-                webhooks.clone(),
+            servers.push(supervise::spawn(
+                "webhook listener ([server] webhook_listen)",
+                crate::webhook::serve(l, webhooks.clone(), server_cancel.clone()),
                 server_cancel.clone(),
+                heartbeat.clone(),
+                server_failed.clone(),
             ));
         }
-        let server = tokio::spawn(crate::server::serve(
-            listener,
-            state,
-            crate::webhook::router(webhooks),
+        servers.push(supervise::spawn(
+            "HTTP server ([server] listen)",
+            crate::server::serve(
+                listener,
+                state,
+                crate::webhook::router(webhooks),
+                server_cancel.clone(),
+            ),
             server_cancel.clone(),
+            heartbeat.clone(),
+            server_failed.clone(),
         ));
+        let server = async move {
+            for s in servers {
+                let _ = s.await;
+            }
+        };
 
         // A token first: bad credentials stop here with a clear message;
         // an unreachable MoneyKit is retried (the server answers /healthz).
@@ -316,13 +340,18 @@ impl Application {
                 Ok(()) => break,
                 Err(e) if e.is_fatal() => {
                     server_cancel.cancel();
-                    let _ = server.await;
+                    server.await;
                     return Err(DaemonError::Runtime(anyhow::anyhow!(e)));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?delay, "no access token yet");
                     tokio::select! {
-                        () = cancel.cancelled() => { server_cancel.cancel(); let _ = server.await; return Ok(()) }
+                        () = cancel.cancelled() => { server_cancel.cancel(); server.await; return Ok(()) }
+                        () = server_failed.cancelled() => {
+                            server_cancel.cancel();
+                            server.await;
+                            return Err(DaemonError::Runtime(anyhow::anyhow!(supervise::reason(&heartbeat))));
+                        }
                         () = tokio::time::sleep(delay) => {}
                     }
                     delay = (delay * 2).min(Duration::from_secs(30));
@@ -444,7 +473,7 @@ impl Application {
         // flushes what is queued and ends.
         let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
         server_cancel.cancel();
-        let _ = server.await;
+        server.await;
         match ended {
             scheduler::Ended::Shutdown => {
                 drop(owner);

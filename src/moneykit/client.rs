@@ -13,6 +13,7 @@ use crate::retry_after::RetryAfter;
 use crate::secret::Secret;
 
 use super::auth::TokenCache;
+use super::body::{BodyError, MAX_BODY, MAX_PAGE_BODY, read_capped};
 use super::outcome::{
     ApiError, AuthError, ClientError, LinkOutcome, RefreshOutcome, body_for_link,
 };
@@ -110,6 +111,9 @@ struct Answer {
     status: StatusCode,
     retry_after: Option<RetryAfter>,
     body: Vec<u8>,
+    /// Set when the body was over the cap and left unread (`body` is empty):
+    /// the status still counts, the body reads as malformed.
+    oversized: Option<String>,
 }
 
 impl Answer {
@@ -118,6 +122,12 @@ impl Answer {
     }
 
     fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if let Some(why) = &self.oversized {
+            return Err(ApiError::Malformed {
+                status: self.status.as_u16(),
+                error: why.clone(),
+            });
+        }
         serde_json::from_slice(&self.body).map_err(|e| ApiError::Malformed {
             status: self.status.as_u16(),
             error: e.to_string(),
@@ -392,7 +402,10 @@ fn accepted(link: Option<Link>, asked: ProductSet) -> RefreshOutcome {
     }
 }
 
-/// Reads status, `Retry-After` and the whole body, counting the request.
+/// Reads status, `Retry-After` and the body (at most [`MAX_BODY`], or
+/// [`MAX_PAGE_BODY`] for a page of links), counting the request. A body over
+/// the cap is not an error of the request: the status stands (a 202 was
+/// still accepted) and the body reads as malformed.
 async fn read(
     endpoint: Endpoint,
     sent: Result<reqwest::Response, reqwest::Error>,
@@ -404,11 +417,29 @@ async fn read(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(RetryAfter::parse);
-    let body = resp.bytes().await.map_err(|e| transport(endpoint, &e))?;
+    let cap = match endpoint {
+        Endpoint::ListLinks => MAX_PAGE_BODY,
+        Endpoint::Token | Endpoint::Refresh | Endpoint::GetLink => MAX_BODY,
+    };
+    let (body, oversized) = match read_capped(resp, cap).await {
+        Ok(body) => (body, None),
+        Err(BodyError::Transport(e)) => return Err(transport(endpoint, &e)),
+        Err(e @ BodyError::Other(_)) => {
+            count(endpoint, "connection_error".into());
+            return Err(ApiError::Interrupted {
+                error: e.to_string(),
+            });
+        }
+        Err(e @ BodyError::TooLarge(_)) => {
+            tracing::warn!(endpoint = endpoint.label(), status = status.as_u16(), error = %e, "MoneyKit answer body over the cap; not read");
+            (Vec::new(), Some(e.to_string()))
+        }
+    };
     count(endpoint, status.as_u16().to_string());
     Ok(Answer {
         status,
         retry_after,
-        body: body.to_vec(),
+        body,
+        oversized,
     })
 }

@@ -3,10 +3,12 @@
 //! - [`wire`]: the JSON shapes (shared with the simulator).
 //! - [`outcome`]: typed answers ([`RefreshOutcome`], [`ApiError`], [`AuthError`]).
 //! - `client`: [`MoneyKit`], the HTTP client with its token cache.
+//! - `body`: every answer's body is read with a cap.
 //!
 //! It knows nothing of the store or the schedule.
 
 mod auth;
+pub(crate) mod body;
 mod client;
 pub mod outcome;
 pub mod wire;

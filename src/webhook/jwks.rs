@@ -109,7 +109,12 @@ impl Jwks {
         if !resp.status().is_success() {
             return Err(format!("status {}", resp.status()));
         }
-        let set: RawSet = resp.json().await.map_err(|e| e.to_string())?;
+        // A key set is a few hundred bytes; the cap keeps a broken or
+        // hostile endpoint from filling memory.
+        let body = crate::moneykit::body::read_capped(resp, crate::moneykit::body::MAX_BODY)
+            .await
+            .map_err(|e| e.to_string())?;
+        let set: RawSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         Ok(parse_keys(set.keys))
     }
 }
@@ -164,5 +169,45 @@ fn verify_key(jwk: &Jwk) -> Option<VerifyKey> {
             })
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers every request with 200 and a chunked body that never ends.
+    async fn endless_server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n7\r\n{\"keys\"\r\n";
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+                    while sock.write_all(chunk.as_bytes()).await.is_ok() {}
+                });
+            }
+        });
+        format!("http://{addr}/.well-known/jwks.json")
+    }
+
+    #[tokio::test]
+    async fn a_jwks_answer_with_an_endless_body_fails_promptly_naming_the_cap() {
+        let jwks = Jwks::new(
+            endless_server().await,
+            reqwest::Client::new(),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        );
+        let out = tokio::time::timeout(Duration::from_secs(5), jwks.fetch())
+            .await
+            .expect("the capped read ends long before the 10 s fetch timeout");
+        let err = out.err().expect("an endless key set is refused");
+        assert!(err.contains("1 MiB"), "the error names the cap: {err}");
     }
 }

@@ -159,14 +159,11 @@ pub fn router(state: WebhookState) -> Router {
 }
 
 /// Serves only the webhook route on `listener` (`[server] webhook_listen`)
-/// until `cancel` fires, so the public side exposes nothing else.
+/// until `cancel` fires, so the public side exposes nothing else; with the
+/// same header timeout and connection limit as the main listener (see
+/// [`crate::server::listener`]): this is the side the internet reaches.
 pub async fn serve(listener: TcpListener, state: WebhookState, cancel: CancellationToken) {
-    if let Err(e) = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
-    {
-        tracing::error!(error = %e, "webhook listener failed");
-    }
+    crate::server::listener::serve(listener, router(state), cancel).await;
 }
 
 /// A header as a short printable string: these come from anyone.
