@@ -142,3 +142,52 @@ async fn fleet_queries_on_postgres() {
     };
     fleet_queries_answer_from_the_stored_state(db).await;
 }
+
+/// Issue 14: a link whose due time has come (the daemon is sending it, or
+/// has and its next due time is not flushed yet) is due now, not gone from
+/// the chart; a removed link's due time no longer counts.
+async fn a_link_already_due_counts_in_the_first_minute_until_it_is_removed(db: TestDb) {
+    let store = db.open().await;
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+    let both = ProductSet::parse_list("accounts,transactions").unwrap();
+    let specs: Vec<LinkSpec> = (0..3)
+        .map(|i| LinkSpec {
+            id: LinkId::parse(&format!("mk_d{i:02}")).unwrap(),
+            products: both,
+            cadence: None,
+            source: LinkSource::Config,
+        })
+        .collect();
+    store.sync_config("r1", &specs, t0).await.unwrap();
+    let now = t0 + TimeDelta::hours(1);
+    let mut dues = Vec::new();
+    for (i, off) in [(0, -2), (1, -3600), (2, 90)] {
+        for p in both.iter() {
+            dues.push((specs[i].id.clone(), p, Some(now + TimeDelta::seconds(off))));
+        }
+    }
+    store.set_next_due(&dues).await.unwrap();
+    let histogram = || store.due_histogram(now, now + TimeDelta::minutes(3), TimeDelta::minutes(1));
+    assert_eq!(histogram().await.unwrap(), vec![2, 1, 0]);
+
+    store.remove_link(&specs[1].id, now).await.unwrap();
+    assert_eq!(histogram().await.unwrap(), vec![1, 1, 0]);
+    store.sync_config("r2", &specs[1..], now).await.unwrap();
+    assert_eq!(histogram().await.unwrap(), vec![0, 1, 0]);
+}
+
+#[tokio::test]
+async fn a_link_already_due_counts_in_the_first_minute_until_it_is_removed_on_sqlite() {
+    a_link_already_due_counts_in_the_first_minute_until_it_is_removed(
+        TestDb::sqlite().await.unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_link_already_due_counts_in_the_first_minute_until_it_is_removed_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    a_link_already_due_counts_in_the_first_minute_until_it_is_removed(db).await;
+}

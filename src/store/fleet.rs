@@ -267,9 +267,19 @@ macro_rules! impl_fleet_queries {
                 ) -> Result<Vec<u64>, StoreError> {
                     let width = bucket.num_milliseconds().max(1);
                     let buckets = ((ms(to) - ms(from)).max(0) + width - 1) / width;
+                    // A due time before `from` is due now: the daemon is
+                    // about to send it, or has and its next due time is not
+                    // written yet (due times are flushed about a second
+                    // after they are computed). It counts in the first
+                    // bucket; left out, every link sat out of the chart
+                    // from its due time until that flush, which with short
+                    // windows (or a backlog) emptied it. Removed links
+                    // have their due times cleared, so none is counted
+                    // forever.
                     let rows = sqlx::query(
-                        "SELECT (next_due_at - $1) / $3 AS b, COUNT(DISTINCT link_id) FROM schedules \
-                         WHERE next_due_at >= $1 AND next_due_at < $2 GROUP BY b",
+                        "SELECT CASE WHEN next_due_at < $1 THEN 0 ELSE (next_due_at - $1) / $3 END AS b, \
+                         COUNT(DISTINCT link_id) FROM schedules \
+                         WHERE next_due_at IS NOT NULL AND next_due_at < $2 GROUP BY b",
                     )
                     .bind(ms(from))
                     .bind(ms(to))

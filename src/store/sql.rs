@@ -252,6 +252,11 @@ pub(crate) const SET_DUE_ROW: &str = "(?, ?, ?)";
 pub(crate) const SET_DUE_TAIL: &str =
     ") AS v WHERE schedules.link_id = v.column1 AND schedules.product = v.column2";
 
+/// A removed link is no longer scheduled: its due times are cleared, or the
+/// fleet page would count them as due now forever (see `due_histogram`).
+pub(crate) const CLEAR_DUE_HEAD: &str =
+    "UPDATE schedules SET next_due_at = NULL WHERE next_due_at IS NOT NULL AND link_id IN (";
+
 pub(crate) const ENSURE_SCHEDULE: &str = "INSERT INTO schedules (link_id, product) VALUES ($1, $2) \
     ON CONFLICT (link_id, product) DO NOTHING";
 
@@ -1086,6 +1091,12 @@ macro_rules! impl_sql_store {
                                 q = q.bind(id.as_str());
                             }
                             q.execute(&mut *tx).await?;
+                            let text = multi_row($crate::store::sql::CLEAR_DUE_HEAD, "?", ids.len(), ")", $numbered);
+                            let mut q = sqlx::query(AssertSqlSafe(text));
+                            for id in ids {
+                                q = q.bind(id.as_str());
+                            }
+                            q.execute(&mut *tx).await?;
                         }
                         tx.commit().await?;
                     }
@@ -1135,6 +1146,13 @@ macro_rules! impl_sql_store {
                     .rows_affected()
                         > 0;
                     if found {
+                        sqlx::query(
+                            "UPDATE schedules SET next_due_at = NULL \
+                             WHERE link_id = $1 AND next_due_at IS NOT NULL",
+                        )
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
                         tx.commit().await?;
                     }
                     Ok(found)
