@@ -79,7 +79,7 @@ pub fn why_text(why: &Why, state: LinkState, reason: Option<&str>, parked: Optio
 /// The policy's input for a stored link, as the daemon's table builds it
 /// (times to the store's millisecond; a test in `daemon::table` holds the
 /// two equal), so that what is explained is what the daemon decides.
-pub fn schedule_of(rec: &LinkRecord) -> LinkSchedule {
+pub(crate) fn schedule_of(rec: &LinkRecord) -> LinkSchedule {
     let cadences = cadences_of(rec.cadence.as_deref());
     LinkSchedule {
         hash: link_hash(&rec.id),

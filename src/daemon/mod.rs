@@ -32,7 +32,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use self::reload::link_specs;
+pub(crate) use self::reload::link_specs;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{LinkId, LinkState};
@@ -71,7 +71,7 @@ pub enum DaemonError {
 }
 
 /// What the loop runs with, built by the composition root from the settings.
-pub struct Parts {
+pub(crate) struct Parts {
     /// The checked configuration; its links are already in the store.
     pub config: Config,
     /// The durable state, migrated and synced.
@@ -96,7 +96,7 @@ pub struct Parts {
 /// Runs the loop until `cancel` fires (`Ok`) or a fatal error (a fatal
 /// MoneyKit answer, a server that stopped: `Err`), then drains requests in
 /// flight and flushes their outcomes.
-pub async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), DaemonError> {
+pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), DaemonError> {
     let Parts {
         config,
         store,

@@ -22,7 +22,7 @@ pub(crate) struct Reloaded {
 /// The store's view of the configured links. Takes them rather than
 /// copying them: with a million links the copies were a hundred megabytes
 /// more at the start-up peak (`std::mem::take(&mut config.links)`).
-pub fn link_specs(links: Vec<LinkConfig>) -> Vec<LinkSpec> {
+pub(crate) fn link_specs(links: Vec<LinkConfig>) -> Vec<LinkSpec> {
     links
         .into_iter()
         .map(|l| LinkSpec {
