@@ -8,15 +8,21 @@
 //! hands the command line to [`cli`]; `linkfresh run` (and `demo`, and the
 //! tests) build an [`app::Application`], the one composition root, which
 //! builds every part from the settings, owns the tasks and returns when all
-//! have stopped. Dependencies point down this list, never up:
+//! have stopped. Dependencies point one way:
 //!
 //! ```text
-//! main → cli → app ─┬─→ daemon ──────────────┐
-//!                   ├─→ server ─┬─→ explain ─┼─→ store, moneykit, config
-//!                   └─→ webhook ┘            │     │
-//!                                            └─────┴─→ policy → domain
-//!          below all: health, clock, duration, secret, metrics, notify, ...
+//! main ─→ cli ─→ app ─→ daemon, server, webhook   (app assembles; nothing names app)
+//! daemon  ─→ store, moneykit, config, policy        (never server, webhook or cli)
+//! webhook ─→ server (its listener), store, moneykit, config
+//! server  ─→ explain, store, moneykit               (never daemon)
+//! explain ─→ store, policy
+//! config  ─→ policy ─→ domain;   store ─→ domain
+//! below all: health, clock, duration, secret, metrics, notify, config_watch
 //! ```
+//!
+//! Data flows config → store (sync) → the daemon's table → policy → client →
+//! outcomes → store; the server and `explain` read the store and the rules
+//! the daemon publishes, and write operator changes through the store.
 //!
 //! - [`app`]: assembly. Opens and syncs the store, builds the MoneyKit
 //!   client, binds the listeners, installs the metrics, spawns the
