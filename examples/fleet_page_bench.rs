@@ -120,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(1),
         scope: None,
     })?;
-    let mut fleet = FleetContext::new(Rules::default(), None, Default::default());
+    let rules = tokio::sync::watch::channel(std::sync::Arc::new(Rules::default())).1;
+    let mut fleet = FleetContext::new(rules, None, Default::default());
     // FLEET_TTL_MS=2000 measures the page as served (aggregates reused for
     // 2 s, refreshed in the background); the default 0 recomputes them for
     // every request.
@@ -135,8 +136,8 @@ async fn main() -> anyhow::Result<()> {
         store.clone(),
         client,
         Default::default(),
-    )
-    .with_fleet(fleet);
+        fleet,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, router(state)).await });

@@ -5,11 +5,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use std::sync::Arc;
-
-use crate::daemon::table::{Entry, cadences_of};
 use crate::domain::{LinkId, LinkState, Product};
-use crate::policy::{Evaluation, Rules, Why, evaluate};
+use crate::policy::cadences::cadences_of;
+use crate::policy::phase::link_hash;
+use crate::policy::{Evaluation, LinkSchedule, ProductState, Rules, Why, evaluate};
 use crate::store::LinkRecord;
 
 /// One product's line in `status --json`.
@@ -77,11 +76,47 @@ pub fn why_text(why: &Why, state: LinkState, reason: Option<&str>, parked: Optio
     }
 }
 
+/// The policy's input for a stored link, as the daemon's table builds it
+/// (times to the store's millisecond; a test in `daemon::table` holds the
+/// two equal), so that what is explained is what the daemon decides.
+pub(crate) fn schedule_of(rec: &LinkRecord) -> LinkSchedule {
+    let cadences = cadences_of(rec.cadence.as_deref());
+    LinkSchedule {
+        hash: link_hash(&rec.id),
+        first_seen_at: rec.created_at,
+        runnable: rec.state == LinkState::Active && !rec.removed,
+        backoff_until: rec.backoff_until,
+        products: rec
+            .products
+            .iter()
+            .map(|p| {
+                let stored = rec.schedules.iter().find(|s| s.product == p);
+                ProductState {
+                    product: p,
+                    cadence: cadences[p.index()].clone(),
+                    last_requested_at: to_ms(stored.and_then(|s| s.last_requested_at)),
+                    server_seen_at: to_ms(
+                        stored.and_then(|s| s.server_refreshed_at.max(s.server_attempted_at)),
+                    ),
+                    backoff_until: to_ms(stored.and_then(|s| s.backoff_until)),
+                    parked: stored.is_some_and(|s| s.parked_reason.is_some()),
+                    refresh_requested: stored.is_some_and(|s| s.refresh_requested),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// A time truncated to the millisecond, the precision the table keeps.
+fn to_ms(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp_millis(t.timestamp_millis()))
+}
+
 /// The policy's view of one stored link (`explain`, `status`, the fleet page
 /// and the admin API all show this, so they never disagree).
 pub fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkStatus {
-    let entry = Entry::from_record(rec, Arc::new(cadences_of(rec.cadence.as_deref())));
-    let Evaluation { products, .. } = evaluate(&entry.schedule(), rules, now);
+    let schedule = schedule_of(rec);
+    let Evaluation { products, .. } = evaluate(&schedule, rules, now);
     LinkStatus {
         link: rec.id.clone(),
         state: rec.state,
@@ -90,7 +125,7 @@ pub fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkS
         backoff_until: rec.backoff_until,
         products: products
             .iter()
-            .zip(&entry.products)
+            .zip(&schedule.products)
             .map(|(plan, state)| {
                 let parked = rec
                     .schedules
@@ -99,8 +134,8 @@ pub fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkS
                     .and_then(|s| s.parked_reason.as_deref());
                 ProductStatus {
                     product: plan.product,
-                    last_requested_at: state.last_requested_at(),
-                    server_seen_at: state.server_seen_at(),
+                    last_requested_at: state.last_requested_at,
+                    server_seen_at: state.server_seen_at,
                     window_end: plan.window_end,
                     next_due_at: plan.due_at,
                     why: plan.why,

@@ -4,33 +4,59 @@
 //!
 //! # Layout
 //!
-//! Functional core, imperative shell. Data flows config → store → policy →
-//! client and back:
+//! Functional core, imperative shell. The program starts in `main.rs`, which
+//! hands the command line to [`cli`]; `linkfresh run` (and `demo`, and the
+//! tests) build an [`app::Application`], the one composition root, which
+//! builds every part from the settings, owns the tasks and returns when all
+//! have stopped. Dependencies point one way:
 //!
-//! - [`domain`], [`duration`], [`secret`], [`retry_after`], [`clock`]: shared
-//!   vocabulary — link ids, products, link states, the one bounded duration
-//!   parse (10 years at most), redacted secrets, `Retry-After` parsing, and
-//!   the one clock (tokio time, so tests can pause it).
-//! - [`config`]: `linkfresh.toml` + environment + links file, checked in full
-//!   (errors name file, key and what is allowed; exit 2).
-//! - [`policy`]: the pure scheduling rules (windows, cadence, backoff,
-//!   riding along, coalescing, batching) and the forward simulation behind
-//!   `plan`. No clock, no I/O; proven by property tests.
+//! ```text
+//! main ─→ cli ─→ app ─→ daemon, server, webhook   (app assembles; nothing names app)
+//! daemon  ─→ store, moneykit, config, policy        (never server, webhook or cli)
+//! webhook ─→ server (its listener), store, moneykit, config
+//! server  ─→ explain, store, moneykit               (never daemon)
+//! explain ─→ store, policy
+//! config  ─→ policy ─→ domain;   store ─→ domain
+//! below all: health, clock, duration, secret, metrics, notify, config_watch
+//! ```
+//!
+//! Data flows config → store (sync) → the daemon's table → policy → client →
+//! outcomes → store; the server and `explain` read the store and the rules
+//! the daemon publishes, and write operator changes through the store.
+//!
+//! - [`app`]: assembly. Opens and syncs the store, builds the MoneyKit
+//!   client, binds the listeners, installs the metrics, spawns the
+//!   supervised servers and the reload sources (SIGHUP, config folder) on
+//!   one task tracker, and runs the daemon with a child cancellation token.
+//! - [`daemon`]: the run loop, given its parts by `app` (`daemon::run`):
+//!   loader → table → scheduler (asks the policy) → dispatcher (paces,
+//!   commits intents, sends) → outcome rules → writer (group commit). A
+//!   reload publishes the new rules on a `watch` channel.
+//! - [`server`]: metrics, health, fleet pages and admin API; [`webhook`]: the
+//!   verified webhook receiver. They read shared handles only: the
+//!   [`health::Heartbeat`], the store's health, the rules in force (the
+//!   `watch` receiver the daemon publishes to), and write through the store.
+//! - [`explain`]: the policy's reasoning in words and JSON, built from a
+//!   stored link alone; shared by `status`, `explain`, the pages and the API.
 //! - [`store`]: the durable state behind one trait, SQLite or PostgreSQL,
 //!   with write-ahead intents so a crash never doubles a refresh.
 //! - [`moneykit`]: the API client and wire types (typed outcomes, single-flight
 //!   OAuth tokens); [`sim`]: a faithful MoneyKit simulator reusing those wire
 //!   types, for the demo and every end-to-end test.
-//! - [`daemon`]: the run loop — timer, dispatcher (rate, in-flight, group
-//!   commit), outcome rules, writer, discovery; [`server`]: metrics, health,
-//!   fleet pages and admin API; [`webhook`]: the verified webhook receiver.
+//! - [`config`]: `linkfresh.toml` + environment + links file, checked in full
+//!   (errors name file, key and what is allowed; exit 2).
+//! - [`policy`]: the pure scheduling rules (windows, cadence and its stored
+//!   form, backoff, riding along, coalescing, batching) and the forward
+//!   simulation behind `plan`. No clock, no I/O; proven by property tests.
+//! - [`domain`], [`duration`], [`secret`], [`retry_after`], [`clock`],
+//!   [`health`]: shared vocabulary — link ids, products, link states, the one
+//!   bounded duration parse, redacted secrets, `Retry-After`, the one clock
+//!   (tokio time, so tests can pause it) and the loop's heartbeat.
 //! - [`notify`], [`config_watch`], [`shutdown`], [`telemetry`], [`metrics`]:
 //!   systemd/Kubernetes integration, signals, logs and metric names.
-//! - [`explain`]: the policy's reasoning in words and JSON, shared by
-//!   `status`, `explain`, the fleet page and the admin API.
-//! - [`cli`]: the command line, the composition root (`main.rs` only calls it).
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -39,6 +65,7 @@ pub mod daemon;
 pub mod domain;
 pub mod duration;
 pub mod explain;
+pub mod health;
 pub mod metrics;
 pub mod moneykit;
 pub mod notify;

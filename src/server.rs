@@ -21,7 +21,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::Heartbeat;
+use crate::health::Heartbeat;
 use crate::moneykit::MoneyKit;
 use crate::store::Store;
 use crate::store::health::StoreHealth;
@@ -46,19 +46,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Bundles the handles.
+    /// Bundles the handles; `fleet` is what the fleet pages and the admin
+    /// API need beyond them.
     pub fn new(
         metrics: PrometheusHandle,
         store: Arc<dyn Store>,
         client: MoneyKit,
         heartbeat: Heartbeat,
+        fleet: fleet::FleetContext,
     ) -> Self {
         Self {
             metrics,
             store,
             client,
             heartbeat,
-            fleet: fleet::FleetContext::default(),
+            fleet,
             store_health: StoreHealth::default(),
         }
     }
@@ -67,12 +69,6 @@ impl AppState {
     /// `/readyz` fails while writes fail even though reads still work.
     pub fn with_store_health(mut self, health: StoreHealth) -> Self {
         self.store_health = health;
-        self
-    }
-
-    /// Adds what the fleet pages and the admin API need beyond the handles.
-    pub fn with_fleet(mut self, fleet: fleet::FleetContext) -> Self {
-        self.fleet = fleet;
         self
     }
 }
@@ -95,7 +91,7 @@ fn routes() -> Router<AppState> {
 /// router. axum reports an overlapping or malformed route only by
 /// panicking while the router is built, which used to happen inside the
 /// server task after start: the loop kept sending with no health, metrics,
-/// admin API or webhooks. `Application::build` calls this first, so the
+/// admin API or webhooks. `app::Application::build` calls this first, so the
 /// mistake is a configuration error before anything is sent; catching the
 /// panic is the only way to ask axum.
 pub(crate) fn check_extra_post_route(path: &str) -> Result<(), String> {

@@ -7,7 +7,9 @@ mod daemon;
 
 use std::time::Duration;
 
-use daemon::{DaemonProcess, TestDaemon, daemon_toml, fast_windows, link_ids, wait_until};
+use daemon::{
+    DaemonProcess, TestDaemon, daemon_toml, fast_windows, link_ids, linkfresh, wait_until,
+};
 use linkfresh::sim::{self, SimConfig};
 use serde_json::{Value, json};
 
@@ -442,4 +444,92 @@ async fn api_managed_links_survive_a_sighup_reload() {
     );
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(10)), Some(0));
+}
+
+/// Issue 15: the pages and the API explained links with the limits of the
+/// configuration at start, while the loop swapped its rules on SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sighup_that_changes_a_limit_the_api_and_page_explain_with_the_new_window_as_explain_does()
+ {
+    let cfg = sim_cfg();
+    let sim = sim::spawn(cfg.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("linkfresh.toml");
+    let port = daemon::free_port();
+    let body = daemon_toml(
+        &sim.base_url(),
+        &dir.path().join("lf.db"),
+        &cfg,
+        &["mk_hup_rules".to_owned()],
+        "\"accounts\"",
+        &format!("admin_token = \"{TOKEN}\"\n"),
+    )
+    .replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&config, &body).unwrap();
+    let d = DaemonProcess::spawn(&config, "hup-rules");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let accounts = |view: &Value| view["products"][0].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if reqwest::get(format!("http://{addr}/healthz")).await.is_ok() {
+            let (_, view) = api(addr, "GET", "/api/links/mk_hup_rules", None).await;
+            if !accounts(&view)["last_requested_at"].is_null() {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mk_hup_rules was never requested: {}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The hourly limit replaces the 2 s one; nothing is sent after it.
+    let hourly = body.replace("accounts = \"2000ms\"", "accounts = \"1h\"");
+    assert_ne!(hourly, body);
+    std::fs::write(&config, &hourly).unwrap();
+    d.signal("HUP");
+    let window = |view: &Value| {
+        let at = |k: &str| {
+            accounts(view)[k]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        };
+        Some(at("window_end")? - at("last_requested_at")?)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let (status, view) = api(addr, "GET", "/api/links/mk_hup_rules", None).await;
+        assert_eq!(status, 200, "{view}");
+        if window(&view).is_some_and(|w| w >= chrono::TimeDelta::hours(1)) {
+            break view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API still explains with the old window after the reload: {view}\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let why = accounts(&view)["why_text"].as_str().unwrap().to_owned();
+    assert!(why.starts_with("window until"), "{view}");
+
+    let (code, out, err) = linkfresh(&["explain", "mk_hup_rules"], &config);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("accounts"))
+        .unwrap_or_else(|| panic!("no accounts line in explain: {out}"));
+    assert!(
+        line.ends_with(&why),
+        "explain says {line:?}, the API {why:?}"
+    );
+    let (status, page) = daemon::http_get(addr, "/links/mk_hup_rules").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&why), "the page does not say {why:?}: {page}");
+    drop(d);
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use daemon::{DaemonProcess, daemon_toml, fast_windows, free_port};
-use linkfresh::daemon::{Application, Options};
+use linkfresh::app::{Application, Options};
 use linkfresh::sim::{self, SimConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -168,7 +168,7 @@ async fn a_webhook_path_that_overlaps_the_admin_api_is_refused_before_anything_i
         Ok(app) => {
             // The old behaviour: the server task panics while the loop runs on.
             let cancel = tokio_util::sync::CancellationToken::new();
-            let run = tokio::spawn(app.run(cancel.clone()));
+            let run = tokio::spawn(app.run_until_stopped(cancel.clone()));
             let ended = tokio::time::timeout(Duration::from_secs(5), run).await;
             cancel.cancel();
             panic!("build accepted an overlapping webhook_path; run after 5 s: {ended:?}");

@@ -147,9 +147,9 @@ async fn full_disk_daemon_in(links: usize, db_dir: Option<&Path>) -> FullDiskDae
             .await
             .unwrap(),
     );
-    let app = linkfresh::daemon::Application::build(
+    let app = linkfresh::app::Application::build(
         config,
-        linkfresh::daemon::Options {
+        linkfresh::app::Options {
             store: Some(store.clone()),
             ..Default::default()
         },
@@ -158,7 +158,7 @@ async fn full_disk_daemon_in(links: usize, db_dir: Option<&Path>) -> FullDiskDae
     .unwrap();
     let addr = app.local_addr();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let handle = tokio::spawn(app.run(cancel.clone()));
+    let handle = tokio::spawn(app.run_until_stopped(cancel.clone()));
     FullDiskDaemon {
         sim,
         store,

@@ -1,14 +1,15 @@
 //! The daemon never panics on input: random durations, link ids and config
 //! values go through validation (`config::load_with_env` on a real file), the
-//! store's cadence read-back (`config::cadence_from_json`) and the policy
+//! store's cadence read-back (`policy::cadences::cadence_from_json`) and the policy
 //! (`evaluate`, `plan::simulate`) at random `now`, near chrono's limits
 //! included. Errors are fine; a panic is a failure.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use linkfresh::config::{self, cadence_from_json};
+use linkfresh::config;
 use linkfresh::domain::{LinkId, Product};
+use linkfresh::policy::cadences::cadence_from_json;
 use linkfresh::policy::phase::link_hash;
 use linkfresh::policy::plan::simulate;
 use linkfresh::policy::{Cadence, Limits, LinkSchedule, ProductState, Rules, evaluate};

@@ -256,6 +256,12 @@ async fn a_parked_link_resumes_on_a_connected_webhook() {
     })
     .await;
     assert_eq!(r.link().await.reason, None);
+    // The simulator logs a delivery when the answer is back, a moment after
+    // the receiver committed the new state: wait for the log too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while r.sim.deliveries().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let sent = r.sim.deliveries();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].json()["webhook_event"], "link.state_changed");

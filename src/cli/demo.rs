@@ -7,8 +7,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::Failure;
+use crate::app::{Application, Options};
 use crate::config;
-use crate::daemon::{Activity, Application, Options};
+use crate::daemon::Activity;
 use crate::domain::{LinkId, ProductSet};
 use crate::shutdown::shutdown_signal;
 use crate::sim::{Faults, SimConfig, SimLink, SimLinkState, Windows};
@@ -173,7 +174,7 @@ pub async fn run(args: &DemoArgs) -> Result<(), Failure> {
             print_line(&a);
         }
     });
-    let result = app.run(cancel).await;
+    let result = app.run_until_stopped(cancel).await;
     let _ = printer.await;
     let stats = sim.stats();
     println!(

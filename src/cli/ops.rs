@@ -57,7 +57,11 @@ async fn open(config: &Config) -> Result<Arc<dyn Store>, Failure> {
             )
         })?;
     store
-        .sync_config(&config.revision, &link_specs(config), Utc::now())
+        .sync_config(
+            &config.revision,
+            &link_specs(config.links.clone()),
+            Utc::now(),
+        )
         .await
         .context("while syncing the configured links into the store")?;
     Ok(store)

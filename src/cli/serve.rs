@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::{ConfigArg, Failure};
-use crate::daemon::{Application, DaemonError, Options};
+use crate::app::{Application, Options};
+use crate::daemon::DaemonError;
 use crate::shutdown::{shutdown_signal, token_on};
 
 impl From<DaemonError> for Failure {
@@ -26,7 +27,7 @@ pub async fn run(args: &ConfigArg) -> Result<(), Failure> {
     };
     let app = Application::build(config, options).await?;
     let cancel = token_on(shutdown_signal());
-    app.run(cancel).await?;
+    app.run_until_stopped(cancel).await?;
     Ok(())
 }
 

@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::domain::{LinkId, Product, ProductSet};
+use crate::policy::cadences::cadence_to_json;
 use crate::policy::{Cadence, Rules};
 use crate::secret::Secret;
 
@@ -231,83 +232,6 @@ impl LinkConfig {
     pub fn cadence_json(&self) -> Option<String> {
         cadence_to_json(&self.cadence)
     }
-}
-
-/// Serialises per-product cadences for the store; `None` when all default.
-pub fn cadence_to_json(cadence: &BTreeMap<Product, Cadence>) -> Option<String> {
-    if cadence.is_empty() {
-        return None;
-    }
-    let mut every = serde_json::Map::new();
-    let mut cron = serde_json::Map::new();
-    for (p, c) in cadence {
-        match c {
-            Cadence::AsOftenAsAllowed => {}
-            Cadence::Every(d) => {
-                let d = d.to_std().unwrap_or_default();
-                every.insert(
-                    p.to_string(),
-                    humantime::format_duration(d).to_string().into(),
-                );
-            }
-            Cadence::Cron(c) => {
-                cron.insert(p.to_string(), c.as_str().into());
-            }
-        }
-    }
-    Some(serde_json::json!({ "every": every, "cron": cron }).to_string())
-}
-
-/// Parses what [`cadence_to_json`] wrote; unknown or bad entries are skipped
-/// (the config that wrote them was checked).
-///
-/// An `every` longer than the 10-year bound ([`crate::duration::MAX`]) can
-/// only come from a store written before the bound existed (an admin API
-/// call accepted `300000y`). It is clamped to 10 years with a warning
-/// rather than ignored: ignoring it would turn "almost never" into "as often
-/// as allowed", the opposite of what was asked; 10 years keeps the meaning
-/// and every date computed from it inside chrono's calendar.
-pub fn cadence_from_json(json: Option<&str>) -> BTreeMap<Product, Cadence> {
-    let mut out = BTreeMap::new();
-    let Some(value) = json.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()) else {
-        return out;
-    };
-    let entries = |key: &str| {
-        value
-            .get(key)
-            .and_then(|v| v.as_object())
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((Product::parse(k).ok()?, v.as_str()?.to_owned())))
-            .collect::<Vec<_>>()
-    };
-    for (p, s) in entries("every") {
-        match crate::duration::parse_duration_bounded(&s) {
-            Ok(d) => {
-                out.insert(p, Cadence::Every(crate::duration::to_delta(d)));
-            }
-            Err(crate::duration::DurationError::TooLong) => {
-                tracing::warn!(
-                    product = %p,
-                    every = %s,
-                    "stored cadence is longer than 10 years; using 10 years (set it again through the admin API or the config)"
-                );
-                out.insert(
-                    p,
-                    Cadence::Every(crate::duration::to_delta(crate::duration::MAX)),
-                );
-            }
-            Err(e) => {
-                tracing::warn!(product = %p, every = %s, error = %e, "stored cadence ignored");
-            }
-        }
-    }
-    for (p, s) in entries("cron") {
-        if let Ok(c) = crate::policy::CronSchedule::parse(&s) {
-            out.insert(p, Cadence::Cron(c));
-        }
-    }
-    out
 }
 
 /// The checked configuration.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::store::health::StoreHealth;
 use crate::store::{LinkRecord, Store};
@@ -26,12 +27,13 @@ const READ_AHEAD: usize = 2;
 /// so a store hiccup at start delays links rather than dropping them; while
 /// it fails, `health` says so and `/readyz` answers 503 with the reason.
 pub fn spawn(
+    tasks: &TaskTracker,
     store: Arc<dyn Store>,
     cancel: CancellationToken,
     health: StoreHealth,
 ) -> mpsc::Receiver<Vec<LinkRecord>> {
     let (tx, rx) = mpsc::channel(READ_AHEAD);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let started = Instant::now();
         let mut after = String::new();
         let mut loaded = 0usize;

@@ -15,19 +15,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use super::Activity;
 use super::dispatch::{CLAIMED_ELSEWHERE, Done, Job, ReadPurpose};
 use super::limiter::Limiter;
 use super::outcome::{narrow_for_isolation, resolve};
 use super::table::{LinkTable, ProductSlot};
 use super::timer::Timer;
 use super::writer::Write;
-use super::{Activity, Heartbeat};
 use crate::clock::Clock;
 use crate::domain::{LinkState, Product};
+use crate::health::Heartbeat;
 use crate::moneykit::ApiError;
 use crate::moneykit::wire::LinkStatus;
 use crate::policy::{Decision, Rules, decide, evaluate};
@@ -38,6 +40,8 @@ pub struct Scheduler {
     pub(super) table: LinkTable,
     pub(super) timer: Timer,
     pub(super) rules: Rules,
+    /// Where [`Self::rules`] is published after a reload, for the server.
+    pub(super) published_rules: watch::Sender<Arc<Rules>>,
     pub(super) clock: Clock,
     pub(super) store: Arc<dyn Store>,
     pub(super) jobs: mpsc::Sender<Job>,
@@ -57,6 +61,8 @@ pub struct Scheduler {
     pub(super) claim_seq: i64,
     /// Links whose claim was refused, to reload before deciding again.
     pub(super) refused: Vec<usize>,
+    /// Background store work (pruning), waited for at shutdown.
+    pub(super) tasks: TaskTracker,
     /// Pages of stored links still arriving from the [`loader`](super::loader).
     pub(super) loading: Option<mpsc::Receiver<Vec<LinkRecord>>>,
 }
@@ -538,10 +544,14 @@ impl Scheduler {
     }
 
     async fn reload(&mut self) {
-        let Some(reloaded) = super::reload(&self.config_path, &self.store, self.clock).await else {
+        let Some(reloaded) =
+            super::reload::reload(&self.config_path, &self.store, self.clock).await
+        else {
             return;
         };
         self.rules = reloaded.rules;
+        self.published_rules
+            .send_replace(Arc::new(self.rules.clone()));
         let now = self.clock.now();
         for rec in &reloaded.records {
             let i = self.table.merge(rec);
@@ -568,7 +578,7 @@ impl Scheduler {
     fn prune(&self) {
         let store = self.store.clone();
         let before = self.clock.now() - self.history_retention;
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             match store.prune_attempts(before).await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "pruned old attempt history"),
                 Ok(_) => {}

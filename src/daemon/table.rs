@@ -8,7 +8,6 @@
 //! without a cadence each, and the policy's [`LinkSchedule`] is built from
 //! them only when the link is evaluated ([`Entry::schedule`]).
 
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -17,15 +16,11 @@ use hashbrown::HashTable;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::cadence_from_json;
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
+use crate::policy::cadences::{CadenceBook, Cadences};
 use crate::policy::phase::link_hash;
-use crate::policy::{Cadence, LinkSchedule, ProductState};
+use crate::policy::{LinkSchedule, ProductState};
 use crate::store::LinkRecord;
-
-/// The cadence of each product (by [`Product::index`]) of links configured
-/// alike; shared, not copied, by all of them.
-pub type Cadences = [Cadence; Product::ALL.len()];
 
 /// One product of a link as the table stores it: the policy's
 /// [`ProductState`] without the cadence, which the link shares, and with its
@@ -255,44 +250,6 @@ impl Entry {
     }
 }
 
-/// Parses a link's stored cadence text into a cadence per product (the
-/// default, as often as allowed, where it names none).
-pub fn cadences_of(text: Option<&str>) -> Cadences {
-    let parsed = cadence_from_json(text);
-    std::array::from_fn(|i| parsed.get(&Product::ALL[i]).cloned().unwrap_or_default())
-}
-
-/// Parsed cadences by the stored text they came from, so that links
-/// configured alike share one [`Cadences`] (and the text is parsed once, not
-/// once per link). Grows with the number of distinct cadence settings, which
-/// a config names by hand; never with the fleet.
-#[derive(Debug, Default)]
-pub struct CadenceBook {
-    unset: Option<Arc<Cadences>>,
-    by_text: HashMap<Box<str>, Arc<Cadences>>,
-}
-
-impl CadenceBook {
-    /// The shared cadences for a link's stored cadence text.
-    pub fn get(&mut self, text: Option<&str>) -> Arc<Cadences> {
-        let found = match text {
-            None => self.unset.as_ref(),
-            Some(t) => self.by_text.get(t),
-        };
-        if let Some(found) = found {
-            return found.clone();
-        }
-        let shared = Arc::new(cadences_of(text));
-        match text {
-            None => self.unset = Some(shared.clone()),
-            Some(t) => {
-                self.by_text.insert(t.into(), shared.clone());
-            }
-        }
-        shared
-    }
-}
-
 /// Every link the daemon knows, addressable by index (timer) and by id.
 ///
 /// The id index holds entry numbers hashed by the entry's own id, not a
@@ -393,7 +350,8 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::config::cadence_to_json;
+    use crate::policy::Cadence;
+    use crate::policy::cadences::cadence_to_json;
 
     fn record(id: &str, cadence: Option<String>) -> LinkRecord {
         LinkRecord {
@@ -451,6 +409,38 @@ mod tests {
         slot.set_backoff_until(Some(t(7)));
         slot.set_backoff_until(None);
         assert_eq!(slot.backoff_until(), None);
+    }
+
+    /// `explain` builds the policy's input from the record itself (it must
+    /// not depend on the daemon); this keeps it the same as the table's.
+    #[test]
+    fn explain_sees_a_stored_link_exactly_as_the_table_schedules_it() {
+        let t = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
+        let cadence = cadence_to_json(&BTreeMap::from([(
+            Product::Identity,
+            Cadence::Every(TimeDelta::days(7)),
+        )]));
+        let mut rec = record("mk_same", cadence);
+        rec.backoff_until = Some(t(1_800_000_090_000));
+        rec.schedules = vec![crate::store::ProductRecord {
+            product: Product::Accounts,
+            last_requested_at: Some(t(1_800_000_000_123) + TimeDelta::microseconds(456)),
+            server_refreshed_at: Some(t(1_800_000_001_000)),
+            server_attempted_at: Some(t(1_800_000_002_000)),
+            next_due_at: None,
+            failures: 1,
+            backoff_until: Some(t(1_800_000_050_000)),
+            parked_reason: None,
+            refresh_requested: true,
+        }];
+        let mut parked = rec.clone();
+        parked.schedules[0].parked_reason = Some("forbidden".into());
+        parked.state = LinkState::Paused;
+        for rec in [rec, parked] {
+            let mut table = LinkTable::default();
+            let i = table.merge(&rec);
+            assert_eq!(table.get(i).schedule(), crate::explain::schedule_of(&rec));
+        }
     }
 
     /// The fleet-1m benchmark's memory target rests on these sizes: a link

@@ -29,6 +29,7 @@
 
 pub mod backoff;
 pub mod cadence;
+pub mod cadences;
 pub mod phase;
 pub mod plan;
 mod saturating;

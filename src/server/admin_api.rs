@@ -34,10 +34,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::config::cadence_to_json;
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
 use crate::duration::{self, parse_duration_bounded};
 use crate::explain::{LinkStatus, link_status};
+use crate::policy::cadences::cadence_to_json;
 use crate::policy::{Cadence, CronSchedule};
 use crate::store::{AttemptRecord, LinkRecord, LinkSource, LinkSpec, StoreError};
 
@@ -215,7 +215,7 @@ pub struct LinkView {
 async fn link_view(s: &AppState, rec: &LinkRecord) -> Result<LinkView, ApiError> {
     let attempts: Vec<AttemptRecord> = s.store.attempts(&rec.id, VIEW_ATTEMPTS).await?;
     Ok(LinkView {
-        status: link_status(rec, &s.fleet.rules, s.fleet.clock.now()),
+        status: link_status(rec, &s.fleet.rules(), s.fleet.clock.now()),
         source: rec.source.as_str(),
         removed: rec.removed,
         recent_attempts: attempts
@@ -287,7 +287,7 @@ fn cadence(
         let every = parse_duration_bounded(raw)
             .map(duration::to_delta)
             .map_err(|e| bad(format!("every.{p}: {raw:?}: {e}")))?;
-        let limit = s.fleet.rules.limits.window(p);
+        let limit = s.fleet.rules().limits.window(p);
         if every < limit {
             return Err(bad(format!(
                 "every.{p}: {raw} is shorter than the product's limit of {}",
@@ -459,7 +459,7 @@ async fn refresh(
     let now = s.fleet.clock.now();
     s.store.request_refresh(&id, products, now).await?;
     let rec = live(&s, &id).await?;
-    let status = link_status(&rec, &s.fleet.rules, now);
+    let status = link_status(&rec, &s.fleet.rules(), now);
     let wanted: Vec<ProductWhen> = status
         .products
         .iter()

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
 use super::AppState;
@@ -37,12 +37,15 @@ pub const PAGE_LINKS: u32 = 50;
 pub const HISTORY_ROWS: u32 = 100;
 
 /// What the fleet pages and the admin API need beside the store: the policy
-/// rules (to explain), the admin token and the clock. Built by the daemon
-/// from its configuration at start.
+/// rules (to explain), the admin token and the clock. Built by the
+/// composition root (`app`).
 #[derive(Clone)]
 pub struct FleetContext {
-    /// Rules used to explain links (those of the configuration at start).
-    pub rules: Arc<Rules>,
+    /// The rules in force, as the daemon's loop last published them (at
+    /// start, then after every reload), so that a link is explained with the
+    /// limits it is scheduled with (issue 15: after a SIGHUP the pages used
+    /// to explain with the limits of the configuration at start).
+    rules: watch::Receiver<Arc<Rules>>,
     /// Bearer token of `/api`; `None` turns the API off.
     pub admin_token: Option<Secret>,
     /// The daemon's clock.
@@ -60,22 +63,25 @@ pub struct FleetContext {
 /// Aggregates and the instant they were computed.
 type Cached = (Instant, Arc<Summary>);
 
-impl Default for FleetContext {
-    fn default() -> Self {
-        Self::new(Rules::default(), None, Clock::default())
-    }
-}
-
 impl FleetContext {
     /// A context whose aggregates are recomputed when older than 2 s.
-    pub fn new(rules: Rules, admin_token: Option<Secret>, clock: Clock) -> Self {
+    pub fn new(
+        rules: watch::Receiver<Arc<Rules>>,
+        admin_token: Option<Secret>,
+        clock: Clock,
+    ) -> Self {
         Self {
-            rules: Arc::new(rules),
+            rules,
             admin_token: admin_token.filter(|t| !t.is_empty()),
             clock,
             summary_ttl: Duration::from_secs(2),
             cache: Arc::default(),
         }
+    }
+
+    /// The rules in force now.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.borrow().clone()
     }
 }
 
@@ -349,8 +355,9 @@ fn table_section(
         "</select><button type=\"submit\">Search</button></form><table id=\"links\"><tr><th>link</th><th>state</th>\
          <th>source</th><th>product</th><th>last requested</th><th>next due</th><th>why</th></tr>",
     );
+    let rules = s.fleet.rules();
     for rec in records {
-        let status = link_status(rec, &s.fleet.rules, now);
+        let status = link_status(rec, &rules, now);
         let span = status.products.len().max(1);
         let _ = write!(
             body,
@@ -416,7 +423,7 @@ async fn link_page(State(s): State<AppState>, Path(raw): Path<String>) -> Respon
         Err(e) => return store_failure(&s, &e),
     };
     let now = s.fleet.clock.now();
-    let status = link_status(&rec, &s.fleet.rules, now);
+    let status = link_status(&rec, &s.fleet.rules(), now);
     let mut body = String::new();
     let _ = write!(
         body,

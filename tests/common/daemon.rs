@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use linkfresh::app::{Application, Options};
 use linkfresh::config;
-use linkfresh::daemon::{Activity, Application, Options};
+use linkfresh::daemon::Activity;
 use linkfresh::sim::{self, SimConfig, SimHandle, Windows};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -111,7 +112,7 @@ impl TestDaemon {
         .unwrap();
         let addr = app.local_addr();
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(app.run(cancel.clone()));
+        let handle = tokio::spawn(app.run_until_stopped(cancel.clone()));
         Self {
             sim,
             addr,

@@ -8,31 +8,32 @@ use std::future::Future;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::Heartbeat;
+use crate::health::Heartbeat;
 
-/// Spawns the server `name`. If it ends while `stopping` is not cancelled,
-/// or panics, the reason goes to `heartbeat.fatal` (which the scheduler
-/// checks after every event, at least once a second) and `failed` is
-/// cancelled (for the start-up wait for a token, before the loop runs).
+/// Spawns the server `name` on `tracker`. If it ends while `stopping` is not
+/// cancelled, or panics, the reason goes to `heartbeat.fatal` (which the
+/// scheduler checks after every event, at least once a second) and `failed`
+/// is cancelled (for the start-up wait for a token, before the loop runs).
+/// The handle returned ends when the server has.
 pub(crate) fn spawn(
+    tracker: &TaskTracker,
     name: &'static str,
     server: impl Future<Output = ()> + Send + 'static,
     stopping: CancellationToken,
     heartbeat: Heartbeat,
     failed: CancellationToken,
 ) -> JoinHandle<()> {
-    let task = tokio::spawn(server);
-    tokio::spawn(async move {
+    let task = tracker.spawn(server);
+    tracker.spawn(async move {
         let why = match task.await {
             Ok(()) if stopping.is_cancelled() => return,
             Ok(()) => format!("the {name} stopped unexpectedly; stopping the daemon"),
             Err(e) => format!("the {name} failed ({e}); stopping the daemon"),
         };
         tracing::error!(error = %why, "server task ended");
-        if let Ok(mut fatal) = heartbeat.fatal.lock() {
-            fatal.get_or_insert(why);
-        }
+        heartbeat.set_fatal(why);
         failed.cancel();
     })
 }
@@ -40,10 +41,7 @@ pub(crate) fn spawn(
 /// The reason recorded by [`spawn`], for the start-up path.
 pub(crate) fn reason(heartbeat: &Heartbeat) -> String {
     heartbeat
-        .fatal
-        .lock()
-        .ok()
-        .and_then(|f| f.clone())
+        .fatal()
         .unwrap_or_else(|| "a server task ended".to_owned())
 }
 
@@ -56,6 +54,7 @@ mod tests {
         let heartbeat = Heartbeat::default();
         let failed = CancellationToken::new();
         let watcher = spawn(
+            &TaskTracker::new(),
             "webhook listener",
             async { panic!("Overlapping method route") },
             CancellationToken::new(),
@@ -76,6 +75,7 @@ mod tests {
         let heartbeat = Heartbeat::default();
         let failed = CancellationToken::new();
         spawn(
+            &TaskTracker::new(),
             "HTTP server",
             async {},
             CancellationToken::new(),
@@ -91,6 +91,7 @@ mod tests {
         let (stopping, failed) = (CancellationToken::new(), CancellationToken::new());
         stopping.cancel();
         spawn(
+            &TaskTracker::new(),
             "HTTP server",
             async {},
             stopping,
@@ -100,6 +101,6 @@ mod tests {
         .await
         .unwrap();
         assert!(!failed.is_cancelled());
-        assert!(heartbeat.fatal.lock().unwrap().is_none());
+        assert!(heartbeat.fatal().is_none());
     }
 }
