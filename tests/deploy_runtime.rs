@@ -162,7 +162,14 @@ async fn a_configmap_update_by_symlink_swap_is_applied_without_a_restart() {
         d.log()
     );
     let old = posts("mk_cm_old");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The new link's first POST was just seen; two more span two windows
+    // (both links have the same), in which the old link would have been
+    // refreshed had it stayed.
+    assert!(
+        daemon::wait_until(Duration::from_secs(8), || posts("mk_cm_new") >= 3).await,
+        "{}",
+        d.log()
+    );
     assert_eq!(
         posts("mk_cm_old"),
         old,
