@@ -2,8 +2,7 @@
 //! RELOADING/STOPPING on a real notify socket, and a config folder laid out
 //! as the kubelet mounts a ConfigMap, updated by its `..data` symlink swap.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixDatagram;

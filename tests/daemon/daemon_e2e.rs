@@ -1,8 +1,7 @@
 //! The daemon end to end: the real `Application` against the simulator over
 //! loopback HTTP, a real SQLite file, windows of seconds.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::time::Duration;
 

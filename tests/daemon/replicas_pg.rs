@@ -5,10 +5,8 @@
 //! on PostgreSQL. Skipped, loudly, unless `LINKFRESH_TEST_PG_URL` or
 //! `DATABASE_URL` names a server.
 
-#[path = "common/daemon.rs"]
-mod daemon;
-#[path = "common/store.rs"]
-mod store_common;
+use crate::daemon;
+use crate::store_common;
 
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,7 @@
 //! after `kill -9`, SIGHUP reloads, `/metrics` against the simulator's own
 //! counts, and the operator commands against the running daemon's store.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::time::Duration;
 

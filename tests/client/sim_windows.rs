@@ -1,8 +1,7 @@
 //! The simulator enforces per-link per-product windows and reports what a
 //! client did wrong.
 
-#[path = "common/sim.rs"]
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The webhook receiver over real HTTP, against the simulator's signed
 //! deliveries and JWKS: what is applied, and every way a delivery is refused.
 
-mod webhook_common;
+use crate::webhook_common;
 
 use std::time::Duration;
 

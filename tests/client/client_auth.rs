@@ -1,8 +1,7 @@
 //! Tokens: bad credentials are fatal after one request, expiry mid-run is
 //! renewed without a failed refresh, and renewal is single-flight.
 
-#[path = "common/sim.rs"]
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
