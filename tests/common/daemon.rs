@@ -248,3 +248,20 @@ pub fn linkfresh(args: &[&str], config: &Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Like [`wait_until`] for a check that must await (an HTTP scrape, a store
+/// read): polls every 50 ms until it is true or `limit` passes.
+pub async fn wait_until_async<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check().await
+}

@@ -24,11 +24,11 @@ pub const REQUIRE_ALL: &str = "LINKFRESH_REQUIRE_ALL";
 /// A test suite that needs something outside cargo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Suite {
-    /// The fleet pages in headless Chromium (`tests/fleet_browser.rs`).
+    /// The fleet pages in headless Chromium (`tests/server/fleet_browser.rs`).
     Browser,
     /// The PostgreSQL store, fleet and replica tests.
     Postgres,
-    /// MoneyKit's Python SDK against the simulator (`tests/wire_fidelity.rs`).
+    /// MoneyKit's Python SDK against the simulator (`tests/client/wire_fidelity.rs`).
     PythonSdk,
 }
 

@@ -29,3 +29,16 @@ pub async fn sim_and_client(cfg: SimConfig) -> (SimHandle, MoneyKit) {
     let client = MoneyKit::new(client_config(&sim.base_url(), &cfg)).unwrap();
     (sim, client)
 }
+
+/// Polls `check` every 20 ms until it is true or `limit` passes; whether it
+/// was. For waits on the simulator's clock or state instead of a guess.
+pub async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}

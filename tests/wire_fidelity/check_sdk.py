@@ -95,7 +95,7 @@ def main(base):
     stale = moneykit.ApiClient(moneykit.Configuration(host=base, access_token="not-a-token"))
     expect_status(401, "unknown bearer token", lambda: LinksApi(stale).get_link("mk_sdk_check"))
 
-    # 9. Links the simulator is configured to break (see tests/wire_fidelity.rs).
+    # 9. Links the simulator is configured to break (see tests/client/wire_fidelity.rs).
     expect_status(404, "refresh of a missing link", lambda: products.refresh_products("mk_sdk_missing", req))
     expect_status(404, "get_link of a missing link", lambda: links.get_link("mk_sdk_missing"))
     expect_status(410, "refresh of a deleted link", lambda: products.refresh_products("mk_sdk_deleted", req))

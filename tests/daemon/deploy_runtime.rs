@@ -2,8 +2,7 @@
 //! RELOADING/STOPPING on a real notify socket, and a config folder laid out
 //! as the kubelet mounts a ConfigMap, updated by its `..data` symlink swap.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixDatagram;
@@ -162,7 +161,14 @@ async fn a_configmap_update_by_symlink_swap_is_applied_without_a_restart() {
         d.log()
     );
     let old = posts("mk_cm_old");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The new link's first POST was just seen; two more span two windows
+    // (both links have the same), in which the old link would have been
+    // refreshed had it stayed.
+    assert!(
+        daemon::wait_until(Duration::from_secs(8), || posts("mk_cm_new") >= 3).await,
+        "{}",
+        d.log()
+    );
     assert_eq!(
         posts("mk_cm_old"),
         old,

@@ -2,8 +2,7 @@
 //! every endpoint's success and error paths, the bearer token, the API off
 //! without a token, and API-managed links surviving a SIGHUP reload.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::time::Duration;
 

@@ -3,8 +3,7 @@
 //! bounded `plan`, commands that survive a huge cadence already in the store,
 //! and `linkfresh remove` for API-managed links.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,7 @@
 //! The daemon end to end: the real `Application` against the simulator over
 //! loopback HTTP, a real SQLite file, windows of seconds.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::time::Duration;
 
@@ -23,16 +22,32 @@ fn sim_config() -> SimConfig {
 async fn twenty_links_stay_fresh_without_a_single_window_violation() {
     let links = link_ids("mk_fresh", 20);
     let d = TestDaemon::start(sim_config(), &links, FOUR, "").await;
-    let run = Duration::from_secs(12);
-    tokio::time::sleep(run).await;
+    // Spacing is window + margin (2.1 s, 6.1 s); the first request waits
+    // for a GET and a phase of up to 0.5 s. Within a 12 s budget every link
+    // has at least `hourly_min` POSTs: wait for that (plus every link's
+    // daily products once), then judge the POST count against the time
+    // actually run.
+    let budget = Duration::from_secs(12);
+    let hourly_min = (budget.as_secs_f64() / 2.1).floor() as u64 - 1;
+    let daily_min = ((budget.as_secs_f64() / 6.1).floor() as u64 - 1).max(1);
+    let started = d.started;
+    let fresh = |stats: &linkfresh::sim::SimStats| {
+        let refreshed = |p: &str| stats.products_refreshed.get(p).copied().unwrap_or(0);
+        links
+            .iter()
+            .all(|l| stats.posts_per_link.get(l).copied().unwrap_or(0) >= hourly_min)
+            && refreshed("identity") >= daily_min * 20
+    };
+    assert!(
+        wait_until(budget, || fresh(&d.sim.stats())).await,
+        "{:#?}",
+        d.sim.stats()
+    );
     let (sim, result) = d.stop().await;
+    let run = started.elapsed();
     result.unwrap();
     let stats = sim.stats();
     assert_eq!(stats.violations, 0, "{stats:#?}");
-    // Spacing is window + margin (2.1 s, 6.1 s); the first request waits
-    // for a GET and a phase of up to 0.5 s.
-    let hourly_min = (run.as_secs_f64() / 2.1).floor() as u64 - 1;
-    let daily_min = (run.as_secs_f64() / 6.1).floor() as u64 - 1;
     for l in &links {
         assert!(
             stats.posts_per_link.get(l).copied().unwrap_or(0) >= hourly_min,
@@ -48,7 +63,7 @@ async fn twenty_links_stay_fresh_without_a_single_window_violation() {
     let minimum = 20.0 * (run.as_secs_f64() / 2.1).ceil();
     assert!(
         posts as f64 <= 1.25 * minimum,
-        "{posts} POSTs, minimum {minimum}"
+        "{posts} POSTs in {run:?}, minimum {minimum}"
     );
 }
 
@@ -69,7 +84,31 @@ async fn a_429_with_retry_after_delays_the_link_until_then() {
         "",
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Once a 429 is seen, every link (the one that got it among them) must
+    // POST again: a link that did not wait out its Retry-After is counted
+    // by the simulator as it comes.
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .sim
+            .stats()
+            .count("refresh", 429)
+            > 0)
+        .await,
+        "no 429 was injected: {:#?}",
+        d.sim.stats()
+    );
+    let at_429 = d.sim.stats().posts_per_link;
+    let again = |stats: &linkfresh::sim::SimStats| {
+        at_429
+            .iter()
+            .all(|(l, n)| stats.posts_per_link.get(l).copied().unwrap_or(0) > *n)
+            && stats.count("refresh", 202) >= 8
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || again(&d.sim.stats())).await,
+        "{:#?}",
+        d.sim.stats()
+    );
     let (sim, result) = d.stop().await;
     result.unwrap();
     let stats = sim.stats();
@@ -89,7 +128,18 @@ async fn a_short_token_ttl_costs_about_one_token_per_ttl_and_loses_no_refresh() 
         ..sim_config()
     };
     let d = TestDaemon::start(cfg, &link_ids("mk_ttl", 5), "\"accounts\"", "").await;
-    tokio::time::sleep(Duration::from_secs(9)).await;
+    // Three POSTs per link span two windows (4.2 s), two TTLs and more.
+    let three_each = |stats: &linkfresh::sim::SimStats| {
+        link_ids("mk_ttl", 5)
+            .iter()
+            .all(|l| stats.posts_per_link.get(l).copied().unwrap_or(0) >= 3)
+            && stats.tokens_issued >= 3
+    };
+    assert!(
+        wait_until(Duration::from_secs(9), || three_each(&d.sim.stats())).await,
+        "{:#?}",
+        d.sim.stats()
+    );
     let (sim, result) = d.stop().await;
     result.unwrap();
     let stats = sim.stats();
@@ -132,7 +182,19 @@ async fn parked_links_stop_after_their_first_answer_and_healthy_ones_go_on() {
     .map(String::from)
     .to_vec();
     let d = TestDaemon::start(cfg, &links, "\"accounts\", \"identity\"", "").await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Three POSTs of the healthy links span two hourly windows: had the
+    // parked links not been parked, each would have been asked again in
+    // that time (a 422 after a 0.5 s backoff, the others within a window).
+    let going_on = |stats: &linkfresh::sim::SimStats| {
+        ["mk_p_ok", "mk_p_forbidden"]
+            .iter()
+            .all(|l| stats.posts_per_link.get(*l).copied().unwrap_or(0) >= 3)
+    };
+    assert!(
+        wait_until(Duration::from_secs(8), || going_on(&d.sim.stats())).await,
+        "{:#?}",
+        d.sim.stats()
+    );
     let store = linkfresh::store::connect(&format!(
         "sqlite://{}",
         d.dir.path().join("lf.db").display()
@@ -186,13 +248,35 @@ async fn during_an_outage_the_daemon_stays_up_and_links_are_fresh_again_within_t
     };
     let links = link_ids("mk_out", 6);
     let d = TestDaemon::start(cfg, &links, "\"accounts\"", "").await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let outage_end = d.started + Duration::from_secs(2 + 4);
+    // The first 503 means the outage has begun (it lasts until 6 s).
+    assert!(
+        wait_until(Duration::from_secs(6), || d
+            .sim
+            .stats()
+            .count("refresh", 503)
+            > 0)
+        .await,
+        "no outage seen: {:#?}",
+        d.sim.stats()
+    );
     let (status, _) = http_get(d.addr, "/healthz").await;
     assert_eq!(status, 200, "healthz during the outage");
+    assert!(std::time::Instant::now() < outage_end, "checked too late");
     let before = d.sim.stats();
-    // The outage ends at 6 s; two windows (2 x 2.1 s) later every link has
-    // had a 202 again.
-    tokio::time::sleep(Duration::from_secs(2) + Duration::from_millis(4200)).await;
+    let ok = |s: &linkfresh::sim::SimStats| s.count("refresh", 202);
+    // Within two windows (2 x 2.1 s) of the outage's end every link has had
+    // a 202 again.
+    let fresh_again = outage_end + Duration::from_millis(4200);
+    assert!(
+        wait_until(
+            fresh_again.saturating_duration_since(std::time::Instant::now()),
+            || ok(&d.sim.stats()) >= ok(&before) + links.len() as u64
+        )
+        .await,
+        "before {before:#?}\nafter {:#?}",
+        d.sim.stats()
+    );
     let after = d.sim.stats();
     let (sim, result) = d.stop().await;
     result.unwrap();
@@ -200,7 +284,6 @@ async fn during_an_outage_the_daemon_stays_up_and_links_are_fresh_again_within_t
         after.count("refresh", 503) + before.count("refresh", 503) > 0,
         "no outage seen: {after:#?}"
     );
-    let ok = |s: &linkfresh::sim::SimStats| s.count("refresh", 202);
     assert!(
         ok(&after) >= ok(&before) + links.len() as u64,
         "before {before:#?}\nafter {after:#?}"
@@ -233,9 +316,31 @@ async fn an_operator_pause_is_noticed_within_a_second() {
             .await
             .unwrap()
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The other link is the clock: two more of its POSTs are at least one
+    // window (2.1 s) apart, longer than the change poll (each second) that
+    // brings the pause to the loop; three more after that span two windows,
+    // in which an unpaused link would have been refreshed.
+    let other = || {
+        d.sim
+            .stats()
+            .posts_per_link
+            .get("mk_pause_001")
+            .copied()
+            .unwrap_or(0)
+    };
+    let from = other();
+    assert!(
+        wait_until(Duration::from_secs(6), || other() >= from + 2).await,
+        "{:#?}",
+        d.sim.stats()
+    );
     let paused_at = d.sim.stats().posts_per_link["mk_pause_000"];
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let from = other();
+    assert!(
+        wait_until(Duration::from_secs(8), || other() >= from + 3).await,
+        "{:#?}",
+        d.sim.stats()
+    );
     let stats = d.sim.stats();
     assert_eq!(
         stats.posts_per_link["mk_pause_000"], paused_at,

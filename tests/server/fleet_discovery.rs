@@ -3,8 +3,7 @@
 //! passes are added, links that vanish are parked only after
 //! `GET /links/{id}` confirms it, and config-managed links are left alone.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

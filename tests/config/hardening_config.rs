@@ -2,8 +2,7 @@
 //! judge a configuration alike, reserved routes, environment over file,
 //! secrets kept out of error messages, and strict types in the file.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -46,6 +46,12 @@ fn configmap_update(dir: &Path, gap: Duration) {
     fs::remove_dir_all(old).unwrap();
 }
 
+/// How long a folder must give no signal to count as quiet: a change is
+/// reported one debounce after its burst ends, so twice that is ample.
+fn quiet() -> Duration {
+    2 * config_watch::DEFAULT_DEBOUNCE
+}
+
 /// Consumes and returns every signal that arrives within `window`.
 async fn signals_within(watch: &mut ConfigWatch, window: Duration) -> usize {
     let mut n = 0;
@@ -68,7 +74,7 @@ async fn configmap_symlink_swap_is_reported_once() {
         "mk_one\n"
     );
     assert_eq!(
-        signals_within(&mut watch, Duration::from_millis(800)).await,
+        signals_within(&mut watch, quiet()).await,
         0,
         "a quiet folder (reads only) produced a change"
     );
@@ -90,7 +96,7 @@ async fn configmap_symlink_swap_is_reported_once() {
     );
     // The whole swap (mkdir, writes, symlink, rename, rmdir) was one burst.
     assert_eq!(
-        signals_within(&mut watch, Duration::from_secs(1)).await,
+        signals_within(&mut watch, quiet()).await,
         0,
         "one ConfigMap update produced more than one signal"
     );
@@ -105,10 +111,7 @@ async fn plain_edit_and_atomic_replace_are_reported() {
 
     // Reading a plain file in the folder (as every reload does) is not a change.
     fs::read_to_string(&config).unwrap();
-    assert_eq!(
-        signals_within(&mut watch, Duration::from_millis(800)).await,
-        0
-    );
+    assert_eq!(signals_within(&mut watch, quiet()).await, 0);
 
     // In-place write.
     fs::write(&config, "[defaults]\nproducts = [\"accounts\"]\n").unwrap();
@@ -137,10 +140,7 @@ async fn changes_below_subfolders_are_not_watched() {
     let mut watch = config_watch::watch_config_dir(dir.path()).unwrap();
 
     fs::write(sub.join("noise.txt"), "x").unwrap();
-    assert_eq!(
-        signals_within(&mut watch, Duration::from_millis(800)).await,
-        0
-    );
+    assert_eq!(signals_within(&mut watch, quiet()).await, 0);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The webhook receiver over real HTTP, against the simulator's signed
 //! deliveries and JWKS: what is applied, and every way a delivery is refused.
 
-mod webhook_common;
+use crate::webhook_common;
 
 use std::time::Duration;
 
@@ -288,11 +288,22 @@ async fn a_deleted_webhook_parks_the_link() {
 #[tokio::test]
 async fn out_of_order_product_refreshes_never_move_refreshed_at_backwards() {
     let r = rig().await;
-    assert_eq!(r.sim.deliver(&r.url, &completed(10)).await, Some(200));
-    assert_eq!(r.sim.deliver(&r.url, &completed(120)).await, Some(200));
+    // One `now` for the whole test: `ago` read twice across a second
+    // boundary named two different seconds.
+    let start = now();
+    let ago = |secs: i64| start - chrono::TimeDelta::seconds(secs);
+    let event = |state: &str, at| product_refresh_event(&id(LINK), Product::Accounts, state, at);
+    assert_eq!(
+        r.sim.deliver(&r.url, &event("completed", ago(10))).await,
+        Some(200)
+    );
+    assert_eq!(
+        r.sim.deliver(&r.url, &event("completed", ago(120))).await,
+        Some(200)
+    );
     assert_eq!(r.refreshed_at(Product::Accounts).await, Some(ago(10)));
-    let failed_late = product_refresh_event(&id(LINK), Product::Accounts, "failed", ago(5));
-    let failed_early = product_refresh_event(&id(LINK), Product::Accounts, "failed", ago(200));
+    let failed_late = event("failed", ago(5));
+    let failed_early = event("failed", ago(200));
     assert_eq!(r.sim.deliver(&r.url, &failed_late).await, Some(200));
     assert_eq!(r.sim.deliver(&r.url, &failed_early).await, Some(200));
     let link = r.link().await;

@@ -2,8 +2,7 @@
 //! finish their headers, and a broken route table stops the daemon instead
 //! of leaving it half alive.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,10 +4,7 @@
 //! page. Windows of 30 minutes make the fleet quiet after one round, so the
 //! agreement is exact.
 
-#[path = "common/daemon.rs"]
-mod daemon;
-#[path = "common/fleet_page.rs"]
-mod fleet_page;
+use crate::fleet_page;
 
 use chrono::TimeDelta;
 use fleet_page::{page_after, quiet_fleet};

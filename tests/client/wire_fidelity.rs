@@ -3,8 +3,7 @@
 //! Skipped, loudly, where the SDK is missing, except under
 //! `LINKFRESH_REQUIRE_ALL=1` (see `common/optional.rs`).
 
-#[path = "common/optional.rs"]
-mod optional;
+use crate::optional;
 
 use std::process::Command;
 

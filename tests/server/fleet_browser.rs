@@ -7,12 +7,9 @@
 //! Needs `chromium` (`.ci/install-chromium.sh`); skipped, loudly, without it,
 //! except under `LINKFRESH_REQUIRE_ALL=1` (see `common/optional.rs`).
 
-#[path = "common/daemon.rs"]
-mod daemon;
-#[path = "common/fleet_page.rs"]
-mod fleet_page;
-#[path = "common/optional.rs"]
-mod optional;
+use crate::daemon;
+use crate::fleet_page;
+use crate::optional;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -2,13 +2,43 @@
 //! after `kill -9`, SIGHUP reloads, `/metrics` against the simulator's own
 //! counts, and the operator commands against the running daemon's store.
 
-#[path = "common/daemon.rs"]
-mod daemon;
+use crate::daemon;
 
 use std::time::Duration;
 
-use daemon::{DaemonProcess, daemon_toml, fast_windows, free_port, link_ids, linkfresh};
-use linkfresh::sim::{self, SimConfig};
+use daemon::{
+    DaemonProcess, daemon_toml, fast_windows, free_port, link_ids, linkfresh, wait_until,
+    wait_until_async,
+};
+use linkfresh::sim::{self, SimConfig, SimStats};
+
+/// How many refresh POSTs MoneyKit has seen for `link`.
+fn posts(stats: &SimStats, link: &str) -> u64 {
+    stats.posts_per_link.get(link).copied().unwrap_or(0)
+}
+
+/// The sum of the samples of the metric lines of `body` starting with `name`.
+fn metric(body: &str, name: &str) -> u64 {
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Waits (at most `limit`) until every one of `links` has POSTed more than
+/// it had in `since`; whether it did.
+async fn each_posted_since(
+    sim: &sim::SimHandle,
+    links: &[String],
+    since: &SimStats,
+    limit: Duration,
+) -> bool {
+    wait_until(limit, || {
+        let now = sim.stats();
+        links.iter().all(|l| posts(&now, l) > posts(since, l))
+    })
+    .await
+}
 
 struct Setup {
     sim: sim::SimHandle,
@@ -49,19 +79,27 @@ async fn setup(links: &[String], products: &str) -> Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_then_restart_on_the_same_database_breaks_no_window() {
-    let s = setup(
-        &link_ids("mk_term", 10),
-        "\"accounts\", \"transactions\", \"identity\"",
-    )
-    .await;
+    let links = link_ids("mk_term", 10);
+    let s = setup(&links, "\"accounts\", \"transactions\", \"identity\"").await;
     let mut d = DaemonProcess::spawn(&s.config, "1");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Stop once every link is inside its windows.
+    assert!(
+        each_posted_since(&s.sim, &links, &SimStats::default(), Duration::from_secs(8)).await,
+        "{}",
+        d.log()
+    );
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(10)), Some(0), "{}", d.log());
     assert!(d.log().contains("stopped cleanly"), "{}", d.log());
     let mid = s.sim.stats();
     let mut d2 = DaemonProcess::spawn(&s.config, "2");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Every link's first POST after the restart is the one that would break
+    // a window had the store been ignored.
+    assert!(
+        each_posted_since(&s.sim, &links, &mid, Duration::from_secs(8)).await,
+        "{}",
+        d2.log()
+    );
     d2.signal("TERM");
     assert_eq!(d2.wait(Duration::from_secs(10)), Some(0), "{}", d2.log());
     let stats = s.sim.stats();
@@ -75,16 +113,31 @@ async fn sigterm_then_restart_on_the_same_database_breaks_no_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_then_restart_breaks_no_window() {
-    let s = setup(&link_ids("mk_kill", 20), "\"accounts\", \"transactions\"").await;
-    // Kill at a few moments spread over the windows, restarting each time.
-    for (i, ms) in [700u64, 2300, 1100, 3100].into_iter().enumerate() {
+    let links = link_ids("mk_kill", 20);
+    let s = setup(&links, "\"accounts\", \"transactions\"").await;
+    // Kill at a few moments spread over the windows, restarting each time:
+    // counted in POSTs that reached MoneyKit during the run, from its first
+    // one to a whole round and a bit (the next round starts a window later).
+    for (i, posts_in_run) in [1u64, 12, 5, 25].into_iter().enumerate() {
         let mut d = DaemonProcess::spawn(&s.config, &format!("k{i}"));
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let from = s.sim.stats().total("refresh");
+        assert!(
+            wait_until(Duration::from_secs(8), || s.sim.stats().total("refresh")
+                >= from + posts_in_run)
+            .await,
+            "{}",
+            d.log()
+        );
         d.signal("KILL");
         d.wait(Duration::from_secs(5));
     }
     let mut d = DaemonProcess::spawn(&s.config, "final");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarted = s.sim.stats();
+    assert!(
+        each_posted_since(&s.sim, &links, &restarted, Duration::from_secs(8)).await,
+        "{}",
+        d.log()
+    );
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(10)), Some(0), "{}", d.log());
     let stats = s.sim.stats();
@@ -94,9 +147,14 @@ async fn kill_9_at_random_moments_then_restart_breaks_no_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_counts_match_the_simulators_own_counts() {
-    let s = setup(&link_ids("mk_metrics", 5), "\"accounts\", \"identity\"").await;
+    let links = link_ids("mk_metrics", 5);
+    let s = setup(&links, "\"accounts\", \"identity\"").await;
     let mut d = DaemonProcess::spawn(&s.config, "m");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Two rounds of POSTs: tokens, GETs, refreshes of both products.
+    let first = s.sim.stats();
+    assert!(each_posted_since(&s.sim, &links, &first, Duration::from_secs(8)).await);
+    let second = s.sim.stats();
+    assert!(each_posted_since(&s.sim, &links, &second, Duration::from_secs(8)).await);
     // Stop the traffic before comparing: pause every link, let answers land.
     for l in link_ids("mk_metrics", 5) {
         let (code, _, err) = linkfresh(&["pause", &l], &s.config);
@@ -112,48 +170,52 @@ async fn metrics_counts_match_the_simulators_own_counts() {
             .await
             .unwrap()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut body = scrape().await;
-    while !body.contains("linkfresh_links{state=\"paused\"} 5")
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        body = scrape().await;
-    }
-    // Answers still in flight when the last pause landed are in by now too.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let body = scrape().await;
-    let metric = |name: &str| -> f64 {
-        body.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+    // Answers still in flight when the last pause landed are counted by the
+    // simulator first: wait until both sides agree, then compare.
+    let counts = |body: &str, stats: &SimStats| {
+        [
+            (
+                metric(
+                    body,
+                    "linkfresh_requests_total{endpoint=\"refresh\",status=\"202\"}",
+                ),
+                stats.count("refresh", 202),
+            ),
+            (
+                metric(body, "linkfresh_requests_total{endpoint=\"get_link\""),
+                stats.total("get_link"),
+            ),
+            (
+                metric(body, "linkfresh_token_refreshes_total"),
+                stats.tokens_issued,
+            ),
+            (
+                metric(
+                    body,
+                    "linkfresh_products_requested_total{product=\"accounts\"}",
+                ),
+                stats
+                    .products_refreshed
+                    .get("accounts")
+                    .copied()
+                    .unwrap_or(0),
+            ),
+        ]
     };
+    let settled = wait_until_async(Duration::from_secs(10), || async {
+        let body = scrape().await;
+        body.contains("linkfresh_links{state=\"paused\"} 5")
+            && counts(&body, &s.sim.stats())
+                .iter()
+                .all(|(ours, theirs)| ours == theirs)
+    })
+    .await;
+    let body = scrape().await;
     let stats = s.sim.stats();
-    assert_eq!(
-        metric("linkfresh_requests_total{endpoint=\"refresh\",status=\"202\"}") as u64,
-        stats.count("refresh", 202),
-        "{body}"
-    );
-    assert_eq!(
-        metric("linkfresh_requests_total{endpoint=\"get_link\"") as u64,
-        stats.total("get_link"),
-        "{body}"
-    );
-    assert_eq!(
-        metric("linkfresh_token_refreshes_total") as u64,
-        stats.tokens_issued,
-        "{body}"
-    );
-    assert_eq!(
-        metric("linkfresh_products_requested_total{product=\"accounts\"}") as u64,
-        stats
-            .products_refreshed
-            .get("accounts")
-            .copied()
-            .unwrap_or(0),
-        "{body}"
-    );
+    assert!(settled, "{body}\n{stats:#?}");
+    for (ours, theirs) in counts(&body, &stats) {
+        assert_eq!(ours, theirs, "{body}");
+    }
     assert!(
         body.contains("linkfresh_links{state=\"paused\"} 5"),
         "{body}"
@@ -171,19 +233,49 @@ async fn metrics_counts_match_the_simulators_own_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_added_and_removed_links_and_keeps_the_old_config_when_the_new_one_is_bad() {
-    let s = setup(&link_ids("mk_hup", 2), "\"accounts\"").await;
+    let links = link_ids("mk_hup", 2);
+    let s = setup(&links, "\"accounts\"").await;
     let mut d = DaemonProcess::spawn(&s.config, "h");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        each_posted_since(&s.sim, &links, &SimStats::default(), Duration::from_secs(8)).await,
+        "{}",
+        d.log()
+    );
     // Swap mk_hup_001 for mk_hup_new.
     let original = std::fs::read_to_string(&s.config).unwrap();
     std::fs::write(&s.config, original.replace("mk_hup_001", "mk_hup_new")).unwrap();
     d.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        wait_until(Duration::from_secs(5), || d
+            .log()
+            .contains("configuration reloaded"))
+        .await,
+        "{}",
+        d.log()
+    );
+    // The kept link is the clock. Its next POST comes after the scheduler
+    // took the reload and anything the removed link had in flight landed;
+    // two more after that span a window, in which the removed link would
+    // have been refreshed had it stayed.
+    let kept = ["mk_hup_000".to_owned()];
+    let logged = s.sim.stats();
+    assert!(each_posted_since(&s.sim, &kept, &logged, Duration::from_secs(5)).await);
     let at_reload = s.sim.stats();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    for _ in 0..2 {
+        let since = s.sim.stats();
+        assert!(each_posted_since(&s.sim, &kept, &since, Duration::from_secs(5)).await);
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || posts(
+            &s.sim.stats(),
+            "mk_hup_new"
+        ) >= 1)
+        .await,
+        "added link never refreshed: {:#?}\n{}",
+        s.sim.stats(),
+        d.log()
+    );
     let stats = s.sim.stats();
-    let posts =
-        |st: &linkfresh::sim::SimStats, l: &str| st.posts_per_link.get(l).copied().unwrap_or(0);
     assert!(
         posts(&stats, "mk_hup_new") >= 1,
         "added link never refreshed: {stats:#?}\n{}",
@@ -197,7 +289,18 @@ async fn sighup_applies_added_and_removed_links_and_keeps_the_old_config_when_th
     // A bad config is rejected and the daemon goes on.
     std::fs::write(&s.config, "[limits]\naccounts = \"soon\"\n").unwrap();
     d.signal("HUP");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        wait_until(Duration::from_secs(5), || d
+            .log()
+            .contains("reload rejected"))
+        .await,
+        "{}",
+        d.log()
+    );
+    assert!(
+        each_posted_since(&s.sim, &kept, &stats, Duration::from_secs(5)).await,
+        "the daemon stopped after a bad reload"
+    );
     assert!(d.log().contains("reload rejected"), "{}", d.log());
     assert!(
         posts(&s.sim.stats(), "mk_hup_000") > posts(&stats, "mk_hup_000"),
@@ -212,7 +315,19 @@ async fn sighup_applies_added_and_removed_links_and_keeps_the_old_config_when_th
 async fn status_explain_and_refresh_read_and_act_on_the_store() {
     let s = setup(&link_ids("mk_ops", 2), "\"accounts\", \"identity\"").await;
     let mut d = DaemonProcess::spawn(&s.config, "o");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The commands open the store too: not while the daemon migrates it.
+    wait_running(&d).await;
+    // Until both links have an answer in the store.
+    let answered = || {
+        let (_, status, _) = linkfresh(&["status"], &s.config);
+        let (_, explain, _) = linkfresh(&["explain", "mk_ops_001"], &s.config);
+        status.contains("window until") && explain.contains("recent attempts")
+    };
+    assert!(
+        wait_until(Duration::from_secs(8), answered).await,
+        "{}",
+        d.log()
+    );
     let (code, out, err) = linkfresh(&["status"], &s.config);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -298,11 +413,14 @@ async fn files_beside_the_config_do_not_reload_it_but_the_config_file_does() {
     // config folder and change all the time.
     let mut d = DaemonProcess::spawn(&s.config, "watch");
     wait_running(&d).await;
+    // Each stray write is a burst of its own, which the watcher would
+    // report one debounce after it: space them by that and a margin. A late
+    // report of the last one shows below as a second reload line.
+    let burst_apart = linkfresh::config_watch::DEFAULT_DEBOUNCE + Duration::from_millis(100);
     for i in 0..5 {
         std::fs::write(s.dir.path().join("notes.txt"), format!("{i}")).unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(burst_apart).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         !d.log().contains("config folder changed"),
         "reloaded for a file that is not the config:\n{}",
@@ -316,6 +434,12 @@ async fn files_beside_the_config_do_not_reload_it_but_the_config_file_does() {
             .contains("config folder changed"))
         .await,
         "{}",
+        d.log()
+    );
+    assert_eq!(
+        d.log().matches("config folder changed").count(),
+        1,
+        "reloaded for a file that is not the config:\n{}",
         d.log()
     );
     d.signal("TERM");

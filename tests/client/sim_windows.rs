@@ -1,8 +1,7 @@
 //! The simulator enforces per-link per-product windows and reports what a
 //! client did wrong.
 
-#[path = "common/sim.rs"]
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use linkfresh::domain::{Product, ProductSet};
 use linkfresh::moneykit::RefreshOutcome;
 use linkfresh::sim::{SimConfig, SimStats, Windows, load_config};
 
-use common::{id, sim_and_client};
+use common::{id, sim_and_client, wait_until};
 
 #[tokio::test]
 async fn requests_inside_a_window_are_429_and_counted_as_violations() {
@@ -43,7 +42,15 @@ async fn requests_inside_a_window_are_429_and_counted_as_violations() {
         client.refresh(&link, ident).await,
         RefreshOutcome::Accepted { .. }
     ));
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    // Until the simulator's clock is past the accounts window.
+    let accounts_window_over = || {
+        sim.link(&link)
+            .and_then(|l| l.product(Product::Accounts)?.refreshed_at)
+            .is_some_and(|at| {
+                sim.clock().now() >= at + chrono::TimeDelta::from_std(windows.accounts).unwrap()
+            })
+    };
+    assert!(wait_until(Duration::from_secs(2), accounts_window_over).await);
     assert!(matches!(
         client.refresh(&link, acc.union(ident)).await,
         RefreshOutcome::RateLimited { .. }
@@ -86,7 +93,8 @@ async fn a_request_after_the_retry_after_has_passed_is_not_a_violation() {
         .to_std()
         .unwrap();
     assert!(wait <= Duration::from_secs(1), "{wait:?}");
-    tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    let until = ra.until(chrono::Utc::now()) + chrono::TimeDelta::milliseconds(50);
+    assert!(wait_until(wait + Duration::from_secs(1), || sim.clock().now() >= until).await);
     assert!(matches!(
         client.refresh(&link, acc).await,
         RefreshOutcome::Accepted { .. }

@@ -1,7 +1,7 @@
 //! Random bytes and random JWT-shaped signatures thrown at the receiver
 //! over HTTP: it never panics, never answers 2xx or 5xx, never changes the store.
 
-mod webhook_common;
+use crate::webhook_common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,7 +1,6 @@
 //! Every refresh outcome, produced by the simulator over loopback HTTP.
 
-#[path = "common/sim.rs"]
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

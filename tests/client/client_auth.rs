@@ -1,8 +1,7 @@
 //! Tokens: bad credentials are fatal after one request, expiry mid-run is
 //! renewed without a failed refresh, and renewal is single-flight.
 
-#[path = "common/sim.rs"]
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use linkfresh::moneykit::{AuthError, MoneyKit, RefreshOutcome};
 use linkfresh::secret::Secret;
 use linkfresh::sim::{self, SimConfig, Windows};
 
-use common::{client_config, id, sim_and_client};
+use common::{client_config, id, sim_and_client, wait_until};
 
 #[tokio::test]
 async fn bad_credentials_are_fatal_clearly_worded_and_cost_one_token_request() {
@@ -51,15 +50,24 @@ async fn bad_credentials_are_fatal_clearly_worded_and_cost_one_token_request() {
 async fn a_token_expiring_mid_run_is_renewed_without_a_failed_refresh() {
     let cfg = SimConfig {
         token_ttl: Duration::from_secs(1),
-        windows: Windows::uniform(Duration::from_millis(100)),
+        windows: Windows::uniform(Duration::from_millis(200)),
         ..SimConfig::default()
     };
+    let window = chrono::TimeDelta::from_std(cfg.windows.accounts).unwrap();
     let (sim, client) = sim_and_client(cfg).await;
     let products = ProductSet::of(Product::Accounts);
+    let link = id("mk_long_run");
+    // Each refresh as soon as the previous one's window is over: six span
+    // more than a second, the token's whole life.
     for _ in 0..6 {
-        let out = client.refresh(&id("mk_long_run"), products).await;
+        let out = client.refresh(&link, products).await;
         assert!(matches!(out, RefreshOutcome::Accepted { .. }), "{out:?}");
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        let window_over = || {
+            sim.link(&link)
+                .and_then(|l| l.product(Product::Accounts)?.refreshed_at)
+                .is_some_and(|at| sim.clock().now() >= at + window)
+        };
+        assert!(wait_until(Duration::from_secs(2), window_over).await);
     }
     let stats = sim.stats();
     assert!(stats.tokens_issued >= 2, "the token was renewed: {stats:?}");
@@ -80,7 +88,10 @@ async fn many_refreshes_after_expiry_cause_exactly_one_token_request() {
     let (sim, client) = sim_and_client(cfg).await;
     client.ensure_token().await.unwrap();
     assert_eq!(sim.stats().tokens_issued, 1);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The token was issued before this point: wait until the simulator's
+    // clock is past its TTL from here, and a little more.
+    let expired = sim.clock().now() + chrono::TimeDelta::milliseconds(1100);
+    assert!(wait_until(Duration::from_secs(3), || sim.clock().now() >= expired).await);
 
     let tasks: Vec<_> = (0..50)
         .map(|i| {

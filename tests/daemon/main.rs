@@ -1,0 +1,15 @@
+//! The daemon end to end, in process and as the `linkfresh` binary:
+//! windows, restarts, reloads, replicas on PostgreSQL, deployment runtimes.
+//!
+//! One test binary for the area (every test binary links the whole
+//! crate); the helpers are shared with the other areas' binaries.
+
+#[path = "../common/daemon.rs"]
+mod daemon;
+#[path = "../common/store.rs"]
+mod store_common;
+
+mod daemon_e2e;
+mod daemon_process;
+mod deploy_runtime;
+mod replicas_pg;

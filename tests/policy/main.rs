@@ -1,0 +1,9 @@
+//! The pure policy: its invariants as properties, its scenarios, and
+//! inputs that must never make it panic.
+//!
+//! One test binary for the area (every test binary links the whole
+//! crate); the helpers are shared with the other areas' binaries.
+
+mod input_never_panics;
+mod policy_properties;
+mod policy_scenarios;
