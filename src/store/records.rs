@@ -278,14 +278,24 @@ pub(crate) fn finish(mut link: LinkRecord) -> LinkRecord {
 }
 
 /// Expands a row template such as `(?, ?, 'x')` `rows` times between `head`
-/// and `tail` (which may hold `?`s too). PostgreSQL needs the `?`s numbered
+/// (given in pieces, so that a head with a backend's expression in it needs
+/// no text of its own) and `tail` (which may hold `?`s too). PostgreSQL needs the `?`s numbered
 /// `$1, $2, ...`; SQLite keeps plain `?`, because it looks numbered
 /// parameters up by a linear scan, which made a 3,500-parameter statement cost
 /// more to bind than to run. The text only depends on `rows`, so full chunks
 /// reuse one prepared statement.
-pub(crate) fn multi_row(head: &str, row: &str, rows: usize, tail: &str, numbered: bool) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (row.len() + 2));
-    sql.push_str(head);
+pub(crate) fn multi_row(
+    head: &[&str],
+    row: &str,
+    rows: usize,
+    tail: &str,
+    numbered: bool,
+) -> String {
+    let head_len: usize = head.iter().map(|h| h.len()).sum();
+    let mut sql = String::with_capacity(head_len + tail.len() + rows * (row.len() + 2));
+    for piece in head {
+        sql.push_str(piece);
+    }
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
@@ -393,12 +403,21 @@ mod tests {
     fn multi_row_numbers_parameters_across_head_and_rows_only_when_asked() {
         let head = "UPDATE t SET at = ? WHERE id IN (";
         assert_eq!(
-            multi_row(head, "?", 2, ")", true),
+            multi_row(&[head], "?", 2, ")", true),
             "UPDATE t SET at = $1 WHERE id IN ($2, $3)"
         );
         assert_eq!(
-            multi_row(head, "?", 2, ")", false),
+            multi_row(&[head], "?", 2, ")", false),
             "UPDATE t SET at = ? WHERE id IN (?, ?)"
+        );
+    }
+
+    #[test]
+    fn a_head_given_in_pieces_is_joined_before_the_rows() {
+        let head = ["UPDATE t SET seq = ", "nextval('s')", " FROM (VALUES "];
+        assert_eq!(
+            multi_row(&head, "(?, ?)", 2, ") AS v", true),
+            "UPDATE t SET seq = nextval('s') FROM (VALUES ($1, $2), ($3, $4)) AS v"
         );
     }
 
