@@ -1,6 +1,6 @@
 //! The PostgreSQL backend, for several replicas sharing one database. The
-//! SQL is shared (see [`super::sql`]); this module connects and supplies
-//! PostgreSQL's [`Dialect`].
+//! SQL is shared (`store/sql/`); this module connects and supplies
+//! PostgreSQL's `Dialect`.
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The SQLite backend: the default, embedded store for a single replica.
-//! The SQL is shared (see [`super::sql`]); this module opens the file and
-//! supplies SQLite's [`Dialect`].
+//! The SQL is shared (`store/sql/`); this module opens the file and
+//! supplies SQLite's `Dialect`.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,7 +13,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 
-use super::records::{bits, ms, multi_row, opt_ms};
+use super::records::{bits, ms, opt_ms};
+use super::sql::rows::multi_row;
 use super::sql::statements::{
     DUE_ROWS, LINK_ROWS, SET_DUE_HEAD, SET_DUE_ROW, SET_DUE_TAIL, UPSERT_LINK_HEAD,
     UPSERT_LINK_ROW, UPSERT_LINK_TAIL, UPSERT_SCHEDULE_TAIL,
@@ -152,7 +153,7 @@ impl Dialect for Sqlite {
     const OVERLAP: i64 = 0;
 
     /// Multi-row `VALUES` statements of plain `?` parameters (see
-    /// `records::multi_row`).
+    /// `rows::multi_row`).
     async fn write_links(
         conn: &mut SqliteConnection,
         specs: &[&LinkSpec],

@@ -24,7 +24,7 @@ pub(crate) trait Dialect: Database<QueryResult: RowsAffected> {
 
     /// Whether multi-row statements number their parameters (`$1, $2`,
     /// PostgreSQL) or keep anonymous `?`s, which SQLite binds in O(1) (see
-    /// [`multi_row`](crate::store::records::multi_row)).
+    /// [`multi_row`](super::rows::multi_row)).
     const NUMBERED: bool;
 
     /// One page of links with their schedules as a JSON document (see

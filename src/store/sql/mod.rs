@@ -35,7 +35,7 @@ mod fleet;
 mod intents;
 mod links;
 mod outcomes;
-mod rows;
+pub(crate) mod rows;
 pub(crate) mod statements;
 
 use std::sync::Arc;

@@ -8,8 +8,53 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Encode, Executor, IntoArguments, Row, Typ
 
 use super::statements::ID_ROWS;
 use super::{Column, Dialect, SqlStore};
-use crate::store::records::{RawLink, RawSchedule, finish, multi_row};
+use crate::store::records::{RawLink, RawSchedule, finish};
 use crate::store::{LinkRecord, StoreError};
+
+/// Expands a row template such as `(?, ?, 'x')` `rows` times between `head`
+/// (given in pieces, so that a head with a backend's expression in it needs
+/// no text of its own) and `tail` (which may hold `?`s too). PostgreSQL needs the `?`s numbered
+/// `$1, $2, ...`; SQLite keeps plain `?`, because it looks numbered
+/// parameters up by a linear scan, which made a 3,500-parameter statement cost
+/// more to bind than to run. The text only depends on `rows`, so full chunks
+/// reuse one prepared statement.
+pub(crate) fn multi_row(
+    head: &[&str],
+    row: &str,
+    rows: usize,
+    tail: &str,
+    numbered: bool,
+) -> String {
+    let head_len: usize = head.iter().map(|h| h.len()).sum();
+    let mut sql = String::with_capacity(head_len + tail.len() + rows * (row.len() + 2));
+    for piece in head {
+        sql.push_str(piece);
+    }
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql.push_str(tail);
+    if numbered { number_params(&sql) } else { sql }
+}
+
+/// Rewrites every `?` as `$1, $2, ...` in order (no templates quote a `?`).
+fn number_params(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() * 2);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Multi-row statement text in `DB`'s cheapest parameter style.
 pub(crate) fn rows<DB: Dialect>(head: &[&str], row: &str, n: usize, tail: &str) -> String {
@@ -110,5 +155,32 @@ where
             parked_reason: row.try_get(19)?,
             refresh_requested: row.try_get(20)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_numbers_parameters_across_head_and_rows_only_when_asked() {
+        let head = "UPDATE t SET at = ? WHERE id IN (";
+        assert_eq!(
+            multi_row(&[head], "?", 2, ")", true),
+            "UPDATE t SET at = $1 WHERE id IN ($2, $3)"
+        );
+        assert_eq!(
+            multi_row(&[head], "?", 2, ")", false),
+            "UPDATE t SET at = ? WHERE id IN (?, ?)"
+        );
+    }
+
+    #[test]
+    fn a_head_given_in_pieces_is_joined_before_the_rows() {
+        let head = ["UPDATE t SET seq = ", "nextval('s')", " FROM (VALUES "];
+        assert_eq!(
+            multi_row(&head, "(?, ?)", 2, ") AS v", true),
+            "UPDATE t SET seq = nextval('s') FROM (VALUES ($1, $2), ($3, $4)) AS v"
+        );
     }
 }
