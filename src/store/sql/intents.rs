@@ -4,6 +4,7 @@
 //! together before its intents are written, three statements per chunk.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use sqlx::{AssertSqlSafe, ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
@@ -14,6 +15,24 @@ use super::{Column, Dialect, SqlStore};
 use crate::domain::Product;
 use crate::store::records::{bits, encode_prev, ms};
 use crate::store::{AttemptId, Claim, Intent, StoreError};
+
+/// Splits intents, in order, into the longest runs that name each link at
+/// most once: within a run, claims checked together decide as one by one
+/// would, since no intent of the run touches another's link.
+fn runs_of_distinct_links(intents: &[Intent]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < intents.len() {
+        let mut seen = HashSet::new();
+        let mut end = start;
+        while end < intents.len() && seen.insert(intents[end].link.as_str()) {
+            end += 1;
+        }
+        runs.push(start..end);
+        start = end;
+    }
+    runs
+}
 
 impl<DB> SqlStore<DB>
 where
@@ -39,14 +58,8 @@ where
         intents: &[Intent],
     ) -> Result<Vec<Option<AttemptId>>, StoreError> {
         let mut ids = Vec::with_capacity(intents.len());
-        let mut start = 0;
-        while start < intents.len() {
-            let mut seen = HashSet::new();
-            let mut end = start;
-            while end < intents.len() && seen.insert(intents[end].link.as_str()) {
-                end += 1;
-            }
-            let run = &intents[start..end];
+        for run in runs_of_distinct_links(intents) {
+            let run = &intents[run];
             let ok = Self::take_claims(conn, run).await?;
             let accepted: Vec<&Intent> = run
                 .iter()
@@ -55,7 +68,6 @@ where
                 .collect();
             let mut written = Self::insert_intents(conn, &accepted).await?.into_iter();
             ids.extend(ok.iter().map(|ok| if *ok { written.next() } else { None }));
-            start = end;
         }
         Ok(ids)
     }
@@ -198,5 +210,31 @@ where
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{LinkId, ProductSet};
+
+    fn intent(link: &str) -> Intent {
+        Intent {
+            link: LinkId::parse(link).unwrap(),
+            products: ProductSet::parse_list("accounts").unwrap(),
+            at: chrono::DateTime::from_timestamp(1, 0).unwrap(),
+            claim: None,
+        }
+    }
+
+    #[test]
+    fn a_link_named_again_starts_a_new_run_and_distinct_links_share_one() {
+        let intents: Vec<Intent> = ["mk_a", "mk_b", "mk_a", "mk_c", "mk_c"]
+            .into_iter()
+            .map(intent)
+            .collect();
+        assert_eq!(runs_of_distinct_links(&intents), vec![0..2, 2..4, 4..5]);
+        assert_eq!(runs_of_distinct_links(&intents[..2]), vec![0..2]);
+        assert!(runs_of_distinct_links(&[]).is_empty());
     }
 }
