@@ -6,7 +6,7 @@
 //! sqlx proves "this value can be bound, that column read" per type and per
 //! database, and Rust does not carry such facts from a trait to its users,
 //! so every generic block names them once in a `where` clause (the same
-//! nine lines, see [`super`]) rather than per function.
+//! lines everywhere, see [`super`]) rather than per function.
 
 use async_trait::async_trait;
 use sqlx::{Database, Decode, Encode, Pool, Type};

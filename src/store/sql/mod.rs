@@ -7,8 +7,9 @@
 //! verify and optimize). The SQL itself is split by concern:
 //!
 //! - `links`: the configuration sync, upserts, loads and polls, due times;
-//! - `intents` and `claims`: the write-ahead intents and the claim guard
-//!   (its decisions as plain functions in `claims`);
+//! - `intents` and `claims`: the write-ahead intents and the claim guard,
+//!   one path for one intent or many (its decisions as plain functions in
+//!   `claims`);
 //! - `outcomes`: answers and patches;
 //! - `controls`: operator controls, history, idempotency keys;
 //! - `fleet`: the fleet page's aggregate queries;
@@ -18,8 +19,10 @@
 //! proves "`i64` can be bound on this database" or "`&mut` its connection
 //! runs queries" per type, and Rust only carries a trait's own supertraits
 //! to its users, not such facts about other types. So each `impl` block
-//! over `DB` states them (nine lines, identical everywhere; the
-//! [`Column`] helper folds three bounds per Rust type into one). A macro
+//! over `DB` states them (identical everywhere, to be copied as they are;
+//! the [`Column`] helper folds three bounds per Rust type into one; sqlx
+//! implements `Encode` for `Option<T>` per database, hence the `Option`
+//! lines). A macro
 //! expanding the whole store per backend did this before; it hid the
 //! contract with the backends and the types of half the code.
 
