@@ -13,12 +13,12 @@
 //! the daemon may die at any instruction. The store makes that safe with a
 //! write-ahead *intent*:
 //!
-//! 1. Before a POST leaves the process, [`Store::record_intents`] commits, in one
+//! 1. Before a POST leaves the process, [`Store::record_batch`] commits, in one
 //!    transaction, an attempt row per POST and moves every included product's
 //!    `last_requested_at` to the send time (keeping the previous values in the
 //!    attempt row).
 //! 2. Only after that commit returns is the request sent.
-//! 3. [`Store::record_outcomes`] later fills in the answer. A 429 (the server
+//! 3. A later [`Store::record_batch`] fills in the answer. A 429 (the server
 //!    did *not* count the request) puts the saved previous times back.
 //!
 //! A crash between 1 and 3 leaves an intent without an outcome; on restart the
@@ -82,7 +82,18 @@
 //! daemon sends its intents there without a claim; the store still honours
 //! a claim on SQLite (tools and tests use it), where it only refuses in the
 //! rare race of a claim decided on a state that a write just changed.
+//!
+//! # Where the code is
+//!
+//! This module holds the types and the [`Store`] trait; [`fleet`] the fleet
+//! page's queries; `sql` the SQL both backends share, as plain generic code
+//! over a small `Dialect` trait (what differs: parameter style, row locks,
+//! the `intent_seq` stamp, bulk writes, verify/optimize), split by concern
+//! (links, intents and claims, outcomes, operator controls, fleet queries);
+//! [`sqlite`] and [`postgres`] each open their database and implement the
+//! dialect; `records` encodes values and rows alike for both.
 
+mod attempts;
 pub mod fleet;
 pub mod health;
 pub mod owner;
@@ -99,6 +110,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
 
+pub use attempts::{AttemptRecord, Claim, Intent, LinkPatch, Outcome, OwnPatch, ProductPatch};
 pub use fleet::FleetQueries;
 pub use records::LinkSource;
 
@@ -197,110 +209,6 @@ pub struct ProductRecord {
     pub refresh_requested: bool,
 }
 
-/// A POST about to be sent: committed before sending (see module docs).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Intent {
-    /// The link the POST is for.
-    pub link: LinkId,
-    /// The products it carries.
-    pub products: ProductSet,
-    /// The send time, which becomes the products' `last_requested_at`.
-    pub at: Timestamp,
-    /// The daemon's guard (see "Several replicas" in the module docs);
-    /// `None` writes the intent unconditionally, as single-writer tools and
-    /// tests do.
-    pub claim: Option<Claim>,
-}
-
-/// What a replica believed when it decided to send, and the lease it takes:
-/// the intent is only written if nobody has requested the link's products
-/// since (so two replicas can never both send inside one window) and no other
-/// replica holds an unexpired lease on the link.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Claim {
-    /// The replica's in-memory `last_requested_at` of each product it sends.
-    /// A product missing here is taken as "never requested" (stored `NULL`).
-    pub known: Vec<(Product, Option<Timestamp>)>,
-    /// Who claims (unique per process: a restarted replica does not inherit
-    /// its predecessor's leases, which simply expire).
-    pub owner: String,
-    /// The lease lasts until then, unless the outcome releases it first.
-    pub lease_until: Timestamp,
-}
-
-/// MoneyKit's answer to one attempt and the state change it causes, written
-/// in one transaction so history and schedule never disagree.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// The attempt returned by `record_intents`.
-    pub attempt: AttemptId,
-    /// The link the attempt was for.
-    pub link: LinkId,
-    /// Short outcome label: "accepted", "rate_limited", "server_error:503", ...
-    pub label: String,
-    /// HTTP status, if an answer arrived.
-    pub status: Option<u16>,
-    /// Free text for operators (error body, cause chain).
-    pub detail: Option<String>,
-    /// When the answer arrived.
-    pub at: Timestamp,
-    /// The state change to apply with it.
-    pub patch: LinkPatch,
-}
-
-/// A change the daemon made to a link outside a request (what a
-/// reconciliation or re-check read), written in the writer's round with the
-/// outcomes. Unlike [`Store::apply_patch`] it does not bump the change
-/// sequence: the daemon already holds the change, and the bump made it read
-/// back every one of the 100,000 patches of a fresh fleet's first minute.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OwnPatch {
-    /// The link changed.
-    pub link: LinkId,
-    /// The change.
-    pub patch: LinkPatch,
-    /// When it was learned.
-    pub at: Timestamp,
-}
-
-/// A partial update of a link and its products; `None` leaves a field alone,
-/// so the daemon, webhooks and reconciliation can each change only what they know.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct LinkPatch {
-    /// New state and reason.
-    pub state: Option<(LinkState, Option<String>)>,
-    /// New link-wide backoff (`Some(None)` clears it).
-    pub backoff_until: Option<Option<Timestamp>>,
-    /// New link-wide failure count.
-    pub failures: Option<u32>,
-    /// 429: put `last_requested_at` back to the values saved with the intent
-    /// (only where no later intent has moved it since).
-    pub restore_requested: bool,
-    /// Per-product changes.
-    pub products: Vec<(Product, ProductPatch)>,
-}
-
-/// A partial update of one product's schedule.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ProductPatch {
-    /// Overwrite `last_requested_at`.
-    pub last_requested_at: Option<Option<Timestamp>>,
-    /// Max-merged: a server time never moves backwards.
-    pub server_refreshed_at: Option<Timestamp>,
-    /// Max-merged: a server time never moves backwards.
-    pub server_attempted_at: Option<Timestamp>,
-    /// Overwrite `next_due_at`.
-    pub next_due_at: Option<Option<Timestamp>>,
-    /// Overwrite the failure count.
-    pub failures: Option<u32>,
-    /// Overwrite the product backoff.
-    pub backoff_until: Option<Option<Timestamp>>,
-    /// Park (403) or un-park the product.
-    pub parked_reason: Option<Option<String>>,
-    /// Set or clear the operator's refresh request.
-    pub refresh_requested: Option<bool>,
-}
-
 /// What `sync_config` did, for the start-up log line and `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SyncReport {
@@ -314,29 +222,6 @@ pub struct SyncReport {
     pub unchanged: u64,
     /// The revision was already synced; nothing was read or written.
     pub skipped_same_revision: bool,
-}
-
-/// One request in a link's history, for `explain`, status pages and audits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptRecord {
-    /// Attempt id.
-    pub id: AttemptId,
-    /// The link.
-    pub link: LinkId,
-    /// Products carried by the POST.
-    pub products: ProductSet,
-    /// When the intent was committed (the send time).
-    pub intent_at: Timestamp,
-    /// Each product's `last_requested_at` before this intent, for 429 restores.
-    pub prev_requested: Vec<(Product, Option<Timestamp>)>,
-    /// Outcome label; `None` while in flight or if the process died.
-    pub outcome: Option<String>,
-    /// HTTP status, if any.
-    pub status: Option<u16>,
-    /// Operator detail.
-    pub detail: Option<String>,
-    /// When the outcome was recorded.
-    pub finished_at: Option<Timestamp>,
 }
 
 /// One product's new due time, as computed by the policy.
@@ -385,15 +270,21 @@ pub trait Store: FleetQueries + Send + Sync + 'static {
     /// Commits the intents of POSTs about to be sent, in one transaction; one
     /// entry per intent, `None` where its [`Claim`] was refused (another
     /// replica requested the link since, holds its lease, or is writing its
-    /// row right now): that POST must not be sent.
+    /// row right now): that POST must not be sent. A convenience for tools
+    /// and tests: [`record_batch`](Store::record_batch) with intents only.
     async fn record_intents(
         &self,
         intents: &[Intent],
-    ) -> Result<Vec<Option<AttemptId>>, StoreError>;
+    ) -> Result<Vec<Option<AttemptId>>, StoreError> {
+        self.record_batch(&[], &[], intents).await
+    }
 
     /// Records answers and applies their patches, in one transaction; releases
-    /// the lease each claimed attempt took.
-    async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError>;
+    /// the lease each claimed attempt took. A convenience for tools and
+    /// tests: [`record_batch`](Store::record_batch) with outcomes only.
+    async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
+        self.record_batch(outcomes, &[], &[]).await.map(|_| ())
+    }
 
     /// [`record_outcomes`](Store::record_outcomes) then
     /// [`record_intents`](Store::record_intents), in one transaction: the

@@ -1,28 +1,27 @@
-//! The PostgreSQL backend, for several replicas sharing one database.
+//! The PostgreSQL backend, for several replicas sharing one database. The
+//! SQL is shared (`store/sql/`); this module connects and supplies
+//! PostgreSQL's `Dialect`.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
+use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres};
 
 use super::records::{bits, ms, opt_ms};
-use super::sql::{UPSERT_LINK_TAIL, UPSERT_SCHEDULE_TAIL};
+use super::sql::statements::{UPSERT_LINK_TAIL, UPSERT_SCHEDULE_TAIL};
+use super::sql::{Dialect, SqlStore};
 use super::{DueUpdate, LinkSpec, StoreError, Timestamp};
 
 /// Rows per `UNNEST` statement: large, since parameters do not grow with it.
 const UNNEST_ROWS: usize = 10_000;
 
 /// A PostgreSQL database reached over the network.
-pub struct PgStore {
-    pool: PgPool,
-    /// The same pool: PostgreSQL runs concurrent writers itself (row locks),
-    /// so writes need no queue of their own as SQLite's do.
-    writer: PgPool,
-    location: String,
-}
+pub type PgStore = SqlStore<Postgres>;
 
-impl PgStore {
+impl SqlStore<Postgres> {
     /// Connects to `url` and applies the PostgreSQL migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
@@ -38,10 +37,11 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self {
+        Ok(SqlStore {
             writer: pool.clone(),
             pool,
             location,
+            max_pages: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -62,116 +62,113 @@ const JSON_PAGE: &str = "SELECT COALESCE(json_agg(json_build_array(\
         FROM schedules s WHERE s.link_id = l.id)) ORDER BY l.id), '[]'::json)::text, max(l.id) \
     FROM (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l";
 
-super::sql::impl_sql_store!(
-    PgStore,
-    sqlx::Postgres,
-    begin = "BEGIN",
-    numbered = true,
-    bulk = true,
-    json_page = super::JSON_PAGE,
-    lock = " FOR UPDATE SKIP LOCKED",
-    next_seq = "nextval('link_intent_seq')",
-    overlap = 1024
-);
+#[async_trait]
+impl Dialect for Postgres {
+    const BEGIN: &'static str = "BEGIN";
+    const NUMBERED: bool = true;
+    const JSON_PAGE: &'static str = JSON_PAGE;
+    const LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    const NEXT_SEQ: &'static str = "nextval('link_intent_seq')";
+    const OVERLAP: i64 = 1024;
 
-/// Upserts links and their schedule rows from column arrays (`UNNEST`): one
-/// parameter per column instead of thousands per statement, which PostgreSQL
-/// plans and binds ten times faster.
-async fn write_links(
-    conn: &mut PgConnection,
-    specs: &[&LinkSpec],
-    now: Timestamp,
-    change_seq: i64,
-) -> Result<(), StoreError> {
-    for chunk in specs.chunks(UNNEST_ROWS) {
-        let ids: Vec<&str> = chunk.iter().map(|s| s.id.as_str()).collect();
-        let products: Vec<i32> = chunk.iter().map(|s| bits(s.products)).collect();
-        let cadences: Vec<Option<&str>> = chunk.iter().map(|s| s.cadence.as_deref()).collect();
-        let sources: Vec<&str> = chunk.iter().map(|s| s.source.as_str()).collect();
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO links (id, products, cadence, source, state, removed, created_at, \
-             updated_at, failures, change_seq) \
-             SELECT u.id, u.products, u.cadence, u.source, 'active', FALSE, $5, $5, 0, $6 \
-             FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[]) \
-             AS u(id, products, cadence, source){UPSERT_LINK_TAIL}"
-        )))
-        .bind(ids)
-        .bind(products)
-        .bind(cadences)
-        .bind(sources)
-        .bind(ms(now))
-        .bind(change_seq)
-        .execute(&mut *conn)
-        .await?;
-        let (links, products): (Vec<&str>, Vec<&str>) = chunk
-            .iter()
-            .flat_map(|s| s.products.iter().map(move |p| (s.id.as_str(), p.as_str())))
-            .unzip();
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO schedules (link_id, product) \
-             SELECT * FROM UNNEST($1::text[], $2::text[]){UPSERT_SCHEDULE_TAIL}"
-        )))
-        .bind(links)
-        .bind(products)
-        .execute(&mut *conn)
-        .await?;
+    /// Upserts links and their schedule rows from column arrays (`UNNEST`): one
+    /// parameter per column instead of thousands per statement, which PostgreSQL
+    /// plans and binds ten times faster.
+    async fn write_links(
+        conn: &mut PgConnection,
+        specs: &[&LinkSpec],
+        now: Timestamp,
+        change_seq: i64,
+    ) -> Result<(), StoreError> {
+        for chunk in specs.chunks(UNNEST_ROWS) {
+            let ids: Vec<&str> = chunk.iter().map(|s| s.id.as_str()).collect();
+            let products: Vec<i32> = chunk.iter().map(|s| bits(s.products)).collect();
+            let cadences: Vec<Option<&str>> = chunk.iter().map(|s| s.cadence.as_deref()).collect();
+            let sources: Vec<&str> = chunk.iter().map(|s| s.source.as_str()).collect();
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO links (id, products, cadence, source, state, removed, created_at, \
+                 updated_at, failures, change_seq) \
+                 SELECT u.id, u.products, u.cadence, u.source, 'active', FALSE, $5, $5, 0, $6 \
+                 FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[]) \
+                 AS u(id, products, cadence, source){UPSERT_LINK_TAIL}"
+            )))
+            .bind(ids)
+            .bind(products)
+            .bind(cadences)
+            .bind(sources)
+            .bind(ms(now))
+            .bind(change_seq)
+            .execute(&mut *conn)
+            .await?;
+            let (links, products): (Vec<&str>, Vec<&str>) = chunk
+                .iter()
+                .flat_map(|s| s.products.iter().map(move |p| (s.id.as_str(), p.as_str())))
+                .unzip();
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO schedules (link_id, product) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[]){UPSERT_SCHEDULE_TAIL}"
+            )))
+            .bind(links)
+            .bind(products)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Writes due times from column arrays (`UPDATE ... FROM UNNEST`).
-async fn write_due(conn: &mut PgConnection, updates: &[DueUpdate]) -> Result<(), StoreError> {
-    for rows in updates.chunks(UNNEST_ROWS) {
-        let links: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-        let products: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-        let due: Vec<Option<i64>> = rows.iter().map(|r| opt_ms(r.2)).collect();
-        sqlx::query(
-            "UPDATE schedules SET next_due_at = u.due \
-             FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(link_id, product, due) \
-             WHERE schedules.link_id = u.link_id AND schedules.product = u.product",
-        )
-        .bind(links)
-        .bind(products)
-        .bind(due)
-        .execute(&mut *conn)
-        .await?;
+    /// Writes due times from column arrays (`UPDATE ... FROM UNNEST`).
+    async fn write_due(conn: &mut PgConnection, updates: &[DueUpdate]) -> Result<(), StoreError> {
+        for rows in updates.chunks(UNNEST_ROWS) {
+            let links: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            let products: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+            let due: Vec<Option<i64>> = rows.iter().map(|r| opt_ms(r.2)).collect();
+            sqlx::query(
+                "UPDATE schedules SET next_due_at = u.due \
+                 FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(link_id, product, due) \
+                 WHERE schedules.link_id = u.link_id AND schedules.product = u.product",
+            )
+            .bind(links)
+            .bind(products)
+            .bind(due)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Serializes `sync_config` across replicas: a transaction-scoped
+    /// advisory lock, held by the returned transaction until it commits or
+    /// is dropped (rolled back), so a crashed replica never leaves it
+    /// behind. Concurrent upserts of the same rows would be correct without
+    /// it, but each would rewrite every link; with it, the replicas after
+    /// the first find the revision synced and skip.
+    async fn lock_sync(
+        pool: &PgPool,
+    ) -> Result<Option<sqlx::Transaction<'static, Postgres>>, StoreError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SYNC_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(Some(tx))
+    }
+
+    /// Fresh statistics, or the planner (still believing the tables empty)
+    /// pages through links with a full scan and sort per page, which made
+    /// `load_links` quadratic (measured: 0.6 s per page at 200k links).
+    async fn after_bulk_write(pool: &PgPool) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE links, schedules")
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    /// PostgreSQL checks its own pages (checksums, `amcheck`); nothing to
+    /// read ahead of the daemon here.
+    async fn verify_readable(_pool: &PgPool) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
-/// After a large sync: fresh statistics, or the planner (still believing the
-/// tables empty) pages through links with a full scan and sort per page,
-/// which made `load_links` quadratic (measured: 0.6 s per page at 200k links).
-/// PostgreSQL checks its own pages (checksums, `amcheck`); nothing to read
-/// ahead of the daemon here.
-async fn verify_readable(_pool: &PgPool) -> Result<(), StoreError> {
-    Ok(())
-}
-
-async fn after_bulk_write(pool: &PgPool) -> Result<(), StoreError> {
-    sqlx::query("ANALYZE links, schedules")
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-super::fleet::impl_fleet_queries!(PgStore, sqlx::Postgres);
 /// Key of the advisory lock that serializes `sync_config` ("lfsync").
 const SYNC_LOCK: i64 = 0x6c66_7379_6e63;
-
-/// Serializes `sync_config` across replicas: a transaction-scoped advisory
-/// lock, held by the returned transaction until it commits or is dropped
-/// (rolled back), so a crashed replica never leaves it behind. Concurrent
-/// upserts of the same rows would be correct without it, but each would
-/// rewrite every link; with it, the replicas after the first find the
-/// revision synced and skip.
-async fn lock_sync(
-    pool: &PgPool,
-) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(SYNC_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    Ok(Some(tx))
-}

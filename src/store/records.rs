@@ -277,41 +277,6 @@ pub(crate) fn finish(mut link: LinkRecord) -> LinkRecord {
     link
 }
 
-/// Expands a row template such as `(?, ?, 'x')` `rows` times between `head`
-/// and `tail` (which may hold `?`s too). PostgreSQL needs the `?`s numbered
-/// `$1, $2, ...`; SQLite keeps plain `?`, because it looks numbered
-/// parameters up by a linear scan, which made a 3,500-parameter statement cost
-/// more to bind than to run. The text only depends on `rows`, so full chunks
-/// reuse one prepared statement.
-pub(crate) fn multi_row(head: &str, row: &str, rows: usize, tail: &str, numbered: bool) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (row.len() + 2));
-    sql.push_str(head);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(row);
-    }
-    sql.push_str(tail);
-    if numbered { number_params(&sql) } else { sql }
-}
-
-/// Rewrites every `?` as `$1, $2, ...` in order (no templates quote a `?`).
-fn number_params(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() * 2);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// What `sync_config` knows of a stored link, to decide whether it changed.
 pub(crate) struct Existing {
     pub products: i32,
@@ -387,19 +352,6 @@ mod tests {
         let set = ProductSet::parse_list("accounts,identity,enrichment").unwrap();
         assert_eq!(from_bits(bits(set)), set);
         assert_eq!(bits(ProductSet::EMPTY), 0);
-    }
-
-    #[test]
-    fn multi_row_numbers_parameters_across_head_and_rows_only_when_asked() {
-        let head = "UPDATE t SET at = ? WHERE id IN (";
-        assert_eq!(
-            multi_row(head, "?", 2, ")", true),
-            "UPDATE t SET at = $1 WHERE id IN ($2, $3)"
-        );
-        assert_eq!(
-            multi_row(head, "?", 2, ")", false),
-            "UPDATE t SET at = ? WHERE id IN (?, ?)"
-        );
     }
 
     #[test]

@@ -1,41 +1,32 @@
 //! The SQLite backend: the default, embedded store for a single replica.
+//! The SQL is shared (`store/sql/`); this module opens the file and
+//! supplies SQLite's `Dialect`.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 
-use sqlx::{AssertSqlSafe, SqliteConnection};
-
-use super::records::{bits, ms, multi_row, opt_ms};
-use super::sql::{
+use super::records::{bits, ms, opt_ms};
+use super::sql::rows::multi_row;
+use super::sql::statements::{
     DUE_ROWS, LINK_ROWS, SET_DUE_HEAD, SET_DUE_ROW, SET_DUE_TAIL, UPSERT_LINK_HEAD,
     UPSERT_LINK_ROW, UPSERT_LINK_TAIL, UPSERT_SCHEDULE_TAIL,
 };
+use super::sql::{Dialect, SqlStore};
 use super::{DueUpdate, LinkSpec, StoreError, Timestamp};
 use crate::domain::Product;
 
 /// A SQLite database file (or `sqlite::memory:` for quick tools).
-pub struct SqliteStore {
-    /// Readers (status pages, loads, polls) run here, beside the writer.
-    pool: SqlitePool,
-    /// The one connection every write transaction takes. SQLite admits one
-    /// writer at a time; when two connections race for the write lock the
-    /// loser sleeps in SQLite's busy handler (1 ms, then 2, 5, 10 ...).
-    /// Queueing writers on this pool hands the connection over without
-    /// sleeping.
-    writer: SqlitePool,
-    location: String,
-    /// `PRAGMA max_page_count` of the writer's connections (0: SQLite's
-    /// default); see [`SqliteStore::set_max_page_count`].
-    max_pages: Arc<AtomicU64>,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// Opens (creating if missing) the database at `url` and migrates it.
     ///
     /// WAL lets status readers run beside the daemon's writes. `synchronous =
@@ -99,7 +90,7 @@ impl SqliteStore {
             (pool, writer)
         };
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        Ok(Self {
+        Ok(SqlStore {
             pool,
             writer,
             location,
@@ -149,120 +140,127 @@ const JSON_PAGE: &str = "SELECT json_group_array(json_array(\
         FROM schedules s WHERE s.link_id = l.id)))), max(l.id) \
     FROM (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l";
 
-super::sql::impl_sql_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    begin = "BEGIN IMMEDIATE",
-    numbered = false,
-    bulk = true,
-    json_page = super::JSON_PAGE,
-    lock = "",
-    next_seq = "(SELECT COALESCE(MAX(intent_seq), 0) + 1 FROM links)",
-    overlap = 0
-);
-
 /// Links whose schedule rows one statement writes (passed as one JSON text).
 const SCHEDULE_LINKS_PER_STATEMENT: usize = 5_000;
 
-/// Upserts links and their schedule rows with multi-row `VALUES` statements
-/// of plain `?` parameters (see `records::multi_row`).
-async fn write_links(
-    conn: &mut SqliteConnection,
-    specs: &[&LinkSpec],
-    now: Timestamp,
-    change_seq: i64,
-) -> Result<(), StoreError> {
-    for chunk in specs.chunks(LINK_ROWS) {
-        let text = multi_row(
-            UPSERT_LINK_HEAD,
-            UPSERT_LINK_ROW,
-            chunk.len(),
-            UPSERT_LINK_TAIL,
-            false,
+#[async_trait]
+impl Dialect for Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const NUMBERED: bool = false;
+    const JSON_PAGE: &'static str = JSON_PAGE;
+    const LOCK: &'static str = "";
+    const NEXT_SEQ: &'static str = "(SELECT COALESCE(MAX(intent_seq), 0) + 1 FROM links)";
+    const OVERLAP: i64 = 0;
+
+    /// Multi-row `VALUES` statements of plain `?` parameters (see
+    /// `rows::multi_row`).
+    async fn write_links(
+        conn: &mut SqliteConnection,
+        specs: &[&LinkSpec],
+        now: Timestamp,
+        change_seq: i64,
+    ) -> Result<(), StoreError> {
+        for chunk in specs.chunks(LINK_ROWS) {
+            let text = multi_row(
+                &[UPSERT_LINK_HEAD],
+                UPSERT_LINK_ROW,
+                chunk.len(),
+                UPSERT_LINK_TAIL,
+                false,
+            );
+            let mut q = sqlx::query(AssertSqlSafe(text));
+            for spec in chunk {
+                q = q
+                    .bind(spec.id.as_str())
+                    .bind(bits(spec.products))
+                    .bind(spec.cadence.as_deref())
+                    .bind(spec.source.as_str())
+                    .bind(ms(now))
+                    .bind(ms(now))
+                    .bind(change_seq);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        // Each link's schedule rows come from its row just written, joined
+        // with the products its bit mask names, in one statement per chunk:
+        // binding two parameters per row made this 8.9 of the 11.7 s a
+        // million-link first sync took.
+        let products = Product::ALL
+            .iter()
+            .map(|p| format!("({}, '{}')", 1 << p.index(), p.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = format!(
+            "INSERT INTO schedules (link_id, product) SELECT l.id, p.column2 \
+             FROM json_each($1) j JOIN links l ON l.id = j.value \
+             JOIN (VALUES {products}) p ON (l.products & p.column1) != 0 \
+             WHERE TRUE{UPSERT_SCHEDULE_TAIL}"
         );
-        let mut q = sqlx::query(AssertSqlSafe(text));
-        for spec in chunk {
-            q = q
-                .bind(spec.id.as_str())
-                .bind(bits(spec.products))
-                .bind(spec.cadence.as_deref())
-                .bind(spec.source.as_str())
-                .bind(ms(now))
-                .bind(ms(now))
-                .bind(change_seq);
+        for chunk in specs.chunks(SCHEDULE_LINKS_PER_STATEMENT) {
+            let ids: Vec<&str> = chunk.iter().map(|s| s.id.as_str()).collect();
+            let ids = serde_json::to_string(&ids).expect("a list of strings serializes");
+            sqlx::query(AssertSqlSafe(text.as_str()))
+                .bind(ids)
+                .execute(&mut *conn)
+                .await?;
         }
-        q.execute(&mut *conn).await?;
+        Ok(())
     }
-    // Each link's schedule rows come from its row just written, joined with
-    // the products its bit mask names, in one statement per chunk: binding
-    // two parameters per row made this 8.9 of the 11.7 s a million-link
-    // first sync took.
-    let products = Product::ALL
-        .iter()
-        .map(|p| format!("({}, '{}')", 1 << p.index(), p.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let text = format!(
-        "INSERT INTO schedules (link_id, product) SELECT l.id, p.column2 \
-         FROM json_each($1) j JOIN links l ON l.id = j.value \
-         JOIN (VALUES {products}) p ON (l.products & p.column1) != 0 \
-         WHERE TRUE{UPSERT_SCHEDULE_TAIL}"
-    );
-    for chunk in specs.chunks(SCHEDULE_LINKS_PER_STATEMENT) {
-        let ids: Vec<&str> = chunk.iter().map(|s| s.id.as_str()).collect();
-        let ids = serde_json::to_string(&ids).expect("a list of strings serializes");
-        sqlx::query(AssertSqlSafe(text.as_str()))
-            .bind(ids)
-            .execute(&mut *conn)
+
+    /// Multi-row `UPDATE ... FROM (VALUES ...)` statements.
+    async fn write_due(
+        conn: &mut SqliteConnection,
+        updates: &[DueUpdate],
+    ) -> Result<(), StoreError> {
+        for rows in updates.chunks(DUE_ROWS) {
+            let text = multi_row(
+                &[SET_DUE_HEAD],
+                SET_DUE_ROW,
+                rows.len(),
+                SET_DUE_TAIL,
+                false,
+            );
+            let mut q = sqlx::query(AssertSqlSafe(text));
+            for (link, product, due) in rows {
+                q = q
+                    .bind(link.as_str())
+                    .bind(product.as_str())
+                    .bind(opt_ms(*due));
+            }
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// One process owns a SQLite file (see [`super::owner`]): `sync_config`
+    /// needs no cross-process lock, and `BEGIN IMMEDIATE` serializes its
+    /// writes anyway.
+    async fn lock_sync(
+        _pool: &SqlitePool,
+    ) -> Result<Option<sqlx::Transaction<'static, Sqlite>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Lets SQLite refresh the statistics it finds stale.
+    async fn after_bulk_write(pool: &SqlitePool) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA optimize").execute(pool).await?;
+        Ok(())
+    }
+
+    /// `PRAGMA quick_check`: reads every page of the file once (a second or
+    /// two for a million links) and reports damaged ones; SQLite's full
+    /// `integrity_check` also verifies index contents and takes far longer,
+    /// so it is left to the operator, whom the error points to it.
+    async fn verify_readable(pool: &SqlitePool) -> Result<(), StoreError> {
+        let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)")
+            .fetch_all(pool)
             .await?;
-    }
-    Ok(())
-}
-
-/// Writes due times with multi-row `UPDATE ... FROM (VALUES ...)` statements.
-async fn write_due(conn: &mut SqliteConnection, updates: &[DueUpdate]) -> Result<(), StoreError> {
-    for rows in updates.chunks(DUE_ROWS) {
-        let text = multi_row(SET_DUE_HEAD, SET_DUE_ROW, rows.len(), SET_DUE_TAIL, false);
-        let mut q = sqlx::query(AssertSqlSafe(text));
-        for (link, product, due) in rows {
-            q = q
-                .bind(link.as_str())
-                .bind(product.as_str())
-                .bind(opt_ms(*due));
+        if problems.iter().all(|p| p == "ok") {
+            return Ok(());
         }
-        q.execute(&mut *conn).await?;
+        Err(StoreError::Corrupt(format!(
+            "the SQLite file is damaged ({})",
+            problems.join("; ")
+        )))
     }
-    Ok(())
-}
-
-/// `PRAGMA quick_check`: reads every page of the file once (a second or two
-/// for a million links) and reports damaged ones; SQLite's full
-/// `integrity_check` also verifies index contents and takes far longer, so
-/// it is left to the operator, whom the error points to it.
-async fn verify_readable(pool: &SqlitePool) -> Result<(), StoreError> {
-    let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)")
-        .fetch_all(pool)
-        .await?;
-    if problems.iter().all(|p| p == "ok") {
-        return Ok(());
-    }
-    Err(StoreError::Corrupt(format!(
-        "the SQLite file is damaged ({})",
-        problems.join("; ")
-    )))
-}
-
-/// After a large sync: lets SQLite refresh the statistics it finds stale.
-async fn after_bulk_write(pool: &SqlitePool) -> Result<(), StoreError> {
-    sqlx::query("PRAGMA optimize").execute(pool).await?;
-    Ok(())
-}
-
-super::fleet::impl_fleet_queries!(SqliteStore, sqlx::Sqlite);
-/// One process owns a SQLite file: `sync_config` needs no cross-process lock
-/// (and `BEGIN IMMEDIATE` serializes its writes anyway).
-async fn lock_sync(
-    _pool: &SqlitePool,
-) -> Result<Option<sqlx::Transaction<'static, sqlx::Sqlite>>, StoreError> {
-    Ok(None)
 }

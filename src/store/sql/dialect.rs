@@ -1,0 +1,106 @@
+//! What differs between SQLite and PostgreSQL, as one trait implemented by
+//! sqlx's own database types (`sqlx::Sqlite` in `store/sqlite.rs`,
+//! `sqlx::Postgres` in `store/postgres.rs`).
+//!
+//! The shared SQL is generic over `DB: Dialect` (see [`super::SqlStore`]).
+//! sqlx proves "this value can be bound, that column read" per type and per
+//! database, and Rust does not carry such facts from a trait to its users,
+//! so every generic block names them once in a `where` clause (the same
+//! lines everywhere, see [`super`]) rather than per function.
+
+use async_trait::async_trait;
+use sqlx::{Database, Decode, Encode, Pool, Type};
+
+use crate::store::{DueUpdate, LinkSpec, StoreError, Timestamp};
+
+/// The handful of things the two backends do differently; everything else
+/// is the shared SQL of [`super`].
+#[async_trait]
+pub(crate) trait Dialect: Database<QueryResult: RowsAffected> {
+    /// The statement that opens a write transaction. SQLite takes the write
+    /// lock up front (`BEGIN IMMEDIATE`), so concurrent writers wait on
+    /// `busy_timeout` instead of failing when a read turns into a write.
+    const BEGIN: &'static str;
+
+    /// Whether multi-row statements number their parameters (`$1, $2`,
+    /// PostgreSQL) or keep anonymous `?`s, which SQLite binds in O(1) (see
+    /// [`multi_row`](super::rows::multi_row)).
+    const NUMBERED: bool;
+
+    /// One page of links with their schedules as a JSON document (see
+    /// [`parse_page`](crate::store::records::parse_page)): `$1` the last id
+    /// of the previous page, `$2` the page size; returns the document and
+    /// the page's last id.
+    const JSON_PAGE: &'static str;
+
+    /// Appended to a claim's reads of the link and its schedule rows:
+    /// PostgreSQL's ` FOR UPDATE SKIP LOCKED` (a claim never waits on a row
+    /// lock); empty on SQLite, whose `BEGIN IMMEDIATE` already excludes
+    /// other writers.
+    const LOCK: &'static str;
+
+    /// The SQL expression of the next `links.intent_seq`.
+    const NEXT_SEQ: &'static str;
+
+    /// How far below its high-water mark `claims_since` re-reads: stamps
+    /// that may commit out of order (PostgreSQL's sequence).
+    const OVERLAP: i64;
+
+    /// Upserts links and their schedule rows in this backend's cheapest bulk
+    /// form, with the shared texts of [`super::statements`] (upsert tails).
+    async fn write_links(
+        conn: &mut Self::Connection,
+        specs: &[&LinkSpec],
+        now: Timestamp,
+        change_seq: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Writes the policy's due times in this backend's cheapest bulk form.
+    async fn write_due(
+        conn: &mut Self::Connection,
+        updates: &[DueUpdate],
+    ) -> Result<(), StoreError>;
+
+    /// Serializes `sync_config` across processes where that matters: the
+    /// returned transaction holds the lock until committed or dropped.
+    async fn lock_sync(
+        pool: &Pool<Self>,
+    ) -> Result<Option<sqlx::Transaction<'static, Self>>, StoreError>;
+
+    /// After a large sync: refresh the planner's statistics.
+    async fn after_bulk_write(pool: &Pool<Self>) -> Result<(), StoreError>;
+
+    /// Reads the store once at start and fails when it is damaged.
+    async fn verify_readable(pool: &Pool<Self>) -> Result<(), StoreError>;
+}
+
+/// A Rust type the shared SQL binds and reads on database `DB`; one bound
+/// instead of three per type in the `where` clauses.
+pub(crate) trait Column<DB: Database>:
+    Type<DB> + for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Send
+{
+}
+
+impl<DB: Database, T> Column<DB> for T where
+    T: Type<DB> + for<'a> Encode<'a, DB> + for<'r> Decode<'r, DB> + Send
+{
+}
+
+/// How many rows a statement changed: each backend's result type has the
+/// method, but not as a trait sqlx's generic code can name.
+pub(crate) trait RowsAffected {
+    /// Rows inserted, updated or deleted.
+    fn rows_affected(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::sqlite::SqliteQueryResult::rows_affected(self)
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::postgres::PgQueryResult::rows_affected(self)
+    }
+}
