@@ -26,9 +26,17 @@ pub fn id(raw: &str) -> LinkId {
     LinkId::parse(raw).unwrap()
 }
 
-/// Now, whole seconds (MoneyKit timestamps and the store round anyway).
+thread_local! {
+    /// The test's "now": libtest runs each test on a thread of its own, and
+    /// its body (tokio's current-thread runtime) stays on it.
+    static TEST_NOW: DateTime<Utc> = Utc::now().trunc_subsecs(0);
+}
+
+/// Now, whole seconds (MoneyKit timestamps and the store round anyway),
+/// read once per test: two `ago(30)` in one test must be the same instant,
+/// and reading the clock twice straddled a second boundary in CI.
 pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(0)
+    TEST_NOW.with(|now| *now)
 }
 
 pub fn ago(secs: i64) -> DateTime<Utc> {
