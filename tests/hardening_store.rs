@@ -79,25 +79,8 @@ async fn a_second_daemon_on_an_alias_is_refused(make_alias: impl FnOnce(&Path, &
     make_alias(&s.db, &alias);
     let second_config = s.config("second.toml", &alias, free_port());
     let mut second = DaemonProcess::spawn(&second_config, "second");
-    assert_eq!(
-        second.wait(Duration::from_secs(10)),
-        Some(1),
-        "{}",
-        second.log()
-    );
-    let log = second.log();
-    assert!(log.contains("in use by another linkfresh daemon"), "{log}");
-    assert!(
-        log.contains(&format!("pid {}", first.child.id())),
-        "names the holder: {log}"
-    );
-    first.signal("TERM");
-    assert_eq!(
-        first.wait(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        first.log()
-    );
+    second.assert_refused_by(&first);
+    first.stop_cleanly();
     assert_eq!(s.sim.stats().violations, 0);
 }
 
@@ -332,13 +315,7 @@ async fn a_database_with_a_damaged_page_stops_run_with_exit_1_and_advice() {
             >= 3)
         .await
     );
-    first.signal("TERM");
-    assert_eq!(
-        first.wait(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        first.log()
-    );
+    first.stop_cleanly();
     // Everything in the main file (a stop does not always checkpoint the
     // WAL), then overwrite 4 KiB in the middle of it.
     {

@@ -224,6 +224,36 @@ impl Drop for DaemonProcess {
     }
 }
 
+impl DaemonProcess {
+    /// Asserts that this daemon, started on a store `owner` holds, exits 1
+    /// naming `owner`'s pid: one daemon per SQLite file, by any name.
+    pub fn assert_refused_by(&mut self, owner: &DaemonProcess) {
+        assert_eq!(
+            self.wait(Duration::from_secs(10)),
+            Some(1),
+            "{}",
+            self.log()
+        );
+        let log = self.log();
+        assert!(log.contains("in use by another linkfresh daemon"), "{log}");
+        assert!(
+            log.contains(&format!("pid {}", owner.child.id())),
+            "names the holder: {log}"
+        );
+    }
+
+    /// Sends SIGTERM and asserts a clean exit (0) within 10 s.
+    pub fn stop_cleanly(&mut self) {
+        self.signal("TERM");
+        assert_eq!(
+            self.wait(Duration::from_secs(10)),
+            Some(0),
+            "{}",
+            self.log()
+        );
+    }
+}
+
 /// A port free on loopback now, for a daemon process whose address the test
 /// must know before it starts.
 pub fn free_port() -> u16 {

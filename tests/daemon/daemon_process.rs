@@ -375,35 +375,12 @@ async fn a_second_daemon_on_the_same_sqlite_file_stops_at_start_and_names_the_fi
     );
     std::fs::write(&second_config, body).unwrap();
     let mut second = DaemonProcess::spawn(&second_config, "owner2");
-    assert_eq!(
-        second.wait(Duration::from_secs(10)),
-        Some(1),
-        "{}",
-        second.log()
-    );
-    let log = second.log();
-    assert!(log.contains("in use by another linkfresh daemon"), "{log}");
-    assert!(
-        log.contains(&format!("pid {}", first.child.id())),
-        "names the holder: {log}"
-    );
+    second.assert_refused_by(&first);
     // The first one is unaffected and stops cleanly; then the file is free.
-    first.signal("TERM");
-    assert_eq!(
-        first.wait(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        first.log()
-    );
+    first.stop_cleanly();
     let mut third = DaemonProcess::spawn(&second_config, "owner3");
     wait_running(&third).await;
-    third.signal("TERM");
-    assert_eq!(
-        third.wait(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        third.log()
-    );
+    third.stop_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
