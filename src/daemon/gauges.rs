@@ -1,24 +1,45 @@
-//! Gauges computed from the link table: links per state, and the age of the
+//! Gauges computed from the link table: links per state, the age of the
 //! last successful request per product as quantiles across links (one
-//! series per product and quantile, never one per link).
+//! series per product and quantile, never one per link), and per product
+//! the longest time an active link is past its promised refresh
+//! ([`crate::policy::overdue`]).
 
 use chrono::{DateTime, Utc};
 
 use super::table::LinkTable;
 use crate::domain::{LinkState, Product};
+use crate::policy::Rules;
+use crate::policy::overdue::{Promise, overdue};
 
 const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (1.0, "1")];
 
-/// Publishes `linkfresh_links{state}` and `linkfresh_data_age_seconds`.
-pub fn publish(table: &LinkTable, now: DateTime<Utc>) {
+/// Publishes `linkfresh_links{state}`, `linkfresh_data_age_seconds` and
+/// `linkfresh_data_overdue_seconds` (0 for every product when all are on
+/// time, so an alert sees it recover).
+pub fn publish(table: &LinkTable, rules: &Rules, now: DateTime<Utc>) {
     let mut per_state = [0u64; LinkState::ALL.len()];
     let mut ages: [Vec<f64>; Product::ALL.len()] = Default::default();
+    let mut worst = [chrono::TimeDelta::zero(); Product::ALL.len()];
     for e in table.iter().filter(|e| !e.removed) {
         if let Some(i) = LinkState::ALL.iter().position(|s| *s == e.state) {
             per_state[i] += 1;
         }
         if e.state != LinkState::Active {
             continue;
+        }
+        for p in e.products.iter().filter(|p| !p.parked) {
+            let late = overdue(
+                Promise {
+                    product: p.product,
+                    cadence: &e.cadences[p.product.index()],
+                    last: p.last(),
+                    first_seen_at: e.first_seen_at,
+                },
+                rules,
+                now,
+            );
+            let w = &mut worst[p.product.index()];
+            *w = (*w).max(late);
         }
         for p in e.products.iter().filter(|p| !p.parked) {
             if let Some(last) = p.last() {
@@ -29,6 +50,10 @@ pub fn publish(table: &LinkTable, now: DateTime<Utc>) {
     }
     for (state, n) in LinkState::ALL.iter().zip(per_state) {
         metrics::gauge!(crate::metrics::LINKS, "state" => state.as_str()).set(n as f64);
+    }
+    for (p, late) in Product::ALL.into_iter().zip(worst) {
+        metrics::gauge!(crate::metrics::DATA_OVERDUE_SECONDS, "product" => p.as_str())
+            .set(late.num_milliseconds() as f64 / 1000.0);
     }
     for (p, mut values) in Product::ALL.into_iter().zip(ages) {
         if values.is_empty() {

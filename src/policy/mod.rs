@@ -30,6 +30,7 @@
 pub mod backoff;
 pub mod cadence;
 pub mod cadences;
+pub mod overdue;
 pub mod phase;
 pub mod plan;
 mod saturating;

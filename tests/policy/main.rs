@@ -5,5 +5,6 @@
 //! crate); the helpers are shared with the other areas' binaries.
 
 mod input_never_panics;
+mod overdue_properties;
 mod policy_properties;
 mod policy_scenarios;
