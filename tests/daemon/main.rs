@@ -6,10 +6,13 @@
 
 #[path = "../common/daemon.rs"]
 mod daemon;
+#[path = "../common/monitoring.rs"]
+mod monitoring;
 #[path = "../common/store.rs"]
 mod store_common;
 
 mod daemon_e2e;
 mod daemon_process;
 mod deploy_runtime;
+mod monitoring_names;
 mod replicas_pg;
