@@ -15,4 +15,5 @@ mod daemon_e2e;
 mod daemon_process;
 mod deploy_runtime;
 mod monitoring_names;
+mod overdue_metric;
 mod replicas_pg;
