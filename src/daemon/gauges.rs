@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::table::LinkTable;
 use crate::domain::{LinkState, Product};
 use crate::policy::Rules;
-use crate::policy::overdue::{Promise, overdue};
+use crate::policy::overdue::{Promise, never_late_within, overdue};
 
 const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (1.0, "1")];
 
@@ -20,6 +20,11 @@ pub fn publish(table: &LinkTable, rules: &Rules, now: DateTime<Utc>) {
     let mut per_state = [0u64; LinkState::ALL.len()];
     let mut ages: [Vec<f64>; Product::ALL.len()] = Default::default();
     let mut worst = [chrono::TimeDelta::zero(); Product::ALL.len()];
+    // Integer milliseconds for the common case (on time): measured with
+    // dates only, the overdue scan of 1M links x 2 products took most of
+    // this function's time.
+    let now_ms = now.timestamp_millis();
+    let on_time_ms = Product::ALL.map(|p| never_late_within(p, rules).num_milliseconds());
     for e in table.iter().filter(|e| !e.removed) {
         if let Some(i) = LinkState::ALL.iter().position(|s| *s == e.state) {
             per_state[i] += 1;
@@ -28,6 +33,12 @@ pub fn publish(table: &LinkTable, rules: &Rules, now: DateTime<Utc>) {
             continue;
         }
         for p in e.products.iter().filter(|p| !p.parked) {
+            let i = p.product.index();
+            if p.last_ms()
+                .is_some_and(|l| now_ms.saturating_sub(l) <= on_time_ms[i])
+            {
+                continue;
+            }
             let late = overdue(
                 Promise {
                     product: p.product,
@@ -38,8 +49,7 @@ pub fn publish(table: &LinkTable, rules: &Rules, now: DateTime<Utc>) {
                 rules,
                 now,
             );
-            let w = &mut worst[p.product.index()];
-            *w = (*w).max(late);
+            worst[i] = worst[i].max(late);
         }
         for p in e.products.iter().filter(|p| !p.parked) {
             if let Some(last) = p.last() {

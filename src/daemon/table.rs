@@ -66,6 +66,13 @@ impl ProductSlot {
         }
     }
 
+    /// [`Self::last`] in Unix milliseconds, without building a date: the
+    /// gauges read it for every product of every link every two seconds.
+    pub fn last_ms(&self) -> Option<i64> {
+        let ms = self.last_requested_ms.max(self.server_seen_ms);
+        (ms != NO_TIME).then_some(ms)
+    }
+
     /// Send time of our last request that may have reached MoneyKit.
     pub fn last_requested_at(&self) -> Option<DateTime<Utc>> {
         from_ms(self.last_requested_ms)

@@ -49,6 +49,14 @@ pub fn overdue(p: Promise<'_>, rules: &Rules, now: DateTime<Utc>) -> TimeDelta {
     now.signed_duration_since(deadline).max(TimeDelta::zero())
 }
 
+/// How long after its last request a product is never overdue, whatever
+/// its cadence: its spacing plus the slack. With it a caller that scans a
+/// million links (`daemon::gauges`, every two seconds) compares integers
+/// for the many on time and calls [`overdue`] only for the rest.
+pub fn never_late_within(product: Product, rules: &Rules) -> TimeDelta {
+    saturating::sum(rules.limits.spacing(product), slack(product, rules))
+}
+
 /// The later of the window end and the cadence's wanted time. `None` when
 /// `now` is still inside the window plus slack: nothing after it can be
 /// earlier, so the (possibly costly) cron lookup is skipped for the many
@@ -57,10 +65,10 @@ fn wanted_at(p: Promise<'_>, rules: &Rules, now: DateTime<Utc>) -> Option<DateTi
     let Some(last) = p.last else {
         return Some(saturating::add(p.first_seen_at, rules.first_spread));
     };
-    let window_end = saturating::add(last, rules.limits.spacing(p.product));
-    if now <= saturating::add(window_end, slack(p.product, rules)) {
+    if now <= saturating::add(last, never_late_within(p.product, rules)) {
         return None;
     }
+    let window_end = saturating::add(last, rules.limits.spacing(p.product));
     Some(match p.cadence.wanted_after(Some(last)) {
         Some(wanted) if wanted > window_end => wanted,
         _ => window_end,

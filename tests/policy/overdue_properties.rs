@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use linkfresh::domain::Product;
-use linkfresh::policy::overdue::{Promise, overdue};
+use linkfresh::policy::overdue::{Promise, never_late_within, overdue};
 use linkfresh::policy::{Cadence, LinkSchedule, ProductState, Rules, evaluate};
 use proptest::prelude::*;
 
@@ -67,6 +67,20 @@ proptest! {
             prop_assert!(after >= before);
             if before > TimeDelta::zero() {
                 prop_assert_eq!(after, before + secs(wait));
+            }
+        }
+    }
+
+    /// The integer shortcut of the gauges never hides a late product.
+    #[test]
+    fn never_late_within_its_spacing_and_slack_after_the_last_request(
+        link in arb_link(), rules in arb_rules(), at in -30_000i64..60_000,
+    ) {
+        let now = t0() + secs(at);
+        for p in &link.products {
+            let late = overdue(promise(&link, p), &rules, now);
+            if let (Some(last), true) = (p.last(), late > TimeDelta::zero()) {
+                prop_assert!(now - last > never_late_within(p.product, &rules));
             }
         }
     }
