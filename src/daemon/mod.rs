@@ -16,6 +16,8 @@ pub mod gauges;
 pub mod limiter;
 pub mod loader;
 pub mod outcome;
+mod parked;
+mod read_outcome;
 mod reload;
 mod replica;
 pub mod scheduler;
@@ -174,6 +176,8 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     let scheduler = scheduler::Scheduler {
         table: table::LinkTable::default(),
         loading: Some(loading),
+        reloading: None,
+        store_health: store_health.clone(),
         timer: timer::Timer::default(),
         rules: current,
         published_rules: rules,
