@@ -8,6 +8,7 @@ use crate::daemon;
 use crate::monitoring;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use daemon::{DaemonProcess, daemon_toml, fast_windows, free_port, link_ids};
@@ -133,8 +134,12 @@ async fn every_metric_in_the_rules_and_the_dashboard_is_served_by_a_running_daem
             ));
         }
     }
-    eprintln!(
-        "alerting pack: {} metric names checked against /metrics; not served yet, served once these land:\n{}",
+    // Straight to stderr: libtest captures eprintln! of passing tests, and
+    // this list must be seen until it is empty.
+    let _ = writeln!(
+        std::io::stderr(),
+        "alerting pack: {} metric names checked against /metrics; read but not served yet \
+         (SERVED_ONCE_LANDED in tests/daemon/monitoring_names.rs), served once these land:\n{}",
         readers.len(),
         SERVED_ONCE_LANDED
             .iter()
