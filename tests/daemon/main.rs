@@ -8,12 +8,13 @@
 mod daemon;
 #[path = "../common/monitoring.rs"]
 mod monitoring;
-#[path = "../common/store.rs"]
+#[path = "../common/store/mod.rs"]
 mod store_common;
 
 mod daemon_e2e;
 mod daemon_process;
 mod deploy_runtime;
 mod monitoring_names;
+mod notify_socket;
 mod overdue_metric;
 mod replicas_pg;
