@@ -1,9 +1,10 @@
 //! Bringing what the store knows into the table: the pages of the load at
 //! start, the changes made through the store (operator, API), the links
-//! other replicas claimed or finished, the links whose claim was refused, and
-//! the links of a reloaded configuration (streamed in pages, as at start). Each merges records into the
-//! [`LinkTable`](super::super::table::LinkTable) and lets the loop decide for
-//! them again.
+//! other replicas claimed or finished, the links whose claim was refused,
+//! and the links of a reloaded configuration (streamed in pages, as at
+//! start). Each merges records into the
+//! [`LinkTable`](super::super::table::LinkTable) and lets the loop decide
+//! for them again.
 
 use std::sync::Arc;
 
