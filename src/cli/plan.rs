@@ -108,6 +108,7 @@ pub fn run(args: &PlanArgs) -> Result<(), Failure> {
             first_seen_at: now,
             runnable: true,
             backoff_until: None,
+            last_activity_at: None,
             products: l
                 .products
                 .iter()

@@ -191,6 +191,7 @@ pub(super) fn check(
         backoff_max: c.delta("[schedule] backoff_max", &s.backoff_max, false)?,
         first_spread: c.delta("[schedule] first_spread", &s.first_spread, true)?,
         ride_along_share: s.ride_along_share,
+        profiles: Default::default(),
     };
     if rules.backoff_max < rules.backoff_base {
         return Err(c.invalid(
@@ -276,7 +277,12 @@ pub(super) fn check(
         products: c.products("[discovery] products", &dc.products)?,
         tags: dc.tags,
     };
-    let default_products = c.products("[defaults] products", &raw.defaults.products)?;
+    let profiles = super::profiles::check(&c.file, &rules, raw.defaults, raw.profiles)?;
+    let default_products = profiles.default_profile().products;
+    let rules = Rules {
+        profiles: std::sync::Arc::new(profiles),
+        ..rules
+    };
 
     let mut links = Vec::new();
     for (i, rl) in raw.links.into_iter().enumerate() {
@@ -296,14 +302,38 @@ pub(super) fn check(
             problem: e.problem,
         })?;
         drop(text);
+        let name_of_file = name.clone();
         links.reserve_exact(lines.len());
         file_lines.reserve_exact(lines.len());
         for line in lines {
             file_lines.push(u32::try_from(line.line).unwrap_or(u32::MAX));
             links.push(LinkConfig {
                 id: line.id,
-                products: line.products.unwrap_or(default_products),
+                products: match (line.products, &line.profile) {
+                    (Some(p), _) => p,
+                    (None, Some(name)) => {
+                        profile_of(&rules, name)
+                            .map_err(|problem| ConfigError::LinksFile {
+                                file: name_of_file.clone(),
+                                line: line.line,
+                                problem,
+                            })?
+                            .products
+                    }
+                    (None, None) => default_products,
+                },
                 cadence: BTreeMap::new(),
+                profile: match line.profile {
+                    Some(name) => {
+                        profile_of(&rules, &name).map_err(|problem| ConfigError::LinksFile {
+                            file: name_of_file.clone(),
+                            line: line.line,
+                            problem,
+                        })?;
+                        Some(name)
+                    }
+                    None => None,
+                },
             });
         }
     }
@@ -410,9 +440,16 @@ fn check_link(
 ) -> Result<LinkConfig, ConfigError> {
     let at = |key: &str| format!("[[links]] #{} {key}", index + 1);
     let id = LinkId::parse(&rl.id).map_err(|e| c.invalid(&at("id"), &rl.id, e.to_string()))?;
-    let products = match &rl.products {
-        Some(names) => c.products(&at("products"), names)?,
-        None => defaults,
+    let profile = match &rl.profile {
+        Some(name) => Some(
+            profile_of(rules, name).map_err(|problem| c.invalid(&at("profile"), name, problem))?,
+        ),
+        None => None,
+    };
+    let products = match (&rl.products, profile) {
+        (Some(names), _) => c.products(&at("products"), names)?,
+        (None, Some(profile)) => profile.products,
+        (None, None) => defaults,
     };
     let mut cadence = BTreeMap::new();
     for (name, raw) in &rl.every {
@@ -459,6 +496,17 @@ fn check_link(
         id,
         products,
         cadence,
+        profile: rl.profile,
+    })
+}
+
+/// A profile a link names, or what is allowed.
+fn profile_of<'r>(rules: &'r Rules, name: &str) -> Result<&'r crate::policy::Profile, String> {
+    rules.profiles.get(name).map(|p| &**p).ok_or_else(|| {
+        format!(
+            "no such profile; allowed: {} (define it as [profiles.NAME])",
+            rules.profiles.names().join(", ")
+        )
     })
 }
 

@@ -29,6 +29,7 @@ mod check;
 mod credentials;
 mod env;
 pub mod links_file;
+mod profiles;
 mod raw;
 mod toml_error;
 
@@ -39,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::domain::{LinkId, Product, ProductSet};
-use crate::policy::cadences::cadence_to_json;
+use crate::policy::cadences::{cadence_to_json, with_profile};
 use crate::policy::{Cadence, Rules};
 use crate::secret::Secret;
 
@@ -219,6 +220,8 @@ pub struct LinkConfig {
     pub products: ProductSet,
     /// Per-product cadence other than "as often as allowed".
     pub cadence: BTreeMap<Product, Cadence>,
+    /// `profile = "..."` on the link (or `profile=` in the links file).
+    pub profile: Option<String>,
 }
 
 impl LinkConfig {
@@ -228,9 +231,10 @@ impl LinkConfig {
     }
 
     /// The cadence as a small JSON object for the store (`None` when default),
-    /// e.g. `{"every":{"transactions":"4h"},"cron":{"identity":"0 0 6 * * *"}}`.
+    /// e.g. `{"every":{"transactions":"4h"},"cron":{"identity":"0 0 6 * * *"}}`,
+    /// with the profile the link names, if any (`"profile":"premium"`).
     pub fn cadence_json(&self) -> Option<String> {
-        cadence_to_json(&self.cadence)
+        with_profile(cadence_to_json(&self.cadence), self.profile.as_deref())
     }
 }
 
@@ -249,7 +253,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[discovery]`.
     pub discovery: DiscoveryConfig,
-    /// `[defaults] products`.
+    /// `[defaults] products` (the default profile's; the profiles
+    /// themselves are in [`Rules::profiles`]).
     pub default_products: ProductSet,
     /// `[[links]]` and `links_file`, in file order.
     pub links: Vec<LinkConfig>,

@@ -171,8 +171,10 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     });
 
     let current = Rules::clone(&rules.borrow());
+    let mut table = table::LinkTable::default();
+    table.set_profiles(current.profiles.clone());
     let scheduler = scheduler::Scheduler {
-        table: table::LinkTable::default(),
+        table,
         loading: Some(loading),
         timer: timer::Timer::default(),
         rules: current,

@@ -17,9 +17,10 @@ use hashbrown::HashTable;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
-use crate::policy::cadences::{CadenceBook, Cadences};
+use crate::policy::cadences::{CadenceBook, LinkRules};
+use crate::policy::demand::{activity_from_secs, activity_secs};
 use crate::policy::phase::link_hash;
-use crate::policy::{LinkSchedule, ProductState};
+use crate::policy::{LinkSchedule, ProductState, Profile, Profiles};
 use crate::store::LinkRecord;
 
 /// One product of a link as the table stores it: the policy's
@@ -119,8 +120,14 @@ pub struct Entry {
     pub hash: u64,
     /// Its products, one slot each, in the stored order.
     pub products: Box<[ProductSlot]>,
-    /// The cadence of each product, shared with links configured alike.
-    pub cadences: Arc<Cadences>,
+    /// Its profile (by name, tags or `[defaults]`; name and `priority` for
+    /// the budget) and the cadence of each product, shared with links
+    /// configured alike.
+    pub rules: Arc<LinkRules>,
+    /// The owning app's last activity call, in whole unix seconds (0 for
+    /// none; [`activity_secs`]): 4 bytes where an `i64` of milliseconds
+    /// would have grown every link by 8, and activity is about minutes.
+    last_activity_s: u32,
     /// When linkfresh first saw the link; first requests are phased from here.
     pub first_seen_at: DateTime<Utc>,
     /// No request for this link before this (429, 5xx, timeouts).
@@ -147,8 +154,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Builds an entry from a stored link whose cadences are `cadences`.
-    pub fn from_record(rec: &LinkRecord, cadences: Arc<Cadences>) -> Self {
+    /// Builds an entry from a stored link whose profile and cadences are
+    /// `rules` (from the table's [`CadenceBook`]).
+    pub fn from_record(rec: &LinkRecord, rules: Arc<LinkRules>) -> Self {
         let products: Box<[ProductSlot]> = rec
             .products
             .iter()
@@ -170,7 +178,8 @@ impl Entry {
             id: rec.id.clone(),
             hash: link_hash(&rec.id),
             products,
-            cadences,
+            rules,
+            last_activity_s: activity_secs(rec.last_activity_at),
             first_seen_at: rec.created_at,
             backoff_until: rec.backoff_until,
             recheck_at: None,
@@ -198,12 +207,13 @@ impl Entry {
             first_seen_at: self.first_seen_at,
             runnable: self.runnable(),
             backoff_until: self.backoff_until,
+            last_activity_at: self.last_activity_at(),
             products: self
                 .products
                 .iter()
                 .map(|s| ProductState {
                     product: s.product,
-                    cadence: self.cadences[s.product.index()].clone(),
+                    cadence: self.rules.cadences[s.product.index()].clone(),
                     last_requested_at: s.last_requested_at(),
                     server_seen_at: s.server_seen_at(),
                     backoff_until: s.backoff_until(),
@@ -212,6 +222,22 @@ impl Entry {
                 })
                 .collect(),
         }
+    }
+
+    /// The link's profile.
+    pub fn profile(&self) -> &Arc<Profile> {
+        &self.rules.profile
+    }
+
+    /// The owning app's last activity call.
+    pub fn last_activity_at(&self) -> Option<DateTime<Utc>> {
+        activity_from_secs(self.last_activity_s)
+    }
+
+    /// Whether a product was asked for on demand (the admin API's or the
+    /// app's `refresh`): such products go first when the budget is short.
+    pub fn on_demand(&self) -> bool {
+        self.products.iter().any(|p| p.refresh_requested)
     }
 
     /// The product's state, if the link has it.
@@ -229,8 +255,8 @@ impl Entry {
     /// products) comes from the store; times take the later of memory and
     /// store, because outcome writes may still be queued; what only the
     /// daemon knows (in flight, timer generation, isolation) is kept.
-    pub fn merge_from(&mut self, rec: &LinkRecord, cadences: Arc<Cadences>) {
-        let mut fresh = Entry::from_record(rec, cadences);
+    pub fn merge_from(&mut self, rec: &LinkRecord, rules: Arc<LinkRules>) {
+        let mut fresh = Entry::from_record(rec, rules);
         for p in fresh.products.iter_mut() {
             if let Some(old) = self.product(p.product) {
                 p.keep_later(old);
@@ -238,6 +264,7 @@ impl Entry {
         }
         fresh.backoff_until = fresh.backoff_until.max(self.backoff_until);
         fresh.failures = fresh.failures.max(self.failures);
+        fresh.last_activity_s = fresh.last_activity_s.max(self.last_activity_s);
         fresh.needs_reconcile = fresh.needs_reconcile && self.needs_reconcile;
         fresh.in_flight = self.in_flight;
         fresh.generation = self.generation;
@@ -264,9 +291,15 @@ pub struct LinkTable {
 }
 
 impl LinkTable {
+    /// Resolves profiles from `profiles` from now on (a reload); the caller
+    /// merges every link again, which re-resolves each.
+    pub fn set_profiles(&mut self, profiles: Arc<Profiles>) {
+        self.cadences = CadenceBook::new(profiles);
+    }
+
     /// Adds a link or merges a newer record of it; returns its index.
     pub fn merge(&mut self, rec: &LinkRecord) -> usize {
-        let cadences = self.cadences.get(rec.cadence.as_deref());
+        let cadences = self.cadences.get(rec.cadence.as_deref(), &rec.tags);
         if let Some(i) = self.find(&rec.id) {
             self.entries[i].merge_from(rec, cadences);
             return i;
@@ -339,6 +372,8 @@ pub(crate) fn fresh_record(id: &str, products: &str) -> LinkRecord {
         backoff_until: None,
         failures: 0,
         change_seq: 0,
+        tags: Vec::new(),
+        last_activity_at: None,
         schedules: Vec::new(),
     }
 }
@@ -371,8 +406,8 @@ mod tests {
         let b = table.merge(&record("mk_b", every));
         let c = table.merge(&record("mk_c", None));
         let (a, b, c) = (table.get(a), table.get(b), table.get(c));
-        assert!(Arc::ptr_eq(&a.cadences, &b.cadences));
-        assert!(!Arc::ptr_eq(&a.cadences, &c.cadences));
+        assert!(Arc::ptr_eq(&a.rules, &b.rules));
+        assert!(!Arc::ptr_eq(&a.rules, &c.rules));
         let cadence_of = |e: &Entry, p: Product| {
             e.schedule()
                 .products
@@ -439,17 +474,23 @@ mod tests {
         for rec in [rec, parked] {
             let mut table = LinkTable::default();
             let i = table.merge(&rec);
-            assert_eq!(table.get(i).schedule(), crate::explain::schedule_of(&rec));
+            assert_eq!(
+                table.get(i).schedule(),
+                crate::explain::schedule_of(&rec, &Profiles::default())
+            );
         }
     }
 
     /// The fleet-1m benchmark's memory target rests on these sizes: a link
     /// costs its entry, its products' slots and its id. Growing either is a
     /// decision to make knowingly (see the README's Performance section).
+    /// Issue 17 took 8 B (112 to 120, 8 MB per million links): the last
+    /// activity time, which the policy needs at every evaluation of a
+    /// demand-ruled link; the profile shares the cadences' pointer.
     #[test]
     fn a_link_stays_small_in_memory() {
         assert!(
-            size_of::<Entry>() <= 112,
+            size_of::<Entry>() <= 120,
             "Entry is {} B",
             size_of::<Entry>()
         );

@@ -87,6 +87,7 @@ fn arb_link() -> impl Strategy<Value = LinkSchedule> {
                 first_seen_at,
                 runnable,
                 backoff_until: backoff,
+                last_activity_at: None,
                 products,
             })
         })
