@@ -35,6 +35,7 @@ fn arb_rules() -> impl Strategy<Value = Rules> {
             backoff_max: secs(base + extra),
             ride_along_share: 0.05,
             first_spread: secs(60),
+            profiles: Default::default(),
         })
 }
 
