@@ -5,6 +5,7 @@
 //! [`fleet`]) and `/api/...` (the admin API, see [`admin_api`]).
 
 pub mod admin_api;
+pub mod demand_api;
 pub mod fleet;
 mod html;
 pub mod listener;

@@ -196,6 +196,7 @@ pub const RESERVED_ROUTES: &[&str] = &[
     "/api/links/{id}/pause",
     "/api/links/{id}/resume",
     "/api/links/{id}/refresh",
+    "/api/links/{id}/activity",
 ];
 
 /// `[discovery]`.
