@@ -20,6 +20,7 @@ mod reload;
 mod replica;
 pub mod scheduler;
 pub mod table;
+mod tags;
 pub mod timer;
 pub mod writer;
 

@@ -147,6 +147,8 @@ impl Scheduler {
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
                     _ = control.tick() => Event::Control,
+                    // The admin API wrote a change to act on now (issue 17).
+                    () = self.heartbeat.changed.notified() => Event::Control,
                     Some(()) = self.reload.recv() => Event::Reload,
                     _ = housekeeping.tick() => Event::Housekeeping,
                 }
@@ -373,9 +375,11 @@ impl Scheduler {
     ) {
         let entry = self.table.get_mut(idx);
         let mut patch = LinkPatch::default();
+        let mut learned_tags = None;
         match outcome {
             Ok(link) => {
                 entry.needs_reconcile = false;
+                learned_tags = Some(link.link_tags.clone());
                 for p in Product::ALL {
                     let Some(server) = link.product(p) else {
                         continue;
@@ -456,6 +460,9 @@ impl Scheduler {
             }
         }
         let link = entry.id.clone();
+        if let Some(tags) = learned_tags {
+            self.learned_tags(idx, &tags);
+        }
         let label = match purpose {
             ReadPurpose::Reconcile => "reconciled",
             ReadPurpose::Recheck => "rechecked",
@@ -550,6 +557,7 @@ impl Scheduler {
             return;
         };
         self.rules = reloaded.rules;
+        self.table.set_profiles(self.rules.profiles.clone());
         self.published_rules
             .send_replace(Arc::new(self.rules.clone()));
         let now = self.clock.now();

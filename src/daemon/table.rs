@@ -297,6 +297,20 @@ impl LinkTable {
         self.cadences = CadenceBook::new(profiles);
     }
 
+    /// Resolves link `i`'s profile again for MoneyKit `tags` (learned by a
+    /// read); true when its profile changed.
+    pub fn retag(&mut self, i: usize, tags: &[String]) -> bool {
+        let rules = &self.entries[i].rules;
+        if rules.named {
+            return false;
+        }
+        let settings = rules.settings.clone();
+        let fresh = self.cadences.get(settings.as_deref(), tags);
+        let changed = !Arc::ptr_eq(&fresh.profile, &self.entries[i].rules.profile);
+        self.entries[i].rules = fresh;
+        changed
+    }
+
     /// Adds a link or merges a newer record of it; returns its index.
     pub fn merge(&mut self, rec: &LinkRecord) -> usize {
         let cadences = self.cadences.get(rec.cadence.as_deref(), &rec.tags);

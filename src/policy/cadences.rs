@@ -143,6 +143,11 @@ pub struct LinkRules {
     pub profile: Arc<Profile>,
     /// The cadence of each product (by [`Product::index`]).
     pub cadences: Cadences,
+    /// The stored settings these came from (`None`: none), so that a link
+    /// whose tags change can be resolved again without its record.
+    pub settings: Option<Arc<str>>,
+    /// The settings name the profile: tags do not change it.
+    pub named: bool,
 }
 
 /// One stored settings text, parsed once.
@@ -195,9 +200,15 @@ impl CadenceBook {
         {
             return found.clone();
         }
+        let named = parsed
+            .profile
+            .as_deref()
+            .is_some_and(|n| self.profiles.get(n).is_some());
         let rules = Arc::new(LinkRules {
             profile: profile.clone(),
             cadences: link_cadences(&parsed.own, profile),
+            settings: text.map(Arc::from),
+            named,
         });
         parsed.resolved.push(rules.clone());
         rules
