@@ -11,5 +11,6 @@ mod store_common;
 
 mod daemon_e2e;
 mod daemon_process;
+mod demand_e2e;
 mod deploy_runtime;
 mod replicas_pg;
