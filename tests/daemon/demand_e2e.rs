@@ -160,11 +160,22 @@ async fn stale_refreshes_leave_within_a_second_and_fresh_ones_not_at_all(pg: Opt
             .await;
             assert_eq!(status, 200, "{id}: {body}");
             assert_eq!(body["fresh"], true, "{body}");
-            assert!(body["products"][0]["age_seconds"].as_i64().unwrap() < 5, "{body}");
+            assert!(
+                body["products"][0]["age_seconds"].as_i64().unwrap() < 5,
+                "{body}"
+            );
         }
-        assert_eq!(d.sim.stats().total("refresh"), posts, "a fresh link's refresh is never sent");
+        assert_eq!(
+            d.sim.stats().total("refresh"),
+            posts,
+            "a fresh link's refresh is never sent"
+        );
         // The next round once every window (400 ms + 100 ms margin) has passed.
-        let last = asked.iter().filter_map(|(id, ..)| attempted(&d.sim, id)).max().unwrap();
+        let last = asked
+            .iter()
+            .filter_map(|(id, ..)| attempted(&d.sim, id))
+            .max()
+            .unwrap();
         assert!(
             wait_until(Duration::from_secs(3), || Utc::now()
                 > last + chrono::TimeDelta::milliseconds(600))
@@ -172,7 +183,11 @@ async fn stale_refreshes_leave_within_a_second_and_fresh_ones_not_at_all(pg: Opt
         );
     }
     let stats = d.sim.stats();
-    assert_eq!(stats.total("refresh"), (rounds * links.len()) as u64, "{stats:#?}");
+    assert_eq!(
+        stats.total("refresh"),
+        (rounds * links.len()) as u64,
+        "{stats:#?}"
+    );
     assert_eq!(stats.violations, 0, "{stats:#?}");
     latencies.sort_unstable();
     let p = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)];
@@ -203,8 +218,7 @@ async fn a_stale_links_refresh_leaves_within_a_second_and_a_fresh_ones_is_never_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_links_refresh_leaves_within_a_second_and_a_fresh_ones_is_never_sent_on_postgres()
-{
+async fn a_stale_links_refresh_leaves_within_a_second_and_a_fresh_ones_is_never_sent_on_postgres() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
@@ -244,17 +258,22 @@ async fn activity_switches_idle_to_active_and_back(pg: Option<&TestDb>) {
         written += usize::from(again["recorded"] == true);
     }
     let most = 1 + t0.elapsed().as_millis() as usize / 300;
-    assert!(written <= most, "{written} of {calls} calls wrote (at most {most})");
     assert!(
-        wait_until(Duration::from_secs(3), || d.sim.stats().total("refresh") >= 3).await,
+        written <= most,
+        "{written} of {calls} calls wrote (at most {most})"
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || d.sim.stats().total("refresh")
+            >= 3)
+        .await,
         "active: several refreshes, got {:#?}",
         d.sim.stats()
     );
     // Back to idle once active_for has passed: the policy says never.
     let addr = d.addr;
     let until = view(addr, id).await["last_activity_at"].clone();
-    let active_until = serde_json::from_value::<DateTime<Utc>>(until).unwrap()
-        + chrono::TimeDelta::seconds(3);
+    let active_until =
+        serde_json::from_value::<DateTime<Utc>>(until).unwrap() + chrono::TimeDelta::seconds(3);
     assert!(
         wait_until_async(Duration::from_secs(6), || async move {
             Utc::now() > active_until && why(&view(addr, id).await)["kind"] == "idle"
@@ -268,9 +287,16 @@ async fn activity_switches_idle_to_active_and_back(pg: Option<&TestDb>) {
     // POST per 500 ms at most, however often the app called.
     let active_ms = (active_until - first_until).num_milliseconds() + 3000;
     let most = 1 + active_ms as u64 / 500;
-    assert!(posts <= most, "{posts} POSTs while active for {active_ms} ms");
+    assert!(
+        posts <= most,
+        "{posts} POSTs while active for {active_ms} ms"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(d.sim.stats().total("refresh"), posts, "idle = never sends nothing");
+    assert_eq!(
+        d.sim.stats().total("refresh"),
+        posts,
+        "idle = never sends nothing"
+    );
     assert_eq!(d.sim.stats().violations, 0);
     d.stop().await.1.unwrap();
 }
@@ -295,13 +321,16 @@ async fn moneykit_link_tags_select_a_profile() {
         tags: vec!["plan:free".into()],
         ..SimLink::healthy(LinkId::parse(&links[0]).unwrap())
     };
-    let profiles = "[profiles.free]\ntags = [\"plan:free\"]\nactive_for = \"1h\"\nidle = \"never\"\n";
+    let profiles =
+        "[profiles.free]\ntags = [\"plan:free\"]\nactive_for = \"1h\"\nidle = \"never\"\n";
     let mut d = start(sim_cfg(vec![tagged]), &links, profiles, None).await;
     reconciled(&mut d, 2).await;
     let (free, plain) = (links[0].as_str(), links[1].as_str());
     // The untagged link follows [defaults]: as often as allowed.
     assert!(
-        wait_until(Duration::from_secs(5), || attempted(&d.sim, plain).is_some()).await,
+        wait_until(Duration::from_secs(5), || attempted(&d.sim, plain)
+            .is_some())
+        .await,
         "the default profile's link was never refreshed"
     );
     let addr = d.addr;
@@ -314,7 +343,11 @@ async fn moneykit_link_tags_select_a_profile() {
         view(addr, free).await
     );
     assert_eq!(view(addr, plain).await["profile"], "default");
-    assert_eq!(attempted(&d.sim, free), None, "the free profile refreshes only on demand");
+    assert_eq!(
+        attempted(&d.sim, free),
+        None,
+        "the free profile refreshes only on demand"
+    );
     assert_eq!(why(&view(addr, free).await)["kind"], "idle");
     d.stop().await.1.unwrap();
 }
