@@ -351,3 +351,41 @@ async fn moneykit_link_tags_select_a_profile() {
     assert_eq!(why(&view(addr, free).await)["kind"], "idle");
     d.stop().await.1.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_sets_a_links_profile_and_refuses_an_unknown_one_naming_the_allowed() {
+    let profiles = "[profiles.free]\nactive_for = \"1h\"\nidle = \"never\"\n";
+    let d = start(sim_cfg(Vec::new()), &[], profiles, None).await;
+    let (status, body) = post(
+        d.addr,
+        "/api/links",
+        r#"{"id": "mk_api_free", "products": ["accounts"], "profile": "free"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["profile"], "free", "{body}");
+    assert_eq!(body["products"][0]["why"]["kind"], "idle", "{body}");
+    let (status, body) = post(
+        d.addr,
+        "/api/links",
+        r#"{"id": "mk_api_gold", "products": ["accounts"], "profile": "gold"}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "unknown_profile", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("allowed: default, free"),
+        "{body}"
+    );
+    // Unknown links are 404 for both demand calls, counted as such.
+    let (status, _) = post(d.addr, "/api/links/mk_nobody/activity", "").await;
+    assert_eq!(status, 404);
+    let (status, _) = post(d.addr, "/api/links/mk_nobody/refresh", r#"{"max_age": "1h"}"#).await;
+    assert_eq!(status, 404);
+    let (_, metrics) = crate::daemon::http_get(d.addr, "/metrics").await;
+    assert!(
+        metrics.contains("linkfresh_demand_requests_total{result=\"unknown_link\"}"),
+        "{metrics}"
+    );
+    d.stop().await.1.unwrap();
+}
