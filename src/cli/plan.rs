@@ -113,7 +113,7 @@ pub fn run(args: &PlanArgs) -> Result<(), Failure> {
                 .products
                 .iter()
                 .map(|p| ProductState {
-                    cadence: l.cadence_of(p),
+                    cadence: l.cadence_in(&config.rules, p),
                     ..ProductState::new(p)
                 })
                 .collect(),

@@ -228,9 +228,21 @@ pub struct LinkConfig {
 }
 
 impl LinkConfig {
-    /// The cadence of one product.
+    /// The link's own cadence of one product (`every`/`cron` on the link).
     pub fn cadence_of(&self, p: Product) -> Cadence {
         self.cadence.get(&p).cloned().unwrap_or_default()
+    }
+
+    /// The cadence of one product as the daemon schedules it: the link's
+    /// own, else its profile's (by name; tags are learned only at run time).
+    pub fn cadence_in(&self, rules: &Rules, p: Product) -> Cadence {
+        self.cadence.get(&p).cloned().unwrap_or_else(|| {
+            rules
+                .profiles
+                .select(self.profile.as_deref(), &[])
+                .cadences[p.index()]
+                .clone()
+        })
     }
 
     /// The cadence as a small JSON object for the store (`None` when default),
