@@ -152,6 +152,19 @@ pub async fn explain(args: &LinkArgs) -> Result<(), Failure> {
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
     );
+    println!(
+        "profile {}; last activity {}{}",
+        status.profile,
+        status
+            .last_activity_at
+            .map(fmt_time)
+            .unwrap_or_else(|| "never".into()),
+        if rec.tags.is_empty() {
+            String::new()
+        } else {
+            format!("; tags {}", rec.tags.join(" "))
+        }
+    );
     if rec.removed {
         println!("removed from the configuration: not refreshed (history kept)");
     }

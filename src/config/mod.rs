@@ -237,11 +237,7 @@ impl LinkConfig {
     /// own, else its profile's (by name; tags are learned only at run time).
     pub fn cadence_in(&self, rules: &Rules, p: Product) -> Cadence {
         self.cadence.get(&p).cloned().unwrap_or_else(|| {
-            rules
-                .profiles
-                .select(self.profile.as_deref(), &[])
-                .cadences[p.index()]
-                .clone()
+            rules.profiles.select(self.profile.as_deref(), &[]).cadences[p.index()].clone()
         })
     }
 

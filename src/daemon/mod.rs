@@ -21,6 +21,7 @@ mod read_outcome;
 mod reload;
 mod replica;
 pub mod scheduler;
+mod slot;
 pub mod table;
 mod tags;
 pub mod timer;

@@ -1213,13 +1213,20 @@ pub async fn activity_and_tags_are_stored_and_a_repeated_activity_writes_nothing
     use linkfresh::store::Activity;
     let store = db.open().await;
     store
-        .sync_config("r1", &[spec("mk_a", "accounts"), spec("mk_b", "accounts")], t(0))
+        .sync_config(
+            "r1",
+            &[spec("mk_a", "accounts"), spec("mk_b", "accounts")],
+            t(0),
+        )
         .await
         .unwrap();
     let (start, _) = store.changes_since(0).await.unwrap();
     let coarse = TimeDelta::seconds(60);
     assert_eq!(
-        store.record_activity(&id("mk_a"), t(10), coarse).await.unwrap(),
+        store
+            .record_activity(&id("mk_a"), t(10), coarse)
+            .await
+            .unwrap(),
         Activity::Recorded
     );
     let (after, changed) = store.changes_since(start).await.unwrap();
@@ -1227,16 +1234,25 @@ pub async fn activity_and_tags_are_stored_and_a_repeated_activity_writes_nothing
     assert_eq!(changed[0].last_activity_at, Some(t(10)));
     // Within a minute of the stored one: nothing written, no change signalled.
     assert_eq!(
-        store.record_activity(&id("mk_a"), t(40), coarse).await.unwrap(),
+        store
+            .record_activity(&id("mk_a"), t(40), coarse)
+            .await
+            .unwrap(),
         Activity::Recent
     );
     assert_eq!(store.changes_since(after).await.unwrap(), (after, vec![]));
     assert_eq!(
-        store.record_activity(&id("mk_a"), t(71), coarse).await.unwrap(),
+        store
+            .record_activity(&id("mk_a"), t(71), coarse)
+            .await
+            .unwrap(),
         Activity::Recorded
     );
     assert_eq!(
-        store.record_activity(&id("mk_nope"), t(72), coarse).await.unwrap(),
+        store
+            .record_activity(&id("mk_nope"), t(72), coarse)
+            .await
+            .unwrap(),
         Activity::UnknownLink
     );
     let tags = vec!["plan:premium".to_owned(), "user_type:admin".to_owned()];

@@ -374,13 +374,21 @@ async fn the_admin_api_sets_a_links_profile_and_refuses_an_unknown_one_naming_th
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "unknown_profile", "{body}");
     assert!(
-        body["message"].as_str().unwrap().contains("allowed: default, free"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed: default, free"),
         "{body}"
     );
     // Unknown links are 404 for both demand calls, counted as such.
     let (status, _) = post(d.addr, "/api/links/mk_nobody/activity", "").await;
     assert_eq!(status, 404);
-    let (status, _) = post(d.addr, "/api/links/mk_nobody/refresh", r#"{"max_age": "1h"}"#).await;
+    let (status, _) = post(
+        d.addr,
+        "/api/links/mk_nobody/refresh",
+        r#"{"max_age": "1h"}"#,
+    )
+    .await;
     assert_eq!(status, 404);
     let (_, metrics) = crate::daemon::http_get(d.addr, "/metrics").await;
     assert!(
