@@ -368,7 +368,8 @@ pub trait Store: FleetQueries + Send + Sync + 'static {
     ) -> Result<Activity, StoreError>;
 
     /// Stores MoneyKit's `link_tags` of a link (they select its profile);
-    /// bumps the change sequence. False if the link is unknown.
+    /// bumps the change sequence when they differ from the stored ones (the
+    /// same tags again write nothing). False if the link is unknown.
     async fn set_tags(&self, id: &LinkId, tags: &[String]) -> Result<bool, StoreError>;
 
     /// Links changed by operators/API after `seq`, and the new high-water mark

@@ -1256,7 +1256,16 @@ pub async fn activity_and_tags_are_stored_and_a_repeated_activity_writes_nothing
         Activity::UnknownLink
     );
     let tags = vec!["plan:premium".to_owned(), "user_type:admin".to_owned()];
+    let (before_tags, _) = store.changes_since(0).await.unwrap();
     assert!(store.set_tags(&id("mk_b"), &tags).await.unwrap());
+    let (after_tags, changed) = store.changes_since(before_tags).await.unwrap();
+    assert_eq!(changed.len(), 1, "new tags wake the daemon");
+    // The same tags again (every webhook carries them) write nothing.
+    assert!(store.set_tags(&id("mk_b"), &tags).await.unwrap());
+    assert_eq!(
+        store.changes_since(after_tags).await.unwrap(),
+        (after_tags, vec![])
+    );
     assert!(!store.set_tags(&id("mk_nope"), &tags).await.unwrap());
     let loaded = store.load_links().await.unwrap();
     assert_eq!(loaded[0].last_activity_at, Some(t(71)));

@@ -6,7 +6,7 @@ use sqlx::{ColumnIndex, Encode, Executor, IntoArguments, Type};
 
 use super::{Column, Dialect, RowsAffected, SqlStore};
 use crate::domain::LinkId;
-use crate::store::records::{encode_tags, ms};
+use crate::store::records::{decode_tags, encode_tags, ms};
 use crate::store::{Activity, StoreError, Timestamp};
 
 impl<DB> SqlStore<DB>
@@ -68,9 +68,20 @@ where
         Ok(Activity::Recorded)
     }
 
-    /// [`Store::set_tags`](crate::store::Store::set_tags).
+    /// [`Store::set_tags`](crate::store::Store::set_tags): a read first,
+    /// so the same tags again (every webhook carries them) write nothing.
     pub(crate) async fn tags(&self, id: &LinkId, tags: &[String]) -> Result<bool, StoreError> {
         let encoded = encode_tags(tags);
+        let stored: Option<Option<String>> =
+            sqlx::query_scalar("SELECT tags FROM links WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        match stored {
+            None => return Ok(false),
+            Some(t) if decode_tags(t.as_deref()) == tags => return Ok(true),
+            Some(_) => {}
+        }
         let mut tx = self.begin_write().await?;
         let seq = Self::bump(&mut tx).await?;
         let found = sqlx::query("UPDATE links SET tags = $2, change_seq = $3 WHERE id = $1")
