@@ -18,6 +18,11 @@ pub struct ProductSlot {
     pub parked: bool,
     /// An operator asked for it as soon as the window allows.
     pub refresh_requested: bool,
+    /// The change sequence (low 32 bits) of the stored record that asked
+    /// for the refresh: an echo of the same record (a claim poll, the change
+    /// poll's overlap) read before the daemon's outcome was committed must
+    /// not ask again for what was already sent. In the padding: no cost.
+    pub(super) refresh_seq: u32,
     last_requested_ms: i64,
     server_seen_ms: i64,
     backoff_until_ms: i64,
@@ -43,6 +48,7 @@ impl ProductSlot {
             product,
             parked: false,
             refresh_requested: false,
+            refresh_seq: 0,
             last_requested_ms: NO_TIME,
             server_seen_ms: NO_TIME,
             backoff_until_ms: NO_TIME,

@@ -83,6 +83,7 @@ impl Entry {
                     slot.set_backoff_until(s.backoff_until);
                     slot.parked = s.parked_reason.is_some();
                     slot.refresh_requested = s.refresh_requested;
+                    slot.refresh_seq = rec.change_seq as u32;
                 }
                 slot
             })
@@ -174,6 +175,12 @@ impl Entry {
         for p in fresh.products.iter_mut() {
             if let Some(old) = self.product(p.product) {
                 p.keep_later(old);
+                // The request this record carries was already served (the
+                // outcome that cleared it is not committed yet): not again.
+                if p.refresh_requested && !old.refresh_requested && p.refresh_seq == old.refresh_seq
+                {
+                    p.refresh_requested = false;
+                }
             }
         }
         fresh.backoff_until = fresh.backoff_until.max(self.backoff_until);
@@ -407,6 +414,42 @@ mod tests {
                 crate::explain::schedule_of(&rec, &Profiles::default())
             );
         }
+    }
+
+    /// Issue 17 (seen failing on PostgreSQL: two POSTs more than asked):
+    /// the claim poll echoes the daemon's own claim, read after the intent
+    /// and before the outcome that clears the refresh request is committed.
+    /// Merging it must not ask again for the refresh just sent; a new
+    /// request (a newer change) must.
+    #[test]
+    fn an_echo_of_a_served_refresh_request_does_not_ask_again_but_a_new_one_does() {
+        let mut rec = fresh_record("mk_echo", "accounts");
+        rec.change_seq = 7;
+        rec.schedules = vec![crate::store::ProductRecord {
+            product: Product::Accounts,
+            last_requested_at: None,
+            server_refreshed_at: None,
+            server_attempted_at: None,
+            next_due_at: None,
+            failures: 0,
+            backoff_until: None,
+            parked_reason: None,
+            refresh_requested: true,
+        }];
+        let mut table = LinkTable::default();
+        let i = table.merge(&rec);
+        assert!(table.get(i).on_demand());
+        // Sent and accepted: the daemon clears the request in memory.
+        table
+            .get_mut(i)
+            .product_mut(Product::Accounts)
+            .unwrap()
+            .refresh_requested = false;
+        table.merge(&rec);
+        assert!(!table.get(i).on_demand(), "the echo asked again");
+        rec.change_seq = 9;
+        table.merge(&rec);
+        assert!(table.get(i).on_demand(), "a new request is honoured");
     }
 
     /// The fleet-1m benchmark's memory target rests on these sizes: a link

@@ -253,8 +253,8 @@ async fn refresh(
             };
             return Ok((StatusCode::OK, Json(answer)).into_response());
         }
-        count("queued");
     }
+    count("queued");
     let already = wanted.iter().all(|p| {
         rec.schedules
             .iter()
