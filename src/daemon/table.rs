@@ -151,6 +151,7 @@ impl Entry {
 
     /// Whether a product was asked for on demand (the admin API's or the
     /// app's `refresh`): such products go first when the budget is short.
+    #[allow(dead_code, reason = "the budget (i17-budget) serves these first")]
     pub fn on_demand(&self) -> bool {
         self.products.iter().any(|p| p.refresh_requested)
     }
@@ -273,19 +274,9 @@ impl LinkTable {
         self.entries.iter()
     }
 
-    /// Every link, mutably.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
-        self.entries.iter_mut()
-    }
-
     /// Number of links (removed ones included).
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Whether there is no link at all.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

@@ -33,8 +33,8 @@
 //! and its `idle` cadence otherwise; with `idle = never` it is not due at
 //! all until asked. The window rules over both.
 
-pub mod backoff;
-pub mod cadence;
+pub(crate) mod backoff;
+pub(crate) mod cadence;
 pub mod cadences;
 pub mod demand;
 pub mod phase;

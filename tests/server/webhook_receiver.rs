@@ -408,14 +408,13 @@ async fn the_simulator_reports_an_accepted_refresh_by_a_signed_webhook() {
             .any(|s| s.product == Product::Transactions && s.server_refreshed_at.is_some())
     })
     .await;
-    // The simulator logs a delivery once its answer is back, which may be
-    // a moment after the store took the webhook's effect (seen failing).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut sent = r.sim.deliveries();
-    while sent.is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        sent = r.sim.deliveries();
-    }
+    // The simulator logs a delivery once the receiver has answered, which is
+    // after the receiver's commit: the store can show it first.
+    assert!(
+        crate::daemon::wait_until(Duration::from_secs(5), || !r.sim.deliveries().is_empty()).await,
+        "the simulator logged no delivery"
+    );
+    let sent = r.sim.deliveries();
     assert_eq!(sent[0].json()["state"], "completed");
     assert!(sent[0].header("moneykit-delivery-token").is_some());
     assert_eq!(sent[0].header("moneykit-delivery-attempt"), Some("1"));
