@@ -11,6 +11,7 @@ mod store_common;
 
 mod daemon_e2e;
 mod daemon_process;
+mod demand_e2e;
 mod deploy_runtime;
 mod notify_socket;
 mod replicas_pg;
