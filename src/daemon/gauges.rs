@@ -42,9 +42,10 @@ pub fn publish(table: &LinkTable, rules: &Rules, now: DateTime<Utc>) {
             let late = overdue(
                 Promise {
                     product: p.product,
-                    cadence: &e.cadences[p.product.index()],
+                    cadence: &e.rules.cadences[i],
                     last: p.last(),
                     first_seen_at: e.first_seen_at,
+                    last_activity: e.last_activity_at(),
                 },
                 rules,
                 now,

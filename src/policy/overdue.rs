@@ -19,6 +19,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::demand::Wanted;
 use super::{Cadence, Rules, saturating};
 use crate::domain::Product;
 
@@ -35,12 +36,15 @@ pub struct Promise<'a> {
     pub last: Option<DateTime<Utc>>,
     /// When linkfresh first saw the link (the first request is phased from it).
     pub first_seen_at: DateTime<Utc>,
+    /// The app's last activity call for the link (demand cadences).
+    pub last_activity: Option<DateTime<Utc>>,
 }
 
 /// How long `p` is past its promised refresh at `now`; zero when it is on
-/// time. Only for products the policy schedules: the caller leaves out
-/// parked products and links not refreshed at all (paused, parked, needing
-/// user action: `linkfresh_links{state}` shows those).
+/// time, or only refreshed on demand (an idle `never`). Only for products
+/// the policy schedules: the caller leaves out parked products and links
+/// not refreshed at all (paused, parked, needing user action:
+/// `linkfresh_links{state}` shows those).
 pub fn overdue(p: Promise<'_>, rules: &Rules, now: DateTime<Utc>) -> TimeDelta {
     let Some(wanted) = wanted_at(p, rules, now) else {
         return TimeDelta::zero();
@@ -57,22 +61,28 @@ pub fn never_late_within(product: Product, rules: &Rules) -> TimeDelta {
     saturating::sum(rules.limits.spacing(product), slack(product, rules))
 }
 
-/// The later of the window end and the cadence's wanted time. `None` when
-/// `now` is still inside the window plus slack: nothing after it can be
-/// earlier, so the (possibly costly) cron lookup is skipped for the many
-/// links on time, which matters at a million links every two seconds.
+/// The later of the window end (never requested: the end of the first
+/// spread) and what the cadence wants, as the policy's `product_due` takes
+/// them. `None` when not wanted at all (demand, idle `never`) or when `now`
+/// is still inside the window plus slack: nothing after it can be earlier,
+/// so the (possibly costly) cron lookup is skipped for the many links on
+/// time.
 fn wanted_at(p: Promise<'_>, rules: &Rules, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let Some(last) = p.last else {
-        return Some(saturating::add(p.first_seen_at, rules.first_spread));
+    let base = match p.last {
+        Some(last) if now <= saturating::add(last, never_late_within(p.product, rules)) => {
+            return None;
+        }
+        Some(last) => saturating::add(last, rules.limits.spacing(p.product)),
+        None => saturating::add(p.first_seen_at, rules.first_spread),
     };
-    if now <= saturating::add(last, never_late_within(p.product, rules)) {
-        return None;
-    }
-    let window_end = saturating::add(last, rules.limits.spacing(p.product));
-    Some(match p.cadence.wanted_after(Some(last)) {
-        Some(wanted) if wanted > window_end => wanted,
-        _ => window_end,
-    })
+    let wanted = match p.cadence {
+        Cadence::Demand(d) => match d.wanted_after(p.last, p.last_activity, now) {
+            Wanted::Active(w) | Wanted::Idle(w) => w,
+            Wanted::Never => return None,
+        },
+        other => other.wanted_after(p.last),
+    };
+    Some(wanted.map_or(base, |w| w.max(base)))
 }
 
 /// How long the policy may hold a due product on purpose.

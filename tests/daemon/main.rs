@@ -13,6 +13,7 @@ mod store_common;
 
 mod daemon_e2e;
 mod daemon_process;
+mod demand_e2e;
 mod deploy_runtime;
 mod monitoring_names;
 mod notify_socket;

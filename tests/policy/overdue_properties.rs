@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use linkfresh::domain::Product;
+use linkfresh::policy::demand::Demand;
 use linkfresh::policy::overdue::{Promise, never_late_within, overdue};
 use linkfresh::policy::{Cadence, LinkSchedule, ProductState, Rules, evaluate};
 use proptest::prelude::*;
@@ -16,6 +17,7 @@ fn promise<'a>(link: &LinkSchedule, p: &'a ProductState) -> Promise<'a> {
         cadence: &p.cadence,
         last: p.last(),
         first_seen_at: link.first_seen_at,
+        last_activity: link.last_activity_at,
     }
 }
 
@@ -96,7 +98,7 @@ proptest! {
         let now = t0();
         let last = now - TimeDelta::milliseconds(limit_ms * age_permille / 1000);
         let cadence = every.map_or(Cadence::AsOftenAsAllowed, |s| Cadence::Every(secs(s)));
-        let promise = Promise { product: p, cadence: &cadence, last: Some(last), first_seen_at: last };
+        let promise = Promise { product: p, cadence: &cadence, last: Some(last), first_seen_at: last, last_activity: None };
         prop_assert_eq!(overdue(promise, &rules, now), TimeDelta::zero());
     }
 }
@@ -112,6 +114,7 @@ fn an_hourly_product_three_hours_old_is_late_by_what_lies_beyond_window_and_slac
         cadence: &cadence,
         last: Some(last),
         first_seen_at: last - TimeDelta::days(1),
+        last_activity: None,
     };
     // 3 h - (1 h window + 30 s margin) - (10 min coalesce + 5 % of 1 h riding along).
     let expected = TimeDelta::hours(3)
@@ -143,6 +146,7 @@ fn a_link_never_refreshed_is_late_from_its_first_phase_on() {
         cadence: &cadence,
         last: None,
         first_seen_at: seen,
+        last_activity: None,
     };
     let deadline = seen + rules.first_spread + rules.coalesce + TimeDelta::minutes(3);
     assert_eq!(overdue(p, &rules, deadline), TimeDelta::zero());
@@ -150,4 +154,36 @@ fn a_link_never_refreshed_is_late_from_its_first_phase_on() {
         overdue(p, &rules, deadline + TimeDelta::hours(2)),
         TimeDelta::hours(2)
     );
+}
+
+#[test]
+fn a_demand_product_is_late_by_its_active_cadence_while_active_and_never_when_idle_never() {
+    let rules = Rules::default();
+    let now = t0();
+    let last = now - TimeDelta::hours(3);
+    let demand = Cadence::Demand(std::sync::Arc::new(Demand {
+        active_for: TimeDelta::hours(24),
+        active: Cadence::Every(TimeDelta::hours(1)),
+        idle: None,
+    }));
+    let p = Promise {
+        product: Product::Transactions,
+        cadence: &demand,
+        last: Some(last),
+        first_seen_at: last - TimeDelta::days(1),
+        last_activity: Some(now - TimeDelta::hours(1)),
+    };
+    // Active: wanted at last + 1 h 30 s (the window), late by 3 h - that - 13 min.
+    assert_eq!(
+        overdue(p, &rules, now),
+        TimeDelta::hours(2) - TimeDelta::seconds(30) - TimeDelta::minutes(13)
+    );
+    // Idle with `never`: only on demand, so never late however old.
+    let idle = Promise {
+        last_activity: None,
+        ..p
+    };
+    assert_eq!(overdue(idle, &rules, now), TimeDelta::zero());
+    let never_requested = Promise { last: None, ..idle };
+    assert_eq!(overdue(never_requested, &rules, now), TimeDelta::zero());
 }
