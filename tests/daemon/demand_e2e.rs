@@ -397,3 +397,53 @@ async fn the_admin_api_sets_a_links_profile_and_refuses_an_unknown_one_naming_th
     );
     d.stop().await.1.unwrap();
 }
+
+/// A reload re-resolves every link's profile: a SIGHUP that drops the
+/// `idle = "never"` rule of `[defaults]` makes its link refreshed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_that_changes_a_profile_applies_the_new_cadence() {
+    let cfg = sim_cfg(Vec::new());
+    let sim = linkfresh::sim::spawn(cfg.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("linkfresh.toml");
+    let port = crate::daemon::free_port();
+    let links = link_ids("mk_hupdem", 1);
+    let body = |profiles: &str| {
+        crate::daemon::daemon_toml(
+            &sim.base_url(),
+            &dir.path().join("lf.db"),
+            &cfg,
+            &links,
+            "\"accounts\"",
+            &format!("admin_token = \"{TOKEN}\"\n{profiles}"),
+        )
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+    };
+    std::fs::write(&config, body(ON_DEMAND)).unwrap();
+    let mut d = crate::daemon::DaemonProcess::spawn(&config, "hupdem");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let id = links[0].as_str();
+    assert!(
+        wait_until_async(Duration::from_secs(10), || async move {
+            reqwest::get(format!("http://{addr}/healthz")).await.is_ok()
+        })
+        .await,
+        "daemon never listened: {}",
+        d.log()
+    );
+    assert_eq!(why(&view(addr, id).await)["kind"], "idle");
+    assert_eq!(attempted(&sim, id), None, "idle = never");
+
+    std::fs::write(&config, body("")).unwrap();
+    d.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || attempted(&sim, id).is_some()).await,
+        "the reload never applied the default cadence: {}",
+        d.log()
+    );
+    d.stop_cleanly();
+    assert_eq!(sim.stats().violations, 0);
+}
