@@ -380,6 +380,20 @@ async fn the_admin_api_sets_a_links_profile_and_refuses_an_unknown_one_naming_th
             .contains("allowed: default, free"),
         "{body}"
     );
+    // The admin token rules as for every /api route.
+    for path in [
+        "/api/links/mk_api_free/activity",
+        "/api/links/mk_api_free/refresh",
+    ] {
+        let status = reqwest::Client::new()
+            .post(format!("http://{}{path}", d.addr))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, 401, "{path} without a token");
+    }
     // Unknown links are 404 for both demand calls, counted as such.
     let (status, _) = post(d.addr, "/api/links/mk_nobody/activity", "").await;
     assert_eq!(status, 404);
