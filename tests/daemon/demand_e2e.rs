@@ -461,3 +461,36 @@ async fn a_sighup_that_changes_a_profile_applies_the_new_cadence() {
     d.stop_cleanly();
     assert_eq!(sim.stats().violations, 0);
 }
+
+/// `linkfresh touch LINK` stores the activity as the API does, offline;
+/// `explain` then shows it and the active cadence.
+#[test]
+fn touch_stores_the_activity_offline_and_explain_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("linkfresh.toml");
+    let toml = crate::daemon::daemon_toml(
+        "http://127.0.0.1:9",
+        &dir.path().join("lf.db"),
+        &sim_cfg(Vec::new()),
+        &["mk_touched".to_owned()],
+        "\"accounts\"",
+        "[defaults]\nactive_for = \"1h\"\nactive = { accounts = \"1h\" }\nidle = \"never\"\n",
+    );
+    std::fs::write(&config, toml).unwrap();
+    let (code, out, err) = crate::daemon::linkfresh(&["explain", "mk_touched"], &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("last activity never"), "{out}");
+    assert!(out.contains("only on demand"), "idle = never: {out}");
+    let (code, out, err) = crate::daemon::linkfresh(&["touch", "mk_touched"], &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("mk_touched: active now (profile default)"),
+        "{out}"
+    );
+    let (_, out, _) = crate::daemon::linkfresh(&["explain", "mk_touched"], &config);
+    assert!(out.contains("profile default; last activity 20"), "{out}");
+    assert!(!out.contains("only on demand"), "active, not idle: {out}");
+    let (code, _, err) = crate::daemon::linkfresh(&["touch", "mk_nobody"], &config);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no link mk_nobody"), "{err}");
+}
