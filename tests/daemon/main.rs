@@ -14,6 +14,7 @@ mod store_common;
 mod daemon_e2e;
 mod daemon_process;
 mod demand_e2e;
+mod demand_ops;
 mod deploy_runtime;
 mod monitoring_names;
 mod notify_socket;
