@@ -147,6 +147,8 @@ impl Application {
             options,
             owner,
         } = self;
+        // Before the server answers its first `/healthz` (see `Sighup`).
+        let sighup = reload_sources::Sighup::install(options.reload_on_sighup);
         let tracker = TaskTracker::new();
         // Everything below stops on `stop`: on shutdown (a child of
         // `cancel`) or when the daemon ends on its own (a fatal error).
@@ -212,11 +214,14 @@ impl Application {
         }
 
         let (reload_tx, reload_rx) = mpsc::channel(4);
-        let sources = reload_sources::Sources {
-            sighup: options.reload_on_sighup,
-            watch_config: options.watch_config,
-        };
-        let config_watch = reload_sources::spawn(&tracker, &config, sources, reload_tx, &stop);
+        let config_watch = reload_sources::spawn(
+            &tracker,
+            &config,
+            options.watch_config,
+            sighup,
+            reload_tx,
+            &stop,
+        );
         let parts = daemon::Parts {
             config,
             store,

@@ -14,47 +14,72 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::config_watch::{self, ConfigWatch};
 
-/// Which sources to listen to.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Sources {
-    /// Reload on SIGHUP.
-    pub sighup: bool,
-    /// Reload when the config file (or a `links_file` beside it) changes.
-    pub watch_config: bool,
+/// The SIGHUP listener, installed by [`Sighup::install`] before the server
+/// answers its first `/healthz`: until a handler is installed, SIGHUP's
+/// default action ends the process, so a supervisor that reloads as soon as
+/// the daemon is healthy would kill it. A SIGHUP that arrives between the
+/// install and [`spawn`] is kept by the listener and reloads once the daemon
+/// runs.
+pub(crate) struct Sighup {
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Sighup {
+    /// Installs the SIGHUP handler now if `enabled` (the listener registers
+    /// with the OS when created, not when first polled).
+    pub(crate) fn install(enabled: bool) -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let hup = enabled
+                .then(|| {
+                    signal(SignalKind::hangup())
+                        .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP"))
+                        .ok()
+                })
+                .flatten();
+            Self { hup }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = enabled;
+            Self {}
+        }
+    }
 }
 
 /// Forwards every reload request to `tx` until `cancel` fires, in tasks on
-/// `tracker`. The returned watcher must be kept alive as long as they run.
+/// `tracker`: SIGHUP's from `sighup` (installed earlier) and, if
+/// `watch_config`, the config folder's changes. The returned watcher
+/// must be kept alive as long as they run.
 pub(crate) fn spawn(
     tracker: &TaskTracker,
     config: &Config,
-    sources: Sources,
+    watch_config: bool,
+    sighup: Sighup,
     tx: mpsc::Sender<()>,
     cancel: &CancellationToken,
 ) -> Option<ConfigWatch> {
     #[cfg(unix)]
-    if sources.sighup {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::hangup()) {
-            Ok(mut hup) => {
-                let (tx, cancel) = (tx.clone(), cancel.clone());
-                tracker.spawn(async move {
-                    loop {
-                        tokio::select! {
-                            () = cancel.cancelled() => break,
-                            s = hup.recv() => {
-                                if s.is_none() { break }
-                                tracing::info!("SIGHUP: reloading configuration");
-                                let _ = tx.try_send(());
-                            }
-                        }
+    if let Some(mut hup) = sighup.hup {
+        let (tx, cancel) = (tx.clone(), cancel.clone());
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    s = hup.recv() => {
+                        if s.is_none() { break }
+                        tracing::info!("SIGHUP: reloading configuration");
+                        let _ = tx.try_send(());
                     }
-                });
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
-        }
+        });
     }
-    if !sources.watch_config {
+    #[cfg(not(unix))]
+    let _ = sighup;
+    if !watch_config {
         return None;
     }
     let dir = config.path.parent().map(|d| {

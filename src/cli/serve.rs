@@ -25,8 +25,9 @@ pub async fn run(args: &ConfigArg) -> Result<(), Failure> {
         reload_on_sighup: true,
         ..Options::default()
     };
-    let app = Application::build(config, options).await?;
+    // SIGTERM's handler first: from now on it is a clean stop.
     let cancel = token_on(shutdown_signal());
+    let app = Application::build(config, options).await?;
     app.run_until_stopped(cancel).await?;
     Ok(())
 }

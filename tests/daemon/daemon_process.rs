@@ -10,7 +10,7 @@ use daemon::{
     DaemonProcess, daemon_toml, fast_windows, free_port, link_ids, linkfresh, wait_until,
     wait_until_async,
 };
-use linkfresh::sim::{self, SimConfig, SimStats};
+use linkfresh::sim::{self, Faults, Outage, SimConfig, SimStats};
 
 /// How many refresh POSTs MoneyKit has seen for `link`.
 fn posts(stats: &SimStats, link: &str) -> u64 {
@@ -52,6 +52,10 @@ async fn setup(links: &[String], products: &str) -> Setup {
         windows: fast_windows(),
         ..SimConfig::default()
     };
+    setup_with(cfg, links, products).await
+}
+
+async fn setup_with(cfg: SimConfig, links: &[String], products: &str) -> Setup {
     let sim = sim::spawn(cfg.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("linkfresh.toml");
@@ -421,6 +425,60 @@ async fn files_beside_the_config_do_not_reload_it_but_the_config_file_does() {
     );
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(10)), Some(0), "{}", d.log());
+}
+
+/// `/healthz` answers from the moment the server is up, before the daemon
+/// has its first token: a supervisor may reload (or stop) it from then on.
+/// Here MoneyKit is down for the daemon's first seconds, so the daemon is
+/// healthy but not yet running when the signals come. Before the handlers
+/// were installed ahead of the server, the SIGHUP's default action killed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_or_sigterm_as_soon_as_healthz_answers_is_handled_not_fatal() {
+    for signal in ["HUP", "TERM"] {
+        // MoneyKit down for 2 s: the first token comes after 3.5 s of retries.
+        let cfg = SimConfig {
+            windows: fast_windows(),
+            faults: Faults {
+                outages: vec![Outage {
+                    start_after: Duration::ZERO,
+                    duration: Duration::from_secs(2),
+                }],
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        };
+        let s = setup_with(cfg, &link_ids("mk_early", 1), "\"accounts\"").await;
+        let mut d = DaemonProcess::spawn(&s.config, signal);
+        let healthz = format!("http://127.0.0.1:{}/healthz", s.port);
+        assert!(
+            wait_until_async(Duration::from_secs(10), || async {
+                reqwest::get(&healthz).await.is_ok()
+            })
+            .await,
+            "daemon never listened: {}",
+            d.log()
+        );
+        d.signal(signal);
+        assert!(
+            !d.log().contains("linkfresh is running"),
+            "the daemon ran before the signal; the outage is too short to test the race: {}",
+            d.log()
+        );
+        if signal == "HUP" {
+            // Held until the daemon runs, then a reload like any other.
+            assert!(
+                wait_until(Duration::from_secs(10), || d
+                    .log()
+                    .contains("configuration reloaded"))
+                .await,
+                "exited: {:?}\n{}",
+                d.child.try_wait(),
+                d.log()
+            );
+            d.signal("TERM");
+        }
+        assert_eq!(d.wait(Duration::from_secs(10)), Some(0), "{}", d.log());
+    }
 }
 
 /// Waits (at most 10 s) for the daemon to log that it runs.
