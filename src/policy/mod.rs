@@ -36,10 +36,10 @@
 pub(crate) mod backoff;
 pub(crate) mod cadence;
 pub mod cadences;
-pub mod demand;
+pub(crate) mod demand;
 pub mod phase;
 pub mod plan;
-pub mod profile;
+pub(crate) mod profile;
 mod saturating;
 
 use chrono::{DateTime, TimeDelta, Utc};
