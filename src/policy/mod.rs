@@ -36,7 +36,7 @@
 pub(crate) mod backoff;
 pub(crate) mod cadence;
 pub mod cadences;
-pub(crate) mod demand;
+pub mod demand;
 pub mod overdue;
 pub mod phase;
 pub mod plan;
