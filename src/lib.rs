@@ -64,6 +64,7 @@ pub mod config_watch;
 pub mod daemon;
 pub mod domain;
 pub mod duration;
+pub mod events;
 pub mod explain;
 pub mod health;
 pub mod metrics;

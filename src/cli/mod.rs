@@ -5,6 +5,7 @@
 
 mod check;
 mod demo;
+mod events;
 pub mod ops;
 mod plan;
 mod serve;
@@ -78,6 +79,8 @@ enum Command {
     Refresh(ops::RefreshArgs),
     /// Remove a link added through the admin API (config links: edit the config).
     Remove(ops::LinkArgs),
+    /// Outbound events: pending (or --failed) with ages; --replay ID.
+    Events(events::EventsArgs),
     /// The built-in simulator and the daemon, with windows of seconds.
     Demo(demo::DemoArgs),
     /// The MoneyKit simulator on its own.
@@ -110,6 +113,7 @@ pub fn main() -> ExitCode {
                     Command::Resume(args) => ops::pause(&args, false).await,
                     Command::Refresh(args) => ops::refresh(&args).await,
                     Command::Remove(args) => ops::remove(&args).await,
+                    Command::Events(args) => events::run(&args).await,
                     Command::Demo(args) => demo::run(&args).await,
                     Command::Sim(args) => serve::sim(&args).await,
                     Command::Check(_) | Command::Plan(_) => unreachable!("handled above"),

@@ -324,6 +324,7 @@ pub(super) fn check(
     }
 
     let revision = revision(&links);
+    let events = super::events::check(&c.file, c.dir, raw.events)?;
     Ok(Config {
         path: path.to_path_buf(),
         moneykit,
@@ -335,6 +336,7 @@ pub(super) fn check(
         links,
         links_file,
         revision,
+        events,
     })
 }
 

@@ -28,6 +28,7 @@
 mod check;
 mod credentials;
 mod env;
+mod events;
 pub mod links_file;
 mod raw;
 mod toml_error;
@@ -44,6 +45,7 @@ use crate::policy::{Cadence, Rules};
 use crate::secret::Secret;
 
 pub(crate) use credentials::{Stage, credentials};
+pub use events::EventsConfig;
 
 /// The default config path when neither `--config` nor `LINKFRESH_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "linkfresh.toml";
@@ -257,6 +259,8 @@ pub struct Config {
     pub links_file: Option<PathBuf>,
     /// A hash of the link set; the store skips a sync of the same revision.
     pub revision: String,
+    /// `[events]`: outbound events to the owning app, when configured.
+    pub events: Option<EventsConfig>,
 }
 
 impl fmt::Display for Config {

@@ -23,6 +23,8 @@ pub struct RawSettings {
     pub discovery: RawDiscovery,
     pub defaults: RawDefaults,
     pub links: Vec<RawLink>,
+    /// `[events]` (see `config::events`).
+    pub events: Option<super::events::RawEvents>,
     /// The simulator's own table (`linkfresh sim --config`); checked by the
     /// simulator, ignored by the daemon.
     pub sim: Option<serde_json::Value>,
