@@ -1,5 +1,6 @@
 //! The one place that decides, for each test suite needing something cargo
-//! does not install (Chromium, a PostgreSQL server, MoneyKit's Python SDK;
+//! does not install (Chromium, a PostgreSQL server, MoneyKit's Python SDK,
+//! the Standard Webhooks Python package;
 //! `promtool` is next), whether it runs, is skipped or fails:
 //! - what it needs is there: it runs;
 //! - it is missing: the test prints a loud line and passes, and the last
@@ -30,11 +31,18 @@ pub enum Suite {
     Postgres,
     /// MoneyKit's Python SDK against the simulator (`tests/client/wire_fidelity.rs`).
     PythonSdk,
+    /// The Standard Webhooks Python package verifying outbound events (`tests/events/`).
+    PythonWebhooks,
 }
 
 impl Suite {
     /// Every optional suite, in the order the summary lists them.
-    pub const ALL: [Suite; 3] = [Suite::Browser, Suite::Postgres, Suite::PythonSdk];
+    pub const ALL: [Suite; 4] = [
+        Suite::Browser,
+        Suite::Postgres,
+        Suite::PythonSdk,
+        Suite::PythonWebhooks,
+    ];
 
     /// The suite's name in messages.
     pub fn name(self) -> &'static str {
@@ -42,6 +50,7 @@ impl Suite {
             Suite::Browser => "browser",
             Suite::Postgres => "postgres",
             Suite::PythonSdk => "python-sdk",
+            Suite::PythonWebhooks => "python-webhooks",
         }
     }
 
@@ -54,6 +63,7 @@ impl Suite {
                  postgres://postgres@127.0.0.1:5432/test"
             }
             Suite::PythonSdk => "pip install -r tests/wire_fidelity/requirements.txt",
+            Suite::PythonWebhooks => "pip install -r tests/events/requirements.txt",
         }
     }
 
@@ -77,6 +87,10 @@ impl Suite {
                 Err("python module moneykit missing".into())
             }
             Suite::PythonSdk => Ok("python3".into()),
+            Suite::PythonWebhooks if !runs("python3", &["-c", "import standardwebhooks"]) => {
+                Err("python module standardwebhooks missing".into())
+            }
+            Suite::PythonWebhooks => Ok("python3".into()),
         }
     }
 }
