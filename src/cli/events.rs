@@ -42,7 +42,11 @@ pub async fn run(args: &EventsArgs) -> Result<(), Failure> {
             )
         })?;
     if let Some(id) = &args.replay {
-        if !store.replay_event(id, Utc::now()).await.map_err(anyhow::Error::from)? {
+        if !store
+            .replay_event(id, Utc::now())
+            .await
+            .map_err(anyhow::Error::from)?
+        {
             return Err(Failure::Usage(format!(
                 "no failed event {id}; `linkfresh events --failed` lists them"
             )));
@@ -90,7 +94,8 @@ async fn list(store: &dyn Store, failed: bool, limit: u32) -> Result<(), Failure
     let rows: Vec<Vec<String>> = events
         .into_iter()
         .map(|e| {
-            let age = std::time::Duration::from_secs((now - e.created_at).num_seconds().max(0) as u64);
+            let age =
+                std::time::Duration::from_secs((now - e.created_at).num_seconds().max(0) as u64);
             vec![
                 e.id,
                 e.kind,
@@ -103,7 +108,10 @@ async fn list(store: &dyn Store, failed: bool, limit: u32) -> Result<(), Failure
         .collect();
     print!(
         "{}",
-        super::table::render(&["ID", "TYPE", "LINK", "AGE", "ATTEMPTS", "LAST ERROR"], &rows)
+        super::table::render(
+            &["ID", "TYPE", "LINK", "AGE", "ATTEMPTS", "LAST ERROR"],
+            &rows
+        )
     );
     Ok(())
 }

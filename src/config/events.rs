@@ -87,11 +87,22 @@ pub(super) fn check(
         (Some(s), None) => (s, "secret"),
         (None, Some(f)) => {
             let p = Path::new(&f);
-            let path = if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
+            let path = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            };
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                invalid("secret_file", &path.display().to_string(), &format!("cannot be read: {e}"))
+                invalid(
+                    "secret_file",
+                    &path.display().to_string(),
+                    &format!("cannot be read: {e}"),
+                )
             })?;
-            (Secret::new(text.trim_end_matches(['\r', '\n'])), "secret_file")
+            (
+                Secret::new(text.trim_end_matches(['\r', '\n'])),
+                "secret_file",
+            )
         }
         (None, None) => {
             return Err(ConfigError::Missing {

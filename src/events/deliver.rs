@@ -136,7 +136,9 @@ fn sweep_period(cfg: &EventsConfig) -> Option<Duration> {
 async fn publish_gauges(store: &dyn Store) {
     if let Ok((n, oldest)) = store.pending_events().await {
         gauge!(EVENTS_PENDING).set(n as f64);
-        let age = oldest.map_or(0.0, |t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1e3);
+        let age = oldest.map_or(0.0, |t| {
+            (Utc::now() - t).num_milliseconds().max(0) as f64 / 1e3
+        });
         gauge!(EVENTS_OLDEST_PENDING_SECONDS).set(age);
     }
 }

@@ -40,7 +40,10 @@ pub fn iso_ms(ms: i64) -> String {
 fn per_product(v: &[(Product, Option<DateTime<Utc>>)]) -> Value {
     let mut m = Map::new();
     for (p, t) in v {
-        m.insert(p.as_str().to_owned(), t.map_or(Value::Null, |t| iso(t).into()));
+        m.insert(
+            p.as_str().to_owned(),
+            t.map_or(Value::Null, |t| iso(t).into()),
+        );
     }
     Value::Object(m)
 }

@@ -94,9 +94,9 @@
 //! dialect; `records` encodes values and rows alike for both.
 
 mod attempts;
-pub mod outbox;
 pub mod fleet;
 pub mod health;
+pub mod outbox;
 pub mod owner;
 mod records;
 mod sql;

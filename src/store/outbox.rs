@@ -63,8 +63,10 @@ pub trait Outbox: Send + Sync {
     /// Records the configured endpoint (`None`: `[events]` is not
     /// configured; no event rows are written then). A changed url clears
     /// a 410's disable. Returns the stored state.
-    async fn set_event_endpoint(&self, url: Option<&str>)
-    -> Result<Option<EndpointState>, StoreError>;
+    async fn set_event_endpoint(
+        &self,
+        url: Option<&str>,
+    ) -> Result<Option<EndpointState>, StoreError>;
 
     /// The stored endpoint, if events are configured.
     async fn event_endpoint(&self) -> Result<Option<EndpointState>, StoreError>;

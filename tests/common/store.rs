@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 #[path = "optional.rs"]
-mod optional;
+pub mod optional;
 
 use std::sync::Arc;
 

@@ -116,15 +116,26 @@ async fn every_park_and_a_reconnect(pg: bool) {
     fixed.link_error_code = None;
     d.sim.set_link(fixed);
     assert!(
-        wait_until(PATIENCE, || arrived(&rx, &[("link.resumed", "mk_ev_broken")])).await,
+        wait_until(PATIENCE, || arrived(
+            &rx,
+            &[("link.resumed", "mk_ev_broken")]
+        ))
+        .await,
         "a reconnect arrives as link.resumed: {:#?}",
         rx.seen()
     );
     let seen = rx.seen();
-    assert!(seen.iter().all(|s| s.verified), "every delivery verifies: {seen:#?}");
+    assert!(
+        seen.iter().all(|s| s.verified),
+        "every delivery verifies: {seen:#?}"
+    );
     let accepted = rx.accepted();
     for ((kind, link), ids) in ids_by_event(&accepted) {
-        assert_eq!(ids.len(), 1, "one event per transition, {kind} of {link}: {ids:?}");
+        assert_eq!(
+            ids.len(),
+            1,
+            "one event per transition, {kind} of {link}: {ids:?}"
+        );
         assert_ne!(link, "mk_ev_ok", "a healthy link makes no event");
     }
     let first = |kind: &str| {
@@ -137,7 +148,10 @@ async fn every_park_and_a_reconnect(pg: bool) {
     let park = &accepted[first("link.needs_user_action")].body["data"];
     assert_eq!(park["link_error_code"], "auth_expired");
     assert_eq!(park["link"]["state"], "needs_user_action");
-    assert_eq!(park["link"]["products"], serde_json::json!(["accounts", "identity"]));
+    assert_eq!(
+        park["link"]["products"],
+        serde_json::json!(["accounts", "identity"])
+    );
     let forbidden = accepted
         .iter()
         .find(|s| s.kind() == "product.forbidden")
@@ -151,9 +165,16 @@ async fn every_park_and_a_reconnect(pg: bool) {
             .find(|l| l.starts_with(line))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
     };
-    for kind in ["link.needs_user_action", "link.resumed", "product.forbidden"] {
+    for kind in [
+        "link.needs_user_action",
+        "link.resumed",
+        "product.forbidden",
+    ] {
         let line = format!("linkfresh_events_total{{type=\"{kind}\",result=\"delivered\"}}");
-        assert!(value(&line).is_some_and(|v| v >= 1.0), "{line} in {metrics}");
+        assert!(
+            value(&line).is_some_and(|v| v >= 1.0),
+            "{line} in {metrics}"
+        );
     }
     let zero = "linkfresh_events_total{type=\"budget.exhausted\",result=\"failed\"}";
     assert_eq!(value(zero), Some(0.0), "exported at 0: {metrics}");
@@ -205,7 +226,10 @@ async fn backlog_in_order(pg: bool) {
         assert!(store.apply_patch(&link, &gone, now).await.unwrap());
     }
     // Down for a while: several tries fail.
-    assert!(wait_until(PATIENCE, || rx.seen().len() >= 8).await, "tries while down");
+    assert!(
+        wait_until(PATIENCE, || rx.seen().len() >= 8).await,
+        "tries while down"
+    );
     assert!(rx.accepted().is_empty());
     rx.set_mode("ok");
     assert!(
@@ -231,7 +255,12 @@ async fn backlog_in_order(pg: bool) {
                 .iter()
                 .position(|s| s.kind() == order[k - 1] && s.status == 204)
                 .unwrap();
-            assert!(before_ok < first_try, "{l}: {} tried before {} was delivered", order[k], order[k - 1]);
+            assert!(
+                before_ok < first_try,
+                "{l}: {} tried before {} was delivered",
+                order[k],
+                order[k - 1]
+            );
         }
     }
     let (_, result) = d.stop().await;
@@ -246,4 +275,67 @@ async fn a_receiver_down_for_a_while_gets_each_links_backlog_in_order_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_down_for_a_while_gets_each_links_backlog_in_order_postgres() {
     backlog_in_order(true).await;
+}
+
+/// Two replicas' delivery tasks on one PostgreSQL database: each event is
+/// delivered by one of them, exactly once when the receiver answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_deliver_each_event_once_between_them() {
+    let Some(rx) = Receiver::start("ok") else {
+        return;
+    };
+    let Ok(Some(db)) = backend(true).await else {
+        return;
+    };
+    let store = db.open().await;
+    let links: Vec<String> = (0..30).map(|i| format!("mk_ev_rep_{i:02}")).collect();
+    let specs: Vec<_> = links
+        .iter()
+        .map(|l| crate::store_common::spec(l, "accounts"))
+        .collect();
+    let now = chrono::Utc::now();
+    store.sync_config("r1", &specs, now).await.unwrap();
+    store.set_event_endpoint(Some(&rx.url)).await.unwrap();
+    let cfg = linkfresh::config::EventsConfig {
+        url: rx.url.clone(),
+        secret: linkfresh::secret::Secret::new(crate::receiver::SECRET),
+        stale_after: Vec::new(),
+        retry_for: std::time::Duration::from_secs(60),
+        backoff_base: std::time::Duration::from_millis(100),
+        backoff_max: std::time::Duration::from_millis(400),
+        timeout: std::time::Duration::from_secs(2),
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let replicas: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(linkfresh::events::deliver::run(
+                store,
+                cfg.clone(),
+                cancel.clone(),
+            ))
+        })
+        .collect();
+    for l in &links {
+        let park = LinkPatch {
+            state: Some((LinkState::Deleted, Some("deleted: webhook".into()))),
+            ..LinkPatch::default()
+        };
+        assert!(store.apply_patch(&id(l), &park, now).await.unwrap());
+    }
+    assert!(
+        wait_until(PATIENCE, || ids_by_event(&rx.accepted()).len()
+            == links.len())
+        .await,
+        "all delivered: {}",
+        rx.seen().len()
+    );
+    cancel.cancel();
+    for r in replicas {
+        r.await.unwrap();
+    }
+    let seen = rx.seen();
+    let distinct: BTreeSet<&str> = seen.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(seen.len(), links.len(), "no event sent twice: {seen:#?}");
+    assert_eq!(distinct.len(), links.len());
 }

@@ -55,7 +55,10 @@ fn ids_of(seen: &[Seen]) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-const BOTH: [&str; 2] = ["link.needs_user_action mk_ev_broken", "link.deleted mk_ev_gone"];
+const BOTH: [&str; 2] = [
+    "link.needs_user_action mk_ev_broken",
+    "link.deleted mk_ev_gone",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_between_the_change_and_its_delivery_loses_no_event_and_duplicates_none() {
@@ -136,7 +139,10 @@ async fn a_410_from_the_receiver_disables_the_endpoint_loudly_until_enabled() {
         rx.seen()
     );
     let (_, out, _) = linkfresh(&["events"], &config);
-    assert!(out.contains("enabled") && out.contains("no pending events"), "{out}");
+    assert!(
+        out.contains("enabled") && out.contains("no pending events"),
+        "{out}"
+    );
     d.stop_cleanly();
 }
 
@@ -165,7 +171,10 @@ async fn a_forged_altered_or_old_delivery_is_rejected_by_the_verifier() {
     assert_eq!(status(genuine), 204);
     let forged = post("evt_forged", now, other, body).send().await.unwrap();
     assert_eq!(status(forged), 401);
-    let old = post("evt_old", now - 600, SECRET, body).send().await.unwrap();
+    let old = post("evt_old", now - 600, SECRET, body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status(old), 401);
     let signed = post("evt_altered", now, SECRET, body);
     let altered = signed
@@ -191,10 +200,22 @@ async fn events_config_mistakes_exit_2_naming_the_key() {
     let (_sim, dir, config) = setup("http://127.0.0.1:9/hooks").await;
     let good = std::fs::read_to_string(&config).unwrap();
     let cases = [
-        ("url = \"http://127.0.0.1:9/hooks\"", "url = \"ftp:/nope\"", "[events] url"),
+        (
+            "url = \"http://127.0.0.1:9/hooks\"",
+            "url = \"ftp:/nope\"",
+            "[events] url",
+        ),
         (SECRET, "not-a-whsec-secret", "[events] secret"),
-        ("backoff_max = \"400ms\"", "backoff_max = \"400ms\"\nretry_four = \"3d\"", "retry_four"),
-        ("backoff_max = \"400ms\"", "backoff_max = \"400ms\"\nstale_after = { transaktions = \"6h\" }", "[events] stale_after.transaktions"),
+        (
+            "backoff_max = \"400ms\"",
+            "backoff_max = \"400ms\"\nretry_four = \"3d\"",
+            "retry_four",
+        ),
+        (
+            "backoff_max = \"400ms\"",
+            "backoff_max = \"400ms\"\nstale_after = { transaktions = \"6h\" }",
+            "[events] stale_after.transaktions",
+        ),
     ];
     for (from, to, key) in cases {
         let bad = dir.path().join("bad.toml");
@@ -202,7 +223,10 @@ async fn events_config_mistakes_exit_2_naming_the_key() {
         let (code, _, err) = linkfresh(&["check"], &bad);
         assert_eq!(code, 2, "{to}: {err}");
         assert!(err.contains(key), "{to}: names {key}: {err}");
-        assert!(!err.contains("not-a-whsec-secret"), "secrets never printed: {err}");
+        assert!(
+            !err.contains("not-a-whsec-secret"),
+            "secrets never printed: {err}"
+        );
     }
     let (code, _, err) = linkfresh(&["check"], &config);
     assert_eq!(code, 0, "{err}");
@@ -220,5 +244,8 @@ fn the_demo_prints_the_needs_user_action_event_of_its_422_within_seconds() {
         .lines()
         .find(|l| l.contains("EVENT link.needs_user_action"))
         .unwrap_or_else(|| panic!("no event line: {text}"));
-    assert!(line.contains("mk_demo_reconnect") && line.contains("auth_expired"), "{line}");
+    assert!(
+        line.contains("mk_demo_reconnect") && line.contains("auth_expired"),
+        "{line}"
+    );
 }

@@ -42,7 +42,10 @@ async fn kinds(store: &dyn Store) -> Vec<String> {
 
 async fn transitions_only(db: &TestDb) {
     let store = fresh(db, &["mk_a", "mk_b"]).await;
-    let needs = state(LinkState::NeedsUserAction, "needs_user_action: auth_expired");
+    let needs = state(
+        LinkState::NeedsUserAction,
+        "needs_user_action: auth_expired",
+    );
     assert!(store.apply_patch(&id("mk_a"), &needs, t(1)).await.unwrap());
     // A repeated 422 is not a new episode.
     assert!(store.apply_patch(&id("mk_a"), &needs, t(2)).await.unwrap());
@@ -52,7 +55,10 @@ async fn transitions_only(db: &TestDb) {
         patch: state(LinkState::NotFound, "not_found: gone"),
         at: t(3),
     };
-    store.record_batch(&[], &[own.clone()], &[]).await.unwrap();
+    store
+        .record_batch(&[], std::slice::from_ref(&own), &[])
+        .await
+        .unwrap();
     store.record_batch(&[], &[own], &[]).await.unwrap();
     let forbid = LinkPatch {
         products: vec![(
@@ -99,19 +105,50 @@ async fn claims(db: &TestDb) {
     }
     let lease = Duration::from_secs(30);
     let a = store.claim_events("A", t(10), lease, 10).await.unwrap();
-    let heads: Vec<(&str, &str)> = a.iter().map(|e| (e.link.as_str(), e.kind.as_str())).collect();
+    let heads: Vec<(&str, &str)> = a
+        .iter()
+        .map(|e| (e.link.as_str(), e.kind.as_str()))
+        .collect();
     assert_eq!(
         heads,
-        [("mk_a", "link.needs_user_action"), ("mk_b", "link.needs_user_action")],
+        [
+            ("mk_a", "link.needs_user_action"),
+            ("mk_b", "link.needs_user_action")
+        ],
         "only each link's oldest"
     );
-    assert!(store.claim_events("B", t(11), lease, 10).await.unwrap().is_empty(), "leased to A");
-    assert!(!store.settle_event(a[0].seq, "B", &Settle::Delivered, t(12)).await.unwrap());
-    assert!(store.settle_event(a[0].seq, "A", &Settle::Delivered, t(12)).await.unwrap());
+    assert!(
+        store
+            .claim_events("B", t(11), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to A"
+    );
+    assert!(
+        !store
+            .settle_event(a[0].seq, "B", &Settle::Delivered, t(12))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .settle_event(a[0].seq, "A", &Settle::Delivered, t(12))
+            .await
+            .unwrap()
+    );
     let b = store.claim_events("B", t(13), lease, 10).await.unwrap();
     assert_eq!(b.len(), 1);
-    assert_eq!((b[0].link.as_str(), b[0].kind.as_str()), ("mk_a", "link.resumed"));
-    assert!(store.settle_event(b[0].seq, "B", &Settle::Delivered, t(14)).await.unwrap());
+    assert_eq!(
+        (b[0].link.as_str(), b[0].kind.as_str()),
+        ("mk_a", "link.resumed")
+    );
+    assert!(
+        store
+            .settle_event(b[0].seq, "B", &Settle::Delivered, t(14))
+            .await
+            .unwrap()
+    );
     // A dies holding mk_b's head: after the lease, B takes it over.
     let later = store.claim_events("B", t(45), lease, 10).await.unwrap();
     assert_eq!(later.len(), 1);
@@ -119,12 +156,20 @@ async fn claims(db: &TestDb) {
     let (pending, oldest) = store.pending_events().await.unwrap();
     assert_eq!((pending, oldest), (2, Some(t(1))));
     // Given up: listed as failed, replayed with its id.
-    assert!(store.settle_event(later[0].seq, "B", &Settle::Failed("HTTP 500".into()), t(46)).await.unwrap());
+    assert!(
+        store
+            .settle_event(later[0].seq, "B", &Settle::Failed("HTTP 500".into()), t(46))
+            .await
+            .unwrap()
+    );
     let failed = store.list_events(true, 10).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].last_error.as_deref(), Some("HTTP 500"));
     assert!(store.replay_event(&failed[0].id, t(47)).await.unwrap());
-    assert!(!store.replay_event(&failed[0].id, t(47)).await.unwrap(), "no longer failed");
+    assert!(
+        !store.replay_event(&failed[0].id, t(47)).await.unwrap(),
+        "no longer failed"
+    );
     assert!(store.list_events(true, 10).await.unwrap().is_empty());
 }
 
@@ -132,9 +177,21 @@ async fn stale_episodes(db: &TestDb) {
     let store = fresh(db, &["mk_a"]).await;
     let tx = Product::parse("transactions").unwrap();
     let after = [(tx, Duration::from_secs(3600))];
-    assert_eq!(store.sweep_stale(&after, t(1800)).await.unwrap(), 0, "young");
-    assert_eq!(store.sweep_stale(&after, t(7200)).await.unwrap(), 1, "stale");
-    assert_eq!(store.sweep_stale(&after, t(9000)).await.unwrap(), 0, "once per episode");
+    assert_eq!(
+        store.sweep_stale(&after, t(1800)).await.unwrap(),
+        0,
+        "young"
+    );
+    assert_eq!(
+        store.sweep_stale(&after, t(7200)).await.unwrap(),
+        1,
+        "stale"
+    );
+    assert_eq!(
+        store.sweep_stale(&after, t(9000)).await.unwrap(),
+        0,
+        "once per episode"
+    );
     let refreshed = LinkPatch {
         products: vec![(
             tx,
@@ -145,10 +202,23 @@ async fn stale_episodes(db: &TestDb) {
         )],
         ..LinkPatch::default()
     };
-    assert!(store.apply_patch(&id("mk_a"), &refreshed, t(9500)).await.unwrap());
-    assert_eq!(store.sweep_stale(&after, t(9600)).await.unwrap(), 1, "fresh");
+    assert!(
+        store
+            .apply_patch(&id("mk_a"), &refreshed, t(9500))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.sweep_stale(&after, t(9600)).await.unwrap(),
+        1,
+        "fresh"
+    );
     assert_eq!(store.sweep_stale(&after, t(9700)).await.unwrap(), 0);
-    assert_eq!(store.sweep_stale(&after, t(9500 + 3601)).await.unwrap(), 1, "a new episode");
+    assert_eq!(
+        store.sweep_stale(&after, t(9500 + 3601)).await.unwrap(),
+        1,
+        "a new episode"
+    );
     let events = store.list_events(false, 10).await.unwrap();
     let k: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(k, ["data.stale", "data.fresh", "data.stale"]);

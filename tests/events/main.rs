@@ -5,8 +5,6 @@
 
 #[path = "../common/daemon.rs"]
 mod daemon;
-#[path = "../common/optional.rs"]
-mod optional;
 #[path = "../common/store.rs"]
 mod store_common;
 
@@ -14,3 +12,6 @@ mod events_e2e;
 mod events_process;
 mod events_store;
 mod receiver;
+
+/// `common/store.rs` already includes the optional-suites helper.
+use store_common::optional;

@@ -46,7 +46,10 @@ where
         if !may_cause(patch) || !Self::outbox_on(conn).await? {
             return Ok(());
         }
-        let text = format!("SELECT state, products FROM links WHERE id = $1{}", DB::ROW_LOCK);
+        let text = format!(
+            "SELECT state, products FROM links WHERE id = $1{}",
+            DB::ROW_LOCK
+        );
         let Some(row) = sqlx::query(AssertSqlSafe(text))
             .bind(link.as_str())
             .fetch_optional(&mut *conn)
@@ -73,7 +76,11 @@ where
         let mut parked = Vec::new();
         for row in &schedules {
             let p = product(&row.try_get::<String, _>(0)?)?;
-            let patched = patch.products.iter().find(|(q, _)| *q == p).map(|(_, pp)| pp);
+            let patched = patch
+                .products
+                .iter()
+                .find(|(q, _)| *q == p)
+                .map(|(_, pp)| pp);
             let requested = match patched.and_then(|pp| pp.last_requested_at) {
                 Some(t) => t,
                 None => opt_time(row.try_get(1)?)?,

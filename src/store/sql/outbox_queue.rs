@@ -190,9 +190,8 @@ where
     }
 
     async fn list_events(&self, failed: bool, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
-        let text = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE status = $1 ORDER BY seq LIMIT $2"
-        );
+        let text =
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE status = $1 ORDER BY seq LIMIT $2");
         let rows = sqlx::query(AssertSqlSafe(text))
             .bind(if failed { "failed" } else { "pending" })
             .bind(i64::from(limit))
@@ -218,11 +217,10 @@ where
     }
 
     async fn pending_events(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
-        let (n, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(created_at) FROM events WHERE status = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let (n, oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM events WHERE status = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
         Ok((u64::try_from(n).unwrap_or(0), opt_time(oldest)?))
     }
 
