@@ -8,7 +8,7 @@ use std::time::Duration;
 use linkfresh::domain::LinkId;
 use linkfresh::sim::{self, SimConfig, SimLink, SimLinkState};
 
-use crate::daemon::{DaemonProcess, daemon_toml, fast_windows, linkfresh, wait_until};
+use crate::daemon::{DaemonProcess, daemon_toml, fast_windows, free_port, linkfresh, wait_until};
 use crate::receiver::{PATIENCE, Receiver, SECRET, Seen, events_toml};
 
 fn id(s: &str) -> LinkId {
@@ -17,7 +17,7 @@ fn id(s: &str) -> LinkId {
 
 /// A simulator with a link that needs its user and a deleted one, and a
 /// daemon config (SQLite file) sending events to `url`.
-async fn setup(url: &str) -> (sim::SimHandle, tempfile::TempDir, std::path::PathBuf) {
+async fn setup(url: &str) -> (sim::SimHandle, tempfile::TempDir, std::path::PathBuf, u16) {
     let mut broken = SimLink::healthy(id("mk_ev_broken")).with_state(SimLinkState::NeedsUserAction);
     broken.link_error_code = Some("auth_expired".into());
     let links = vec![
@@ -41,8 +41,13 @@ async fn setup(url: &str) -> (sim::SimHandle, tempfile::TempDir, std::path::Path
         "\"accounts\"",
         &events_toml(url),
     );
+    let port = free_port();
+    let body = body.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
     std::fs::write(&config, body).unwrap();
-    (sim, dir, config)
+    (sim, dir, config, port)
 }
 
 fn ids_of(seen: &[Seen]) -> BTreeMap<String, BTreeSet<String>> {
@@ -65,7 +70,7 @@ async fn a_kill_9_between_the_change_and_its_delivery_loses_no_event_and_duplica
     let Some(rx) = Receiver::start("fail") else {
         return;
     };
-    let (_sim, _dir, config) = setup(&rx.url).await;
+    let (_sim, _dir, config, _) = setup(&rx.url).await;
     let mut first = DaemonProcess::spawn(&config, "first");
     // Both changes committed, their deliveries failing: kill -9 now.
     assert!(
@@ -110,7 +115,7 @@ async fn a_410_from_the_receiver_disables_the_endpoint_loudly_until_enabled() {
     let Some(rx) = Receiver::start("gone") else {
         return;
     };
-    let (_sim, _dir, config) = setup(&rx.url).await;
+    let (_sim, _dir, config, port) = setup(&rx.url).await;
     let mut d = DaemonProcess::spawn(&config, "gone");
     assert!(
         wait_until(PATIENCE, || d.log().contains("EVENTS ENDPOINT DISABLED")).await,
@@ -125,6 +130,15 @@ async fn a_410_from_the_receiver_disables_the_endpoint_loudly_until_enabled() {
     assert!(out.contains("DISABLED"), "{out}");
     assert!(out.contains("link."), "pending events listed: {out}");
     assert!(!wait_until(Duration::from_secs(1), || rx.seen().len() > tries).await);
+    // ... and on the fleet page.
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Endpoint disabled"), "{page}");
+    assert!(page.contains("data-count=\"events-pending\">2<"), "{page}");
     // The receiver is back; the operator enables the endpoint.
     rx.set_mode("ok");
     let (code, _, err) = linkfresh(&["events", "--enable"], &config);
@@ -197,7 +211,7 @@ async fn a_forged_altered_or_old_delivery_is_rejected_by_the_verifier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_config_mistakes_exit_2_naming_the_key() {
-    let (_sim, dir, config) = setup("http://127.0.0.1:9/hooks").await;
+    let (_sim, dir, config, _) = setup("http://127.0.0.1:9/hooks").await;
     let good = std::fs::read_to_string(&config).unwrap();
     let cases = [
         (
