@@ -169,6 +169,7 @@ async fn round(
         });
     }
     let mut gone = false;
+    let mut settled = Vec::with_capacity(tried);
     while let Some(joined) = sends.join_next().await {
         let Ok((e, answer)) = joined else { continue };
         let now = Utc::now();
@@ -181,9 +182,12 @@ async fn round(
             Answer::Failed(why) => settle_failure(&e, now, cfg, why),
         };
         counter!(EVENTS_TOTAL, "type" => e.kind.clone(), "result" => result).increment(1);
-        if let Err(err) = store.settle_event(e.seq, owner, &how, now).await {
-            tracing::warn!(error = %err, event = %e.id, "could not record a delivery; it will be sent again");
-        }
+        settled.push((e.seq, how));
+    }
+    // One commit for the round; if it fails, the leases expire and the
+    // events are sent again (at least once).
+    if let Err(err) = store.settle_events(owner, &settled, Utc::now()).await {
+        tracing::warn!(error = %err, events = settled.len(), "could not record deliveries; they will be sent again");
     }
     if gone {
         let reason = format!("the receiver answered 410 Gone at {}", Utc::now());

@@ -85,14 +85,26 @@ pub trait Outbox: Send + Sync {
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError>;
 
-    /// Settles a claimed event; false if `owner` no longer holds it.
+    /// Settles claimed events in one transaction (one commit per round,
+    /// not per event); returns how many `owner` still held.
+    async fn settle_events(
+        &self,
+        owner: &str,
+        settled: &[(i64, Settle)],
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+
+    /// Settles one claimed event; false if `owner` no longer holds it.
     async fn settle_event(
         &self,
         seq: i64,
         owner: &str,
         how: &Settle,
         now: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let one = [(seq, how.clone())];
+        Ok(self.settle_events(owner, &one, now).await? == 1)
+    }
 
     /// Pending (or failed) events, oldest first.
     async fn list_events(&self, failed: bool, limit: u32) -> Result<Vec<EventRecord>, StoreError>;

@@ -10,6 +10,7 @@ use linkfresh::sim::{self, SimConfig, SimLink, SimLinkState};
 
 use crate::daemon::{DaemonProcess, daemon_toml, fast_windows, free_port, linkfresh, wait_until};
 use crate::receiver::{PATIENCE, Receiver, SECRET, Seen, events_toml};
+use crate::store_common::TestDb;
 
 fn id(s: &str) -> LinkId {
     LinkId::parse(s).unwrap()
@@ -18,6 +19,14 @@ fn id(s: &str) -> LinkId {
 /// A simulator with a link that needs its user and a deleted one, and a
 /// daemon config (SQLite file) sending events to `url`.
 async fn setup(url: &str) -> (sim::SimHandle, tempfile::TempDir, std::path::PathBuf, u16) {
+    setup_on(url, None).await
+}
+
+/// [`setup`] on `db`'s PostgreSQL database instead of a SQLite file.
+async fn setup_on(
+    url: &str,
+    db: Option<&TestDb>,
+) -> (sim::SimHandle, tempfile::TempDir, std::path::PathBuf, u16) {
     let mut broken = SimLink::healthy(id("mk_ev_broken")).with_state(SimLinkState::NeedsUserAction);
     broken.link_error_code = Some("auth_expired".into());
     let links = vec![
@@ -41,6 +50,20 @@ async fn setup(url: &str) -> (sim::SimHandle, tempfile::TempDir, std::path::Path
         "\"accounts\"",
         &events_toml(url),
     );
+    let body = match db {
+        None => body,
+        Some(db) => body
+            .lines()
+            .map(|l| {
+                if l.starts_with("url = \"sqlite://") {
+                    format!("url = \"{}\"", db.url)
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
     let port = free_port();
     let body = body.replace(
         "listen = \"127.0.0.1:0\"",
@@ -66,11 +89,28 @@ const BOTH: [&str; 2] = [
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_9_between_the_change_and_its_delivery_loses_no_event_and_duplicates_none() {
+async fn a_kill_9_between_the_change_and_its_delivery_loses_no_event_and_duplicates_none_sqlite() {
+    kill_9(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_between_the_change_and_its_delivery_loses_no_event_and_duplicates_none_postgres()
+{
+    kill_9(true).await;
+}
+
+async fn kill_9(pg: bool) {
     let Some(rx) = Receiver::start("fail") else {
         return;
     };
-    let (_sim, _dir, config, _) = setup(&rx.url).await;
+    let db = match pg {
+        false => None,
+        true => match TestDb::postgres().await {
+            Some(db) => Some(db),
+            None => return,
+        },
+    };
+    let (_sim, _dir, config, _) = setup_on(&rx.url, db.as_ref()).await;
     let mut first = DaemonProcess::spawn(&config, "first");
     // Both changes committed, their deliveries failing: kill -9 now.
     assert!(

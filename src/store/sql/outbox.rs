@@ -132,22 +132,31 @@ where
     }
 
     /// [`Outbox::sweep_stale`](crate::store::Outbox::sweep_stale).
+    ///
+    /// The candidates are read on a reader (a scan of the product's
+    /// schedule rows, no lock); only when there are some is a write
+    /// transaction opened, which opens each episode only if the product is
+    /// still stale (a refresh may have come in between) and closes each
+    /// only once (several replicas may sweep at once).
     pub(crate) async fn sweep(
         &self,
         stale_after: &[(Product, Duration)],
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        if !Self::outbox_on(&mut tx).await? {
+        let configured: Option<i32> =
+            sqlx::query_scalar("SELECT id FROM event_endpoint WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        if configured.is_none() {
             return Ok(0);
         }
-        let mut written = 0;
+        let mut stale = Vec::new();
+        let mut fresh = Vec::new();
         for (p, after) in stale_after {
             let cutoff = ms(now) - i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
-            let bit = 1i32 << p.index();
             // The last refresh is MoneyKit's refreshed_at; a product never
             // refreshed counts from when linkfresh first saw the link.
-            let stale: Vec<(String, i64)> = sqlx::query_as(
+            let rows: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT l.id, COALESCE(s.server_refreshed_at, l.created_at) FROM links l \
                  JOIN schedules s ON s.link_id = l.id AND s.product = $1 \
                  WHERE NOT l.removed AND (l.products & $2) <> 0 \
@@ -157,33 +166,16 @@ where
                  ORDER BY l.id LIMIT $4",
             )
             .bind(p.as_str())
-            .bind(bit)
+            .bind(1i32 << p.index())
             .bind(cutoff)
             .bind(SWEEP_BATCH)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
-            for (link, last) in stale {
-                let opened = sqlx::query(
-                    "INSERT INTO stale_episodes (link_id, product, since) VALUES ($1, $2, $3) \
-                     ON CONFLICT (link_id, product) DO NOTHING",
-                )
-                .bind(link.as_str())
-                .bind(p.as_str())
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if opened == 1 {
-                    let reason = format!(
-                        "last refresh {} is older than [events] stale_after = {}",
-                        crate::events::payload::iso_ms(last),
-                        humantime::format_duration(*after)
-                    );
-                    Self::data_event(&mut tx, &link, *p, EventType::Stale, reason, now).await?;
-                    written += 1;
-                }
-            }
-            let fresh: Vec<(String, i64)> = sqlx::query_as(
+            stale.extend(
+                rows.into_iter()
+                    .map(|(l, last)| (l, *p, *after, cutoff, last)),
+            );
+            let rows: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT e.link_id, COALESCE(s.server_refreshed_at, 0) FROM stale_episodes e \
                  JOIN schedules s ON s.link_id = e.link_id AND s.product = e.product \
                  WHERE e.product = $1 AND s.server_refreshed_at >= $2 \
@@ -192,24 +184,55 @@ where
             .bind(p.as_str())
             .bind(cutoff)
             .bind(SWEEP_BATCH)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
-            for (link, last) in fresh {
-                let closed =
-                    sqlx::query("DELETE FROM stale_episodes WHERE link_id = $1 AND product = $2")
-                        .bind(link.as_str())
-                        .bind(p.as_str())
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                if closed == 1 {
-                    let reason = format!(
-                        "refreshed again at {}",
-                        crate::events::payload::iso_ms(last)
-                    );
-                    Self::data_event(&mut tx, &link, *p, EventType::Fresh, reason, now).await?;
-                    written += 1;
-                }
+            fresh.extend(rows.into_iter().map(|(l, last)| (l, *p, last)));
+        }
+        if stale.is_empty() && fresh.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut written = 0;
+        for (link, p, after, cutoff, last) in stale {
+            let opened = sqlx::query(
+                "INSERT INTO stale_episodes (link_id, product, since) \
+                 SELECT l.id, $2, $3 FROM links l \
+                 JOIN schedules s ON s.link_id = l.id AND s.product = $2 \
+                 WHERE l.id = $1 AND COALESCE(s.server_refreshed_at, l.created_at) < $4 \
+                 ON CONFLICT (link_id, product) DO NOTHING",
+            )
+            .bind(link.as_str())
+            .bind(p.as_str())
+            .bind(ms(now))
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if opened == 1 {
+                let reason = format!(
+                    "last refresh {} is older than [events] stale_after = {}",
+                    crate::events::payload::iso_ms(last),
+                    humantime::format_duration(after)
+                );
+                Self::data_event(&mut tx, &link, p, EventType::Stale, reason, now).await?;
+                written += 1;
+            }
+        }
+        for (link, p, last) in fresh {
+            let closed =
+                sqlx::query("DELETE FROM stale_episodes WHERE link_id = $1 AND product = $2")
+                    .bind(link.as_str())
+                    .bind(p.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if closed == 1 {
+                let reason = format!(
+                    "refreshed again at {}",
+                    crate::events::payload::iso_ms(last)
+                );
+                Self::data_event(&mut tx, &link, p, EventType::Fresh, reason, now).await?;
+                written += 1;
             }
         }
         tx.commit().await?;

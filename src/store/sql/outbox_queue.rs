@@ -119,6 +119,19 @@ where
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
+        // Most rounds find nothing due: ask a reader first, so an idle
+        // outbox never takes the write lock (SQLite's one writer is the
+        // daemon's group commit).
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM events WHERE status = 'pending' AND next_attempt_at <= $1 \
+             AND (lease_until IS NULL OR lease_until < $1) LIMIT 1",
+        )
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
         // Only each link's oldest pending event: the next one waits until
         // it is delivered or failed, so a link's events arrive in order.
@@ -153,40 +166,45 @@ where
         Ok(out)
     }
 
-    async fn settle_event(
+    async fn settle_events(
         &self,
-        seq: i64,
         owner: &str,
-        how: &Settle,
+        settled: &[(i64, Settle)],
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let (status, next, error, tried): (&str, Option<i64>, Option<&str>, i32) = match how {
-            Settle::Delivered => ("delivered", None, None, 1),
-            Settle::Retry(at, e) => ("pending", Some(ms(*at)), Some(e), 1),
-            Settle::Failed(e) => ("failed", None, Some(e), 1),
-            Settle::Release => ("pending", None, None, 0),
-        };
+    ) -> Result<u64, StoreError> {
+        if settled.is_empty() {
+            return Ok(0);
+        }
         let mut tx = self.begin_write().await?;
-        let n = sqlx::query(
-            "UPDATE events SET status = $3, attempts = attempts + $4, \
-             next_attempt_at = COALESCE($5, next_attempt_at), \
-             last_error = COALESCE($6, last_error), \
-             finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE $7 END, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE seq = $1 AND lease_owner = $2",
-        )
-        .bind(seq)
-        .bind(owner)
-        .bind(status)
-        .bind(tried)
-        .bind(next)
-        .bind(error)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let mut held = 0;
+        for (seq, how) in settled {
+            let (status, next, error, tried): (&str, Option<i64>, Option<&str>, i32) = match how {
+                Settle::Delivered => ("delivered", None, None, 1),
+                Settle::Retry(at, e) => ("pending", Some(ms(*at)), Some(e), 1),
+                Settle::Failed(e) => ("failed", None, Some(e), 1),
+                Settle::Release => ("pending", None, None, 0),
+            };
+            held += sqlx::query(
+                "UPDATE events SET status = $3, attempts = attempts + $4, \
+                 next_attempt_at = COALESCE($5, next_attempt_at), \
+                 last_error = COALESCE($6, last_error), \
+                 finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE $7 END, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE seq = $1 AND lease_owner = $2",
+            )
+            .bind(*seq)
+            .bind(owner)
+            .bind(status)
+            .bind(tried)
+            .bind(next)
+            .bind(error)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
         tx.commit().await?;
-        Ok(n > 0)
+        Ok(held)
     }
 
     async fn list_events(&self, failed: bool, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
