@@ -6,7 +6,7 @@
 mod check;
 mod demo;
 mod events;
-pub mod ops;
+pub(crate) mod ops;
 mod plan;
 mod serve;
 mod table;

@@ -31,7 +31,7 @@ mod checker;
 mod credentials;
 mod env;
 mod events;
-pub mod links_file;
+pub(crate) mod links_file;
 mod raw;
 mod toml_error;
 

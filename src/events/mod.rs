@@ -21,6 +21,6 @@
 //!   backoff; [`payload`]: the body.
 
 pub mod deliver;
-pub mod kind;
-pub mod payload;
-pub mod retry;
+pub(crate) mod kind;
+pub(crate) mod payload;
+pub(crate) mod retry;

@@ -95,13 +95,13 @@
 
 mod attempts;
 pub mod fleet;
-pub mod health;
+pub(crate) mod health;
 pub mod outbox;
-pub mod owner;
+pub(crate) mod owner;
 mod records;
 mod sql;
 
-pub mod postgres;
+pub(crate) mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 
 #[path = "../common/daemon.rs"]
 mod daemon;
-#[path = "../common/store.rs"]
+#[path = "../common/store/mod.rs"]
 mod store_common;
 
 mod events_e2e;

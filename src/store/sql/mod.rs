@@ -44,6 +44,7 @@ mod outbox_queue;
 mod outcomes;
 pub(crate) mod rows;
 pub(crate) mod statements;
+pub(crate) mod texts;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
