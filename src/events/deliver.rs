@@ -207,7 +207,7 @@ fn settle_failure(
 ) -> (Settle, &'static str) {
     let seed = e.seq as u64 ^ u64::from(e.attempts);
     match next_try(
-        e.created_at,
+        e.retry_since,
         now,
         e.attempts + 1,
         cfg.backoff_base,

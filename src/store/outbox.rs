@@ -23,6 +23,8 @@ pub struct EventRecord {
     pub kind: String,
     /// When the change happened.
     pub created_at: Timestamp,
+    /// When its `retry_for` started: its creation, or its last replay.
+    pub retry_since: Timestamp,
     /// The JSON body sent, exactly as signed.
     pub payload: String,
     /// `pending`, `delivered` or `failed`.

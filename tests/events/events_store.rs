@@ -166,6 +166,21 @@ async fn claims(db: &TestDb) {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].last_error.as_deref(), Some("HTTP 500"));
     assert!(store.replay_event(&failed[0].id, t(47)).await.unwrap());
+    let replayed = store.claim_events("B", t(48), lease, 10).await.unwrap();
+    assert_eq!(replayed[0].id, failed[0].id);
+    assert_eq!(
+        replayed[0].retry_since,
+        t(47),
+        "a replay gets a whole retry_for"
+    );
+    assert_eq!(replayed[0].created_at, t(1));
+    let back = Settle::Release;
+    assert!(
+        store
+            .settle_event(replayed[0].seq, "B", &back, t(48))
+            .await
+            .unwrap()
+    );
     assert!(
         !store.replay_event(&failed[0].id, t(47)).await.unwrap(),
         "no longer failed"

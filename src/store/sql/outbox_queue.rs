@@ -14,8 +14,8 @@ use crate::store::records::{count, ms, opt_time, time};
 use crate::store::{StoreError, Timestamp};
 
 /// The columns [`event`] decodes, in order.
-const EVENT_COLUMNS: &str =
-    "seq, id, link_id, type, created_at, payload, status, attempts, last_error";
+const EVENT_COLUMNS: &str = "seq, id, link_id, type, created_at, payload, status, attempts, \
+     last_error, COALESCE(retry_since, created_at)";
 
 fn event<R: Row>(row: &R) -> Result<EventRecord, StoreError>
 where
@@ -35,6 +35,7 @@ where
         status: row.try_get(6)?,
         attempts: count(row.try_get(7)?),
         last_error: row.try_get(8)?,
+        retry_since: time(row.try_get(9)?)?,
     })
 }
 
@@ -222,7 +223,7 @@ where
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $2, \
-             finished_at = NULL, lease_owner = NULL, lease_until = NULL \
+             retry_since = $2, finished_at = NULL, lease_owner = NULL, lease_until = NULL \
              WHERE id = $1 AND status = 'failed'",
         )
         .bind(id)
