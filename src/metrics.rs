@@ -48,6 +48,23 @@ pub const EVENTS_OLDEST_PENDING_SECONDS: &str = "linkfresh_events_oldest_pending
 /// Results of `linkfresh_events_total`, exported at 0 for every type.
 const EVENT_RESULTS: [&str; 4] = ["delivered", "retried", "failed", "gone"];
 
+/// `linkfresh_demand_requests_total{result}`: the owning app's demand calls
+/// (`POST /api/links/{id}/activity` and `refresh` with `max_age`) by what
+/// they did (see [`DEMAND_RESULTS`]).
+pub const DEMAND_REQUESTS_TOTAL: &str = "linkfresh_demand_requests_total";
+
+/// The `result` labels of [`DEMAND_REQUESTS_TOTAL`]: `fresh` (every asked
+/// product younger than `max_age`: nothing sent), `queued` (a refresh was
+/// queued), `activity` (an activity stored), `activity_repeat` (an activity
+/// already stored moments ago: nothing written), `unknown_link`.
+pub const DEMAND_RESULTS: &[&str] = &[
+    "fresh",
+    "queued",
+    "activity",
+    "activity_repeat",
+    "unknown_link",
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global recorder (once) and returns the handle `/metrics` renders.
@@ -103,6 +120,9 @@ fn register_at_zero() {
     counter!(TOKEN_REFRESHES_TOTAL).increment(0);
     counter!(CLAIMS_REFUSED_TOTAL).increment(0);
     counter!("linkfresh_webhook_transactions_updates_total").increment(0);
+    for result in DEMAND_RESULTS {
+        counter!(DEMAND_REQUESTS_TOTAL, "result" => *result).increment(0);
+    }
     for p in crate::domain::Product::ALL {
         counter!(PRODUCTS_REQUESTED_TOTAL, "product" => p.as_str()).increment(0);
     }
@@ -153,6 +173,10 @@ fn describe() {
     describe_gauge!(
         EVENTS_OLDEST_PENDING_SECONDS,
         "Age of the oldest pending outbound event"
+    );
+    describe_counter!(
+        DEMAND_REQUESTS_TOTAL,
+        "Demand calls from the owning app (activity, refresh with max_age) by result"
     );
     describe_counter!(
         CLAIMS_REFUSED_TOTAL,

@@ -81,6 +81,9 @@ enum Command {
     Remove(ops::LinkArgs),
     /// Outbound events: pending (or --failed) with ages; --replay ID.
     Events(events::EventsArgs),
+    /// The link's user is active now: its profile's `active` cadence applies
+    /// for `active_for` (the offline counterpart of `POST .../activity`).
+    Touch(ops::LinkArgs),
     /// The built-in simulator and the daemon, with windows of seconds.
     Demo(demo::DemoArgs),
     /// The MoneyKit simulator on its own.
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
                     Command::Refresh(args) => ops::refresh(&args).await,
                     Command::Remove(args) => ops::remove(&args).await,
                     Command::Events(args) => events::run(&args).await,
+                    Command::Touch(args) => ops::touch(&args).await,
                     Command::Demo(args) => demo::run(&args).await,
                     Command::Sim(args) => serve::sim(&args).await,
                     Command::Check(_) | Command::Plan(_) => unreachable!("handled above"),

@@ -11,6 +11,8 @@ mod store_common;
 
 mod daemon_e2e;
 mod daemon_process;
+mod demand_e2e;
+mod demand_ops;
 mod deploy_runtime;
 mod notify_socket;
 mod replicas_pg;
