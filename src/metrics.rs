@@ -42,6 +42,18 @@ pub const CLAIMS_REFUSED_TOTAL: &str = "linkfresh_claims_refused_total";
 /// writes fail (a full disk, a damaged file), when `/readyz` answers 503.
 pub const STORE_WRITABLE: &str = "linkfresh_store_writable";
 
+/// `linkfresh_events_total{type,result}`: outbound event deliveries tried,
+/// by event type and result (`delivered`, `retried`, `failed`, `gone`).
+pub const EVENTS_TOTAL: &str = "linkfresh_events_total";
+/// `linkfresh_events_pending`: events in the outbox not yet delivered.
+pub const EVENTS_PENDING: &str = "linkfresh_events_pending";
+/// `linkfresh_events_oldest_pending_seconds`: age of the oldest pending
+/// event (0 when none), the backlog alert's measure.
+pub const EVENTS_OLDEST_PENDING_SECONDS: &str = "linkfresh_events_oldest_pending_seconds";
+
+/// Results of `linkfresh_events_total`, exported at 0 for every type.
+const EVENT_RESULTS: [&str; 4] = ["delivered", "retried", "failed", "gone"];
+
 /// `linkfresh_demand_requests_total{result}`: the owning app's demand calls
 /// (`POST /api/links/{id}/activity` and `refresh` with `max_age`) by what
 /// they did (see [`DEMAND_RESULTS`]).
@@ -123,6 +135,13 @@ fn register_at_zero() {
     for (endpoint, status) in KNOWN_REQUESTS {
         counter!(REQUESTS_TOTAL, "endpoint" => *endpoint, "status" => *status).increment(0);
     }
+    for kind in crate::events::kind::EventType::ALL {
+        for result in EVENT_RESULTS {
+            counter!(EVENTS_TOTAL, "type" => kind.as_str(), "result" => result).increment(0);
+        }
+    }
+    metrics::gauge!(EVENTS_PENDING).set(0.0);
+    metrics::gauge!(EVENTS_OLDEST_PENDING_SECONDS).set(0.0);
     for event in KNOWN_WEBHOOK_EVENTS {
         counter!("linkfresh_webhooks_total", "event" => *event, "result" => "applied").increment(0);
     }
@@ -155,6 +174,15 @@ fn describe() {
     describe_gauge!(
         STORE_WRITABLE,
         "1 while the store commits, 0 while its writes or reads fail"
+    );
+    describe_counter!(
+        EVENTS_TOTAL,
+        "Outbound event deliveries tried, by type and result"
+    );
+    describe_gauge!(EVENTS_PENDING, "Outbound events not yet delivered");
+    describe_gauge!(
+        EVENTS_OLDEST_PENDING_SECONDS,
+        "Age of the oldest pending outbound event"
     );
     describe_counter!(
         DEMAND_REQUESTS_TOTAL,
