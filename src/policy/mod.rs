@@ -30,6 +30,7 @@
 pub mod backoff;
 pub mod cadence;
 pub mod cadences;
+pub mod partitions;
 pub mod phase;
 pub mod plan;
 mod saturating;
