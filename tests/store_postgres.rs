@@ -4,6 +4,9 @@
 #[path = "common/store.rs"]
 mod store_common;
 
+#[path = "store_pg/partitions.rs"]
+mod partitions;
+
 use store_common::TestDb;
 
 conformance_tests!(TestDb::postgres;

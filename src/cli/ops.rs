@@ -57,7 +57,8 @@ async fn open(config: &Config) -> Result<Arc<dyn Store>, Failure> {
             )
         })?;
     store
-        .sync_config(
+        .sync_config_numbered(
+            config.revision_number,
             &config.revision,
             &link_specs(config.links.clone()),
             Utc::now(),

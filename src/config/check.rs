@@ -14,6 +14,7 @@ use super::{
 };
 use crate::domain::{LinkId, Product, ProductSet};
 use crate::duration;
+use crate::policy::partitions::{DEFAULT_PARTITIONS, MAX_PARTITIONS};
 use crate::policy::{Cadence, CronSchedule, Limits, Rules};
 
 /// Checks values in the context of one file, so every error can name it.
@@ -167,7 +168,23 @@ pub(super) fn check(
             &d.history_retention,
             false,
         )?,
+        partitions: d.partitions,
     };
+    if !(1..=MAX_PARTITIONS).contains(&d.partitions) {
+        return Err(c.invalid(
+            "[database] partitions",
+            &d.partitions.to_string(),
+            format!("must be from 1 to {MAX_PARTITIONS}; the default is {DEFAULT_PARTITIONS}"),
+        ));
+    }
+    let revision_number = raw.revision.unwrap_or(0);
+    if revision_number < 0 {
+        return Err(c.invalid(
+            "revision",
+            &revision_number.to_string(),
+            "must be a whole number of at least 0, raised with every config change a rolling update deploys",
+        ));
+    }
 
     let l = raw.limits;
     let mut windows = [TimeDelta::zero(); Product::ALL.len()];
@@ -335,6 +352,7 @@ pub(super) fn check(
         links,
         links_file,
         revision,
+        revision_number,
     })
 }
 

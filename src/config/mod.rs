@@ -159,6 +159,11 @@ pub struct DatabaseConfig {
     pub lease: Duration,
     /// How long attempt history is kept.
     pub history_retention: Duration,
+    /// How many partitions the link space is split into among replicas
+    /// (PostgreSQL; see [`crate::policy::partitions`]). Fixed per
+    /// database: the first replica stores it, and a replica configured
+    /// otherwise refuses to start (exit 2).
+    pub partitions: u32,
 }
 
 /// `[server]`.
@@ -257,6 +262,11 @@ pub struct Config {
     pub links_file: Option<PathBuf>,
     /// A hash of the link set; the store skips a sync of the same revision.
     pub revision: String,
+    /// The top-level `revision` key (0 when absent): orders the config
+    /// versions of a rolling update. The store never lets a sync of a lower
+    /// number overwrite the link set a higher one wrote (the replica logs
+    /// that it is behind); equal numbers sync as before (last one wins).
+    pub revision_number: i64,
 }
 
 impl fmt::Display for Config {

@@ -231,6 +231,7 @@ impl Dispatcher {
                         known: known.clone(),
                         owner: self.replica.clone(),
                         lease_until: now + self.lease,
+                        fence: None,
                     }),
                 }),
                 Job::Read { .. } => None,

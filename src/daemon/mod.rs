@@ -32,7 +32,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub(crate) use self::reload::link_specs;
+pub(crate) use self::reload::{link_specs, log_if_behind};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{LinkId, LinkState};

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgConnection, Postgres};
 
+use super::ownership::Ownership;
 use super::records::{bits, ms, opt_ms};
 use super::sql::statements::{UPSERT_LINK_TAIL, UPSERT_SCHEDULE_TAIL};
 use super::sql::{Dialect, SqlStore};
@@ -69,6 +70,8 @@ impl Dialect for Postgres {
     const JSON_PAGE: &'static str = JSON_PAGE;
     const LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
     const NEXT_SEQ: &'static str = "nextval('link_intent_seq')";
+    const CLOCK_MS: &'static str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
+    const SHARE: &'static str = " FOR SHARE";
     const OVERLAP: i64 = 1024;
 
     /// Upserts links and their schedule rows from column arrays (`UNNEST`): one
@@ -167,6 +170,10 @@ impl Dialect for Postgres {
     /// read ahead of the daemon here.
     async fn verify_readable(_pool: &PgPool) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn ownership(store: &PgStore) -> Option<&dyn Ownership> {
+        Some(store)
     }
 }
 

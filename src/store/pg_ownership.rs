@@ -1,0 +1,311 @@
+//! [`Ownership`] on PostgreSQL: the `replicas` and `partitions` tables (see
+//! "Several replicas" in the [store docs](super)). Every time here is the
+//! database's clock, in unix milliseconds; no replica's clock is trusted
+//! with a lease.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{Postgres, Row};
+
+use super::ownership::{FleetView, Ownership, ReplicaView, Tick};
+use super::postgres::PgStore;
+use super::records::parse_page;
+use super::sql::statements::PAGE;
+use super::{LinkRecord, StoreError};
+use crate::policy::partitions::assign;
+
+/// The database's clock, unix milliseconds.
+const NOW_MS: &str = "(EXTRACT(EPOCH FROM now()) * 1000)::bigint";
+
+/// Key of the advisory lock that serializes heartbeats ("lffleet"): every
+/// replica computes the target from the same facts, one at a time.
+const FLEET_LOCK: i64 = 0x6c_6666_6c65_6574;
+
+/// Dead replicas' rows stay this long past their lease, for `status`.
+const KEEP_DEAD_MS: i64 = 60_000;
+
+/// One page of the links of some partitions, as `JSON_PAGE` (`$3` the
+/// partition count, `$4` the partitions).
+const PARTS_PAGE: &str = "SELECT COALESCE(json_agg(json_build_array(\
+    l.id, l.products, l.cadence, l.source, l.state, l.reason, l.removed, l.created_at, \
+    l.updated_at, l.backoff_until, l.failures, l.change_seq, \
+    (SELECT COALESCE(json_agg(json_build_array(s.product, s.last_requested_at, \
+        s.server_refreshed_at, s.server_attempted_at, s.next_due_at, s.failures, \
+        s.backoff_until, s.parked_reason, s.refresh_requested)), '[]'::json) \
+        FROM schedules s WHERE s.link_id = l.id)) ORDER BY l.id), '[]'::json)::text, max(l.id) \
+    FROM (SELECT * FROM links WHERE removed = FALSE AND id > $1 \
+          AND (part_hash % $3)::int4 = ANY($4) ORDER BY id LIMIT $2) l";
+
+fn ms_of(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+impl PgStore {
+    /// The stored partition count, if any replica joined.
+    async fn stored_partitions(&self) -> Result<Option<u32>, StoreError> {
+        let n: Option<i32> =
+            sqlx::query_scalar("SELECT partitions FROM fleet_settings WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(n.map(|n| u32::try_from(n).unwrap_or(0)))
+    }
+}
+
+#[async_trait]
+impl Ownership for PgStore {
+    async fn join(&self, partitions: u32) -> Result<(), StoreError> {
+        let wanted = i32::try_from(partitions).unwrap_or(i32::MAX);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FLEET_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let stored: Option<i32> =
+            sqlx::query_scalar("SELECT partitions FROM fleet_settings WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        match stored {
+            Some(stored) if stored != wanted => {
+                return Err(StoreError::PartitionsMismatch {
+                    configured: partitions,
+                    stored: u32::try_from(stored).unwrap_or(0),
+                });
+            }
+            Some(_) => {}
+            None => {
+                sqlx::query("INSERT INTO fleet_settings (id, partitions) VALUES (1, $1)")
+                    .bind(wanted)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO partitions (part) SELECT generate_series(0, $1 - 1) \
+                     ON CONFLICT (part) DO NOTHING",
+                )
+                .bind(wanted)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(replica = %replica))]
+    async fn tick(&self, replica: &str, lease: Duration) -> Result<Tick, StoreError> {
+        let lease = ms_of(lease);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FLEET_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {NOW_MS}")))
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO replicas (id, started_at, heartbeat_at, lease_until) \
+             VALUES ($1, $2, $2, $3) ON CONFLICT (id) DO UPDATE \
+             SET heartbeat_at = excluded.heartbeat_at, lease_until = excluded.lease_until",
+        )
+        .bind(replica)
+        .bind(now)
+        .bind(now + lease)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM replicas WHERE lease_until < $1")
+            .bind(now - KEEP_DEAD_MS)
+            .execute(&mut *tx)
+            .await?;
+        let live: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM replicas WHERE lease_until > $1 ORDER BY id")
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+        let rows =
+            sqlx::query("SELECT part, holder, epoch, lease_until FROM partitions ORDER BY part")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut current: Vec<Option<String>> = Vec::with_capacity(rows.len());
+        let mut expired: Vec<bool> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let holder: Option<String> = row.try_get(1)?;
+            let until: Option<i64> = row.try_get(3)?;
+            let lapsed = until.is_none_or(|u| u <= now);
+            expired.push(lapsed);
+            // A holder counts while its partition lease runs: a replica
+            // whose row lapsed keeps nothing, one that just joined has none.
+            current.push(holder.filter(|h| !lapsed && live.contains(h)));
+        }
+        let target = assign(&live, &current);
+        let (mut keep, mut release, mut acquire) = (Vec::new(), Vec::new(), Vec::new());
+        for (part, (row, want)) in rows.iter().zip(&target).enumerate() {
+            let part = i32::try_from(part).unwrap_or(i32::MAX);
+            let holder: Option<String> = row.try_get(1)?;
+            let mine = holder.as_deref() == Some(replica);
+            let wanted = want.as_deref() == Some(replica);
+            match (mine, wanted) {
+                (true, true) if !expired[part as usize] => keep.push(part),
+                (true, false) => release.push(part),
+                (_, true) if holder.is_none() || expired[part as usize] => acquire.push(part),
+                _ => {}
+            }
+        }
+        let mut changed: Vec<i32> = keep
+            .iter()
+            .chain(&release)
+            .chain(&acquire)
+            .copied()
+            .collect();
+        changed.sort_unstable();
+        // In ascending order, as intents take theirs (see `sql::intents`):
+        // two transactions locking partitions never wait on each other in a cycle.
+        sqlx::query("SELECT part FROM partitions WHERE part = ANY($1) ORDER BY part FOR UPDATE")
+            .bind(&changed)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE partitions SET lease_until = $2 WHERE part = ANY($1) AND holder = $3")
+            .bind(&keep)
+            .bind(now + lease)
+            .bind(replica)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE partitions SET holder = NULL, lease_until = NULL \
+             WHERE part = ANY($1) AND holder = $2",
+        )
+        .bind(&release)
+        .bind(replica)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE partitions SET holder = $2, epoch = epoch + 1, lease_until = $3, \
+             acquired_at = $4 WHERE part = ANY($1)",
+        )
+        .bind(&acquire)
+        .bind(replica)
+        .bind(now + lease)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let rebalanced = !release.is_empty() || !acquire.is_empty();
+        if rebalanced {
+            sqlx::query("UPDATE replicas SET rebalances = rebalances + 1 WHERE id = $1")
+                .bind(replica)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let held = sqlx::query(
+            "SELECT part, epoch FROM partitions WHERE holder = $1 AND lease_until > $2 ORDER BY part",
+        )
+        .bind(replica)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok::<_, sqlx::Error>((u32::try_from(r.try_get::<i32, _>(0)?).unwrap_or(0), r.try_get(1)?))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(Tick {
+            partitions: u32::try_from(rows.len()).unwrap_or(0),
+            held,
+            live: u32::try_from(live.len()).unwrap_or(u32::MAX),
+            rebalanced,
+        })
+    }
+
+    async fn leave(&self, replica: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FLEET_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT part FROM partitions WHERE holder = $1 ORDER BY part FOR UPDATE")
+            .bind(replica)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE partitions SET holder = NULL, lease_until = NULL WHERE holder = $1")
+            .bind(replica)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM replicas WHERE id = $1")
+            .bind(replica)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load_partitions_page(
+        &self,
+        parts: &[u32],
+        after: &str,
+    ) -> Result<Option<(Vec<LinkRecord>, String)>, StoreError> {
+        let Some(count) = self.stored_partitions().await? else {
+            return Ok(None);
+        };
+        let parts: Vec<i32> = parts
+            .iter()
+            .filter_map(|p| i32::try_from(*p).ok())
+            .collect();
+        let row = sqlx::query::<Postgres>(PARTS_PAGE)
+            .bind(after)
+            .bind(PAGE)
+            .bind(i64::from(count))
+            .bind(parts)
+            .fetch_one(&self.pool)
+            .await?;
+        let last: Option<String> = row.try_get(1)?;
+        let Some(last) = last else {
+            return Ok(None);
+        };
+        let doc: String = row.try_get(0)?;
+        Ok(Some((parse_page(&doc)?, last)))
+    }
+
+    async fn view(&self) -> Result<FleetView, StoreError> {
+        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {NOW_MS}")))
+            .fetch_one(&self.pool)
+            .await?;
+        let partitions = self.stored_partitions().await?.unwrap_or(0);
+        let mut held: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut unheld = Vec::new();
+        let rows = sqlx::query("SELECT part, holder, lease_until FROM partitions ORDER BY part")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in &rows {
+            let part = u32::try_from(row.try_get::<i32, _>(0)?).unwrap_or(0);
+            let holder: Option<String> = row.try_get(1)?;
+            let until: Option<i64> = row.try_get(2)?;
+            match holder {
+                Some(h) if until.is_some_and(|u| u > now) => held.entry(h).or_default().push(part),
+                _ => unheld.push(part),
+            }
+        }
+        let replicas = sqlx::query(
+            "SELECT id, started_at, heartbeat_at, lease_until, rebalances FROM replicas ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let id: String = r.try_get(0)?;
+            Ok(ReplicaView {
+                partitions: held.remove(&id).unwrap_or_default(),
+                age_ms: now - r.try_get::<i64, _>(1)?,
+                heartbeat_age_ms: now - r.try_get::<i64, _>(2)?,
+                lease_left_ms: r.try_get::<i64, _>(3)? - now,
+                rebalances: r.try_get(4)?,
+                id,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(FleetView {
+            partitions,
+            replicas,
+            unheld,
+        })
+    }
+}
