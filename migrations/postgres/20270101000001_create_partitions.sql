@@ -3,7 +3,9 @@
 -- by the first replica. replicas: who is alive, heartbeats and lease expiry
 -- in the database's clock (unix ms of now()), never a replica's own clock.
 -- partitions: one row per partition, its holder, the fencing epoch (bumped by
--- every acquisition) and the holder's lease, also in the database's clock.
+-- every acquisition) and the holder's lease, also in the database's clock;
+-- freed_at: when its previous holder let go (released, or its lease ran out),
+-- from which the next holder counts it toward its share of the fleet's limits.
 CREATE TABLE fleet_settings (
     id         INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
     partitions INTEGER NOT NULL
@@ -20,5 +22,6 @@ CREATE TABLE partitions (
     holder      TEXT,
     epoch       BIGINT  NOT NULL DEFAULT 0,
     lease_until BIGINT,
-    acquired_at BIGINT
+    acquired_at BIGINT,
+    freed_at    BIGINT
 );

@@ -31,6 +31,10 @@ pub struct Tick {
     pub partitions: u32,
     /// Each partition held after the tick, ascending, with its epoch.
     pub held: Vec<(u32, i64)>,
+    /// How many of `held` count toward this replica's share of the fleet's
+    /// limits: their previous holder let go at least `settle` ago, or they
+    /// were never held (see `daemon::share`).
+    pub settled: u32,
     /// Live replicas, this one included.
     pub live: u32,
     /// Whether this tick acquired or released any partition.
@@ -76,8 +80,14 @@ pub trait Ownership: Send + Sync {
     /// lease and those of the partitions it keeps, releases what the
     /// target assignment gives to others, acquires (bumping the epoch) what
     /// it gives to this replica and nobody holds under an unexpired lease.
-    /// Every lease is in the database's clock.
-    async fn tick(&self, replica: &str, lease: Duration) -> Result<Tick, StoreError>;
+    /// Every lease is in the database's clock. `settle`: how long after a
+    /// previous holder let go a partition counts as settled.
+    async fn tick(
+        &self,
+        replica: &str,
+        lease: Duration,
+        settle: Duration,
+    ) -> Result<Tick, StoreError>;
 
     /// Leaves the fleet at shutdown: releases every partition at once so
     /// that the others take them on their next tick, not after a lease.

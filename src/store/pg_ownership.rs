@@ -42,6 +42,15 @@ fn ms_of(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
+/// The database's clock inside `tx`.
+async fn now_ms(tx: &mut sqlx::PgConnection) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {NOW_MS}")))
+            .fetch_one(&mut *tx)
+            .await?,
+    )
+}
+
 impl PgStore {
     /// The stored partition count, if any replica joined.
     async fn stored_partitions(&self) -> Result<Option<u32>, StoreError> {
@@ -93,8 +102,14 @@ impl Ownership for PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(replica = %replica))]
-    async fn tick(&self, replica: &str, lease: Duration) -> Result<Tick, StoreError> {
+    async fn tick(
+        &self,
+        replica: &str,
+        lease: Duration,
+        settle: Duration,
+    ) -> Result<Tick, StoreError> {
         let lease = ms_of(lease);
+        let settle = ms_of(settle);
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(FLEET_LOCK)
@@ -171,16 +186,19 @@ impl Ownership for PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE partitions SET holder = NULL, lease_until = NULL \
+            "UPDATE partitions SET holder = NULL, lease_until = NULL, freed_at = $3 \
              WHERE part = ANY($1) AND holder = $2",
         )
         .bind(&release)
         .bind(replica)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE partitions SET holder = $2, epoch = epoch + 1, lease_until = $3, \
-             acquired_at = $4 WHERE part = ANY($1)",
+             acquired_at = $4, \
+             freed_at = CASE WHEN holder IS NULL THEN freed_at ELSE lease_until END \
+             WHERE part = ANY($1)",
         )
         .bind(&acquire)
         .bind(replica)
@@ -195,22 +213,29 @@ impl Ownership for PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let held = sqlx::query(
-            "SELECT part, epoch FROM partitions WHERE holder = $1 AND lease_until > $2 ORDER BY part",
+        let rows = sqlx::query(
+            "SELECT part, epoch, COALESCE(freed_at, 0) + $3 <= $2 FROM partitions \
+             WHERE holder = $1 AND lease_until > $2 ORDER BY part",
         )
         .bind(replica)
         .bind(now)
+        .bind(settle)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok::<_, sqlx::Error>((u32::try_from(r.try_get::<i32, _>(0)?).unwrap_or(0), r.try_get(1)?))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .await?;
+        let mut held = Vec::with_capacity(rows.len());
+        let mut settled = 0;
+        for r in &rows {
+            held.push((
+                u32::try_from(r.try_get::<i32, _>(0)?).unwrap_or(0),
+                r.try_get(1)?,
+            ));
+            settled += u32::from(r.try_get::<bool, _>(2)?);
+        }
         tx.commit().await?;
         Ok(Tick {
             partitions: u32::try_from(rows.len()).unwrap_or(0),
             held,
+            settled,
             live: u32::try_from(live.len()).unwrap_or(u32::MAX),
             rebalanced,
         })
@@ -226,10 +251,14 @@ impl Ownership for PgStore {
             .bind(replica)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE partitions SET holder = NULL, lease_until = NULL WHERE holder = $1")
-            .bind(replica)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE partitions SET holder = NULL, lease_until = NULL, freed_at = $2 \
+             WHERE holder = $1",
+        )
+        .bind(replica)
+        .bind(now_ms(&mut tx).await?)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM replicas WHERE id = $1")
             .bind(replica)
             .execute(&mut *tx)

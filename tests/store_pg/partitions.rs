@@ -13,6 +13,7 @@ use linkfresh::store::{Store, StoreError};
 use crate::store_common::{TestDb, claimed, spec, t};
 
 const LEASE: Duration = Duration::from_secs(30);
+const SETTLE: Duration = Duration::from_secs(60);
 
 fn own(store: &dyn Store) -> &dyn Ownership {
     store
@@ -25,7 +26,7 @@ async fn tick_all(store: &dyn Store, replicas: &[&str], rounds: usize) -> Vec<us
     let mut held = vec![0; replicas.len()];
     for _ in 0..rounds {
         for (i, r) in replicas.iter().enumerate() {
-            held[i] = own(store).tick(r, LEASE).await.unwrap().held.len();
+            held[i] = own(store).tick(r, LEASE, SETTLE).await.unwrap().held.len();
         }
     }
     held
@@ -55,7 +56,14 @@ async fn the_partition_count_is_fixed_by_the_first_replica_and_another_is_refuse
         text.contains("partitions = 64") && text.contains("16"),
         "{text}"
     );
-    assert_eq!(own(&*store).tick("r0", LEASE).await.unwrap().partitions, 16);
+    assert_eq!(
+        own(&*store)
+            .tick("r0", LEASE, SETTLE)
+            .await
+            .unwrap()
+            .partitions,
+        16
+    );
 }
 
 #[tokio::test]
@@ -85,6 +93,29 @@ async fn replicas_split_the_partitions_evenly_and_a_fourth_takes_a_quarter_movin
         .filter(|p| holder(&before, *p) != holder(&after, *p))
         .count();
     assert_eq!(moved, 16, "only the fourth replica's quarter moves");
+    // What r3 took others had held: it counts toward its limits only once
+    // settled; r0 kept partitions nobody held before it.
+    assert_eq!(
+        own(&*store)
+            .tick("r3", LEASE, SETTLE)
+            .await
+            .unwrap()
+            .settled,
+        0
+    );
+    let zero = Duration::ZERO;
+    assert_eq!(
+        own(&*store).tick("r3", LEASE, zero).await.unwrap().settled,
+        16
+    );
+    assert_eq!(
+        own(&*store)
+            .tick("r0", LEASE, SETTLE)
+            .await
+            .unwrap()
+            .settled,
+        16
+    );
     assert!(
         after.replicas.iter().all(|r| r.rebalances >= 1),
         "{after:?}"
@@ -145,7 +176,7 @@ async fn an_intent_is_written_only_while_its_replica_holds_the_partition_at_its_
         .await
         .unwrap();
     let part = partition_of("mk_f", 4);
-    let first = own(&*store).tick("r0", LEASE).await.unwrap();
+    let first = own(&*store).tick("r0", LEASE, SETTLE).await.unwrap();
     let epoch = first.held.iter().find(|(p, _)| *p == part).unwrap().1;
     let fenced = |owner: &str, at: i64, epoch: i64| {
         let mut i = claimed("mk_f", "accounts", t(at), None, owner);
@@ -169,7 +200,7 @@ async fn an_intent_is_written_only_while_its_replica_holds_the_partition_at_its_
     };
     // r0 leaves; r1 takes the partition at a new epoch.
     own(&*store).leave("r0").await.unwrap();
-    let second = own(&*store).tick("r1", LEASE).await.unwrap();
+    let second = own(&*store).tick("r1", LEASE, SETTLE).await.unwrap();
     let new_epoch = second.held.iter().find(|(p, _)| *p == part).unwrap().1;
     assert!(new_epoch > epoch);
     let refused = store.record_intents(&[known(20)]).await.unwrap();
@@ -183,7 +214,7 @@ async fn an_intent_is_written_only_while_its_replica_holds_the_partition_at_its_
     // A lease that lapsed refuses even though nobody took the partition.
     own(&*store).leave("r1").await.unwrap();
     let short = own(&*store)
-        .tick("r2", Duration::from_millis(100))
+        .tick("r2", Duration::from_millis(100), SETTLE)
         .await
         .unwrap();
     let epoch = short.held.iter().find(|(p, _)| *p == part).unwrap().1;
