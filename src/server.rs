@@ -8,6 +8,7 @@ pub mod admin_api;
 pub mod fleet;
 mod html;
 pub mod listener;
+pub mod replicas;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +85,7 @@ fn routes() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(fleet::routes())
+        .merge(replicas::routes())
         .merge(admin_api::routes())
 }
 

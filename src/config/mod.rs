@@ -195,6 +195,8 @@ pub const RESERVED_ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
     "/links/{id}",
+    "/replicas",
+    "/api/replicas",
     "/api/links",
     "/api/links/{id}",
     "/api/links/{id}/pause",

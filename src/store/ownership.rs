@@ -42,7 +42,7 @@ pub struct Tick {
 }
 
 /// One replica as the operator sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReplicaView {
     /// Its name (host, pid, random suffix).
     pub id: String,
@@ -59,7 +59,7 @@ pub struct ReplicaView {
 }
 
 /// The whole fleet as the operator sees it: `status`, the fleet page and API.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct FleetView {
     /// The partition count of the database (0: no replica joined yet).
     pub partitions: u32,
@@ -67,6 +67,30 @@ pub struct FleetView {
     pub replicas: Vec<ReplicaView>,
     /// Partitions nobody holds under an unexpired lease.
     pub unheld: Vec<u32>,
+}
+
+/// Partitions as operators read them (`status`, the replicas page):
+/// `0-5, 9, 12-13`.
+pub fn ranges(parts: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < parts.len() {
+        let mut j = i;
+        while j + 1 < parts.len() && parts[j + 1] == parts[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            parts[i].to_string()
+        } else {
+            format!("{}-{}", parts[i], parts[j])
+        });
+        i = j + 1;
+    }
+    if out.is_empty() {
+        "-".into()
+    } else {
+        out.join(", ")
+    }
 }
 
 /// Partitioned ownership, as the PostgreSQL store implements it.
@@ -104,4 +128,15 @@ pub trait Ownership: Send + Sync {
 
     /// Replicas, their partitions and lease ages, for operators.
     async fn view(&self) -> Result<FleetView, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn partitions_read_as_ranges() {
+        assert_eq!(ranges(&[0, 1, 2, 5, 7, 8]), "0-2, 5, 7-8");
+        assert_eq!(ranges(&[]), "-");
+    }
 }
