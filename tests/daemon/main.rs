@@ -12,4 +12,5 @@ mod store_common;
 mod daemon_e2e;
 mod daemon_process;
 mod deploy_runtime;
+mod partitions_pg;
 mod replicas_pg;
