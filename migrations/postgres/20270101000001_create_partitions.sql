@@ -4,8 +4,9 @@
 -- in the database's clock (unix ms of now()), never a replica's own clock.
 -- partitions: one row per partition, its holder, the fencing epoch (bumped by
 -- every acquisition) and the holder's lease, also in the database's clock;
--- freed_at: when its previous holder let go (released, or its lease ran out),
--- from which the next holder counts it toward its share of the fleet's limits.
+-- freed_at: when the lease of a holder that lapsed ended (NULL when it was
+-- released by a holder that had already shrunk its share), from which the next
+-- holder counts it toward its share of the fleet's limits (src/daemon/share.rs).
 CREATE TABLE fleet_settings (
     id         INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
     partitions INTEGER NOT NULL

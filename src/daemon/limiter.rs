@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Distinct links answering 429 within [`WINDOW`] that trigger a slow-down.
@@ -40,6 +41,10 @@ struct State {
 pub struct Limiter {
     max: u32,
     state: Arc<Mutex<State>>,
+    /// Wakes waiters when the rate changes: a wait on the old limiter (an
+    /// hour per request while this replica held no partition) would
+    /// otherwise outlast the change.
+    changed: Arc<Notify>,
 }
 
 fn build(rate: u32, share: f64) -> Arc<DefaultDirectRateLimiter> {
@@ -79,6 +84,7 @@ impl Limiter {
                 recent: VecDeque::new(),
                 last_change: Instant::now(),
             })),
+            changed: Arc::new(Notify::new()),
         }
     }
 
@@ -91,7 +97,16 @@ impl Limiter {
 
     /// Waits for the next request slot.
     pub async fn acquire(&self) {
-        self.current().until_ready().await;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let limiter = self.current();
+            tokio::select! {
+                () = limiter.until_ready() => return,
+                () = changed => {}
+            }
+        }
     }
 
     /// Takes a slot if one is free now.
@@ -107,6 +122,7 @@ impl Limiter {
         if (s.share - share).abs() > f64::EPSILON {
             s.share = share;
             s.limiter = build(s.rate, share);
+            self.changed.notify_waiters();
         }
     }
 
@@ -142,6 +158,7 @@ impl Limiter {
                 );
                 s.rate = rate;
                 s.limiter = build(rate, s.share);
+                self.changed.notify_waiters();
             }
             s.last_change = now;
         }
@@ -173,6 +190,7 @@ impl Limiter {
                 );
                 s.rate = rate;
                 s.limiter = build(rate, s.share);
+                self.changed.notify_waiters();
                 s.last_change = now;
             }
         }
@@ -183,6 +201,23 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_under_a_share_of_nothing_ends_when_the_share_grows() {
+        let l = Limiter::with_share(100, 0.0);
+        l.acquire().await;
+        let waiting = tokio::spawn({
+            let l = l.clone();
+            async move { l.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiting.is_finished(), "no share, no slot");
+        l.set_share(0.5);
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the waiter sees the new share")
+            .unwrap();
+    }
 
     #[tokio::test(start_paused = true)]
     async fn spread_429s_halve_the_rate_and_quiet_raises_it_back() {

@@ -93,11 +93,18 @@ impl Membership {
         };
         let settle = self.request_timeout * SETTLE_TIMEOUTS;
         let mut lapsed_logged = false;
+        let mut leaving: Vec<u32> = Vec::new();
         loop {
             let started = Instant::now();
-            match ownership.tick(&self.replica, self.lease, settle).await {
+            // Given back only once the share no longer counts them.
+            let ready: &[u32] = if self.share.shrunk() { &leaving } else { &[] };
+            match ownership
+                .tick(&self.replica, self.lease, settle, ready)
+                .await
+            {
                 Ok(tick) => {
                     lapsed_logged = false;
+                    leaving = tick.leaving;
                     let held: BTreeMap<u32, i64> = tick.held.iter().copied().collect();
                     if tick.rebalanced {
                         metrics::counter!(crate::metrics::REBALANCES_TOTAL).increment(1);

@@ -12,15 +12,17 @@
 //!   and the minimum of one lets the fleet exceed it by at most one per
 //!   replica: set `max_in_flight` no lower than the replicas you run).
 //!
-//! While rebalancing, a replica shrinks before another grows: a released
-//! partition leaves the releasing replica's share at once (the rate is
-//! rebuilt, in-flight places are withdrawn as its requests end, within two
-//! request timeouts), while the acquiring replica counts it only once it is
-//! *settled*: [`SETTLE_TIMEOUTS`] request timeouts after its previous holder
-//! released it or its lease ran out (a fresh partition, never held, counts
-//! at once). The newly held links are scheduled at once, within the
-//! replica's current share.
+//! While rebalancing, a replica shrinks before another grows. A partition
+//! the assignment gives to another replica first leaves the holder's
+//! schedule and share (the rate is rebuilt at once, in-flight places are
+//! withdrawn as its requests end); only once every place is withdrawn does
+//! its next heartbeat give the partition back, and the next holder counts
+//! it at once. A partition taken from a holder whose lease lapsed (dead or
+//! paused) counts only [`SETTLE_TIMEOUTS`] request timeouts after that
+//! lease ended, when its last requests are over. Newly held links are
+//! scheduled at once, within the replica's current share.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
@@ -40,6 +42,8 @@ pub struct FleetShare {
     max_in_flight: u32,
     /// Places on the wire created and not yet withdrawn.
     places: Mutex<usize>,
+    /// Places being withdrawn: still on the wire or queued for it.
+    withdrawing: Arc<AtomicUsize>,
 }
 
 impl FleetShare {
@@ -59,7 +63,14 @@ impl FleetShare {
             max_rate,
             max_in_flight,
             places: Mutex::new(0),
+            withdrawing: Arc::default(),
         }
+    }
+
+    /// Whether every withdrawal has completed: this replica's requests fit
+    /// its current share, so what it stopped counting can be given back.
+    pub fn shrunk(&self) -> bool {
+        self.withdrawing.load(Ordering::Acquire) == 0
     }
 
     /// Applies the share of `settled` of `partitions`: the rate at once,
@@ -79,10 +90,13 @@ impl FleetShare {
         } else if target < *places {
             let withdraw = u32::try_from(*places - target).unwrap_or(u32::MAX);
             let sem = self.in_flight.clone();
+            let withdrawing = self.withdrawing.clone();
+            withdrawing.fetch_add(withdraw as usize, Ordering::AcqRel);
             tokio::spawn(async move {
                 if let Ok(permits) = sem.acquire_many_owned(withdraw).await {
                     permits.forget();
                 }
+                withdrawing.fetch_sub(withdraw as usize, Ordering::AcqRel);
             });
         }
         *places = target;
@@ -103,9 +117,11 @@ mod tests {
         share.apply(16, 64);
         tokio::task::yield_now().await;
         assert_eq!(sem.available_permits(), 0, "the two free places go first");
+        assert!(!share.shrunk(), "14 places are still on the wire");
         drop(busy);
         tokio::task::yield_now().await;
         assert_eq!(sem.available_permits(), 16);
+        assert!(share.shrunk());
         share.apply(0, 64);
         tokio::task::yield_now().await;
         assert_eq!(sem.available_permits(), 0);

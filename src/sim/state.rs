@@ -53,7 +53,11 @@ impl SimStats {
     pub fn max_posts_in_any_second(&self) -> u64 {
         let mut best = 0;
         for (&start, _) in &self.posts_per_100ms {
-            let sum: u64 = self.posts_per_100ms.range(start..start + 10).map(|(_, n)| n).sum();
+            let sum: u64 = self
+                .posts_per_100ms
+                .range(start..start + 10)
+                .map(|(_, n)| n)
+                .sum();
             best = best.max(sum);
         }
         best

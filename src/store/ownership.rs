@@ -29,11 +29,19 @@ pub struct Fence {
 pub struct Tick {
     /// The partition count of the database.
     pub partitions: u32,
-    /// Each partition held after the tick, ascending, with its epoch.
+    /// Each partition held and kept after the tick, ascending, with its epoch.
     pub held: Vec<(u32, i64)>,
+    /// Partitions still held that the target gives to another replica:
+    /// this replica stops scheduling them and drops them from its share of
+    /// the limits now, and gives them back at a later tick (passed as
+    /// `ready` once the share has shrunk), so that the next holder counts
+    /// them at once and the two never add up to more than the limits.
+    pub leaving: Vec<u32>,
     /// How many of `held` count toward this replica's share of the fleet's
-    /// limits: their previous holder let go at least `settle` ago, or they
-    /// were never held (see `daemon::share`).
+    /// limits: never held, given back by a holder that had shrunk its share
+    /// first, or taken over from a lapsed holder at least `settle` after its
+    /// lease ended (its last requests may be in flight till then; see
+    /// `daemon::share`).
     pub settled: u32,
     /// Live replicas, this one included.
     pub live: u32,
@@ -102,15 +110,18 @@ pub trait Ownership: Send + Sync {
 
     /// One heartbeat, in one short transaction: renews this replica's
     /// lease and those of the partitions it keeps, releases what the
-    /// target assignment gives to others, acquires (bumping the epoch) what
-    /// it gives to this replica and nobody holds under an unexpired lease.
-    /// Every lease is in the database's clock. `settle`: how long after a
-    /// previous holder let go a partition counts as settled.
+    /// target assignment gives to others among `ready` (the rest it keeps
+    /// for now: [`Tick::leaving`]), acquires (bumping the epoch) what the
+    /// target gives to this replica and nobody holds under an unexpired
+    /// lease. Every lease is in the database's clock. `settle`: how long
+    /// after a lapsed holder's lease a partition taken from it counts as
+    /// settled.
     async fn tick(
         &self,
         replica: &str,
         lease: Duration,
         settle: Duration,
+        ready: &[u32],
     ) -> Result<Tick, StoreError>;
 
     /// Leaves the fleet at shutdown: releases every partition at once so

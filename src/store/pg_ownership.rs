@@ -42,15 +42,6 @@ fn ms_of(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-/// The database's clock inside `tx`.
-async fn now_ms(tx: &mut sqlx::PgConnection) -> Result<i64, StoreError> {
-    Ok(
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {NOW_MS}")))
-            .fetch_one(&mut *tx)
-            .await?,
-    )
-}
-
 impl PgStore {
     /// The stored partition count, if any replica joined.
     async fn stored_partitions(&self) -> Result<Option<u32>, StoreError> {
@@ -107,6 +98,7 @@ impl Ownership for PgStore {
         replica: &str,
         lease: Duration,
         settle: Duration,
+        ready: &[u32],
     ) -> Result<Tick, StoreError> {
         let lease = ms_of(lease);
         let settle = ms_of(settle);
@@ -152,8 +144,10 @@ impl Ownership for PgStore {
             // whose row lapsed keeps nothing, one that just joined has none.
             current.push(holder.filter(|h| !lapsed && live.contains(h)));
         }
+        let total = rows.len();
         let target = assign(&live, &current);
         let (mut keep, mut release, mut acquire) = (Vec::new(), Vec::new(), Vec::new());
+        let mut leaving = Vec::new();
         for (part, (row, want)) in rows.iter().zip(&target).enumerate() {
             let part = i32::try_from(part).unwrap_or(i32::MAX);
             let holder: Option<String> = row.try_get(1)?;
@@ -161,7 +155,13 @@ impl Ownership for PgStore {
             let wanted = want.as_deref() == Some(replica);
             match (mine, wanted) {
                 (true, true) if !expired[part as usize] => keep.push(part),
-                (true, false) => release.push(part),
+                // Given back only once this replica no longer counts it
+                // toward its limits (see `daemon::share`); kept till then.
+                (true, false) if ready.contains(&(part as u32)) => release.push(part),
+                (true, false) if !expired[part as usize] => {
+                    keep.push(part);
+                    leaving.push(part as u32);
+                }
                 (_, true) if holder.is_none() || expired[part as usize] => acquire.push(part),
                 _ => {}
             }
@@ -186,12 +186,11 @@ impl Ownership for PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE partitions SET holder = NULL, lease_until = NULL, freed_at = $3 \
+            "UPDATE partitions SET holder = NULL, lease_until = NULL, freed_at = NULL \
              WHERE part = ANY($1) AND holder = $2",
         )
         .bind(&release)
         .bind(replica)
-        .bind(now)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -225,16 +224,18 @@ impl Ownership for PgStore {
         let mut held = Vec::with_capacity(rows.len());
         let mut settled = 0;
         for r in &rows {
-            held.push((
-                u32::try_from(r.try_get::<i32, _>(0)?).unwrap_or(0),
-                r.try_get(1)?,
-            ));
+            let part = u32::try_from(r.try_get::<i32, _>(0)?).unwrap_or(0);
+            if leaving.contains(&part) {
+                continue;
+            }
+            held.push((part, r.try_get(1)?));
             settled += u32::from(r.try_get::<bool, _>(2)?);
         }
         tx.commit().await?;
         Ok(Tick {
-            partitions: u32::try_from(rows.len()).unwrap_or(0),
+            partitions: u32::try_from(total).unwrap_or(0),
             held,
+            leaving,
             settled,
             live: u32::try_from(live.len()).unwrap_or(u32::MAX),
             rebalanced,
@@ -252,11 +253,10 @@ impl Ownership for PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE partitions SET holder = NULL, lease_until = NULL, freed_at = $2 \
+            "UPDATE partitions SET holder = NULL, lease_until = NULL, freed_at = NULL \
              WHERE holder = $1",
         )
         .bind(replica)
-        .bind(now_ms(&mut tx).await?)
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM replicas WHERE id = $1")

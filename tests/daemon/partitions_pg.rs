@@ -121,7 +121,12 @@ async fn a_fourth_replica_owns_a_quarter_within_two_leases_and_hands_it_back_whe
     let joined = Instant::now();
     let (fourth, fourth_port) = start(&config, "r3");
     assert!(
-        until_shares(&store, 2 * LEASE + Duration::from_secs(2), &[16, 16, 16, 16]).await,
+        until_shares(
+            &store,
+            2 * LEASE + Duration::from_secs(2),
+            &[16, 16, 16, 16]
+        )
+        .await,
         "{:#?}\n{}",
         view(&store).await,
         fourth.log()
@@ -143,14 +148,22 @@ async fn a_fourth_replica_owns_a_quarter_within_two_leases_and_hands_it_back_whe
     // A clean leave: its partitions go back within a heartbeat, not a lease.
     fourth.signal("TERM");
     let mut fourth = fourth;
-    assert_eq!(fourth.wait(Duration::from_secs(10)), Some(0), "{}", fourth.log());
+    assert_eq!(
+        fourth.wait(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        fourth.log()
+    );
     let left = Instant::now();
     assert!(
         until_shares(&store, LEASE, &[22, 21, 21]).await,
         "{:#?}",
         view(&store).await
     );
-    eprintln!("its partitions were back {:?} after it left", left.elapsed());
+    eprintln!(
+        "its partitions were back {:?} after it left",
+        left.elapsed()
+    );
     let stats = sim.stats();
     assert_eq!(stats.violations, 0, "{stats:#?}");
     for (d, _) in &mut replicas {
@@ -198,7 +211,10 @@ async fn a_replica_paused_past_its_lease_never_sends_for_the_partitions_it_lost(
         view(&store).await,
         other.log()
     );
-    eprintln!("the other replica held everything {:?} after SIGSTOP", stopped.elapsed());
+    eprintln!(
+        "the other replica held everything {:?} after SIGSTOP",
+        stopped.elapsed()
+    );
     // Long enough for the paused replica's timers and queued POSTs to be due.
     let during = sim.stats();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -277,7 +293,10 @@ async fn three_replicas_keep_the_fleet_within_its_rate_not_three_times_it() {
         "fleet rate 100/s: at most {max} POSTs in any second, {per_second:.0}/s on average; per replica {posts:?}"
     );
     assert!(max <= 105, "{max} POSTs in one second\n{stats:#?}");
-    assert!(per_second >= 50.0, "the shares add up to the rate: {per_second}");
+    assert!(
+        per_second >= 50.0,
+        "the shares add up to the rate: {per_second}"
+    );
     assert!(posts.iter().all(|n| *n > 0), "{posts:?}");
     assert_eq!(stats.violations, 0);
 }
@@ -295,8 +314,24 @@ async fn a_replica_on_an_older_config_revision_never_overwrites_the_newer_link_s
     let dir = tempfile::tempdir().unwrap();
     let new_links = link_ids("mk_new", 6);
     let old_links = link_ids("mk_old", 6);
-    let new = config(dir.path(), &sim, &cfg, &db.url, &new_links, &[], "revision = 2\n");
-    let old = config(dir.path(), &sim, &cfg, &db.url, &old_links, &[], "revision = 1\n");
+    let new = config(
+        dir.path(),
+        &sim,
+        &cfg,
+        &db.url,
+        &new_links,
+        &[],
+        "revision = 2\n",
+    );
+    let old = config(
+        dir.path(),
+        &sim,
+        &cfg,
+        &db.url,
+        &old_links,
+        &[],
+        "revision = 1\n",
+    );
     let (mut newer, _) = start(&new, "new");
     let store = db.open().await;
     assert!(
@@ -314,8 +349,12 @@ async fn a_replica_on_an_older_config_revision_never_overwrites_the_newer_link_s
     // A reload of the old config is refused the same way.
     older.signal("HUP");
     assert!(
-        daemon::wait_until(Duration::from_secs(10), || older.log().matches("behind").count() >= 2)
-            .await,
+        daemon::wait_until(Duration::from_secs(10), || older
+            .log()
+            .matches("behind")
+            .count()
+            >= 2)
+        .await,
         "{}",
         older.log()
     );

@@ -21,12 +21,20 @@ fn own(store: &dyn Store) -> &dyn Ownership {
         .expect("PostgreSQL has partitioned ownership")
 }
 
-/// How many partitions each of `replicas` holds, after each ticked `rounds` times.
+/// How many partitions each of `replicas` holds, after each ticked `rounds`
+/// times, giving back what it was leaving at its next tick (as a replica
+/// whose share shrank at once does).
 async fn tick_all(store: &dyn Store, replicas: &[&str], rounds: usize) -> Vec<usize> {
     let mut held = vec![0; replicas.len()];
+    let mut leaving: Vec<Vec<u32>> = vec![Vec::new(); replicas.len()];
     for _ in 0..rounds {
         for (i, r) in replicas.iter().enumerate() {
-            held[i] = own(store).tick(r, LEASE, SETTLE).await.unwrap().held.len();
+            let tick = own(store)
+                .tick(r, LEASE, SETTLE, &leaving[i])
+                .await
+                .unwrap();
+            held[i] = tick.held.len() + tick.leaving.len();
+            leaving[i] = tick.leaving;
         }
     }
     held
@@ -58,7 +66,7 @@ async fn the_partition_count_is_fixed_by_the_first_replica_and_another_is_refuse
     );
     assert_eq!(
         own(&*store)
-            .tick("r0", LEASE, SETTLE)
+            .tick("r0", LEASE, SETTLE, &[])
             .await
             .unwrap()
             .partitions,
@@ -93,38 +101,40 @@ async fn replicas_split_the_partitions_evenly_and_a_fourth_takes_a_quarter_movin
         .filter(|p| holder(&before, *p) != holder(&after, *p))
         .count();
     assert_eq!(moved, 16, "only the fourth replica's quarter moves");
-    // What r3 took others had held: it counts toward its limits only once
-    // settled; r0 kept partitions nobody held before it.
-    assert_eq!(
-        own(&*store)
-            .tick("r3", LEASE, SETTLE)
-            .await
-            .unwrap()
-            .settled,
-        0
-    );
-    let zero = Duration::ZERO;
-    assert_eq!(
-        own(&*store).tick("r3", LEASE, zero).await.unwrap().settled,
-        16
-    );
-    assert_eq!(
-        own(&*store)
-            .tick("r0", LEASE, SETTLE)
-            .await
-            .unwrap()
-            .settled,
-        16
-    );
     assert!(
         after.replicas.iter().all(|r| r.rebalances >= 1),
         "{after:?}"
     );
+    // r3's partitions were given back by replicas that had shrunk their
+    // share first: they count toward its limits at once.
+    let r3 = own(&*store).tick("r3", LEASE, SETTLE, &[]).await.unwrap();
+    assert_eq!((r3.held.len(), r3.settled, r3.partitions), (16, 16, 64));
+    // r3 lapses (a 1 ms lease): the others take its partitions, but count
+    // them only `settle` after its lease ended (its last requests).
+    own(&*store)
+        .tick("r3", Duration::from_millis(1), SETTLE, &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let three = tick_all(&*store, &["r0", "r1", "r2"], 3).await;
+    assert_eq!(three.iter().sum::<usize>(), 64, "{three:?}");
+    let (mut held, mut settled, mut at_once) = (0, 0, 0);
+    for r in ["r0", "r1", "r2"] {
+        let t = own(&*store).tick(r, LEASE, SETTLE, &[]).await.unwrap();
+        held += t.held.len();
+        settled += t.settled as usize;
+        at_once += own(&*store)
+            .tick(r, LEASE, Duration::ZERO, &[])
+            .await
+            .unwrap()
+            .settled as usize;
+    }
+    assert_eq!((held, settled, at_once), (64, 48, 64));
     // A clean leave frees its partitions for the next ticks at once.
-    own(&*store).leave("r3").await.unwrap();
-    let mut three = tick_all(&*store, &["r0", "r1", "r2"], 2).await;
-    three.sort_unstable();
-    assert_eq!(three, vec![21, 21, 22]);
+    own(&*store).leave("r0").await.unwrap();
+    let mut two = tick_all(&*store, &["r1", "r2"], 3).await;
+    two.sort_unstable();
+    assert_eq!(two, vec![32, 32]);
 }
 
 #[tokio::test]
@@ -176,7 +186,7 @@ async fn an_intent_is_written_only_while_its_replica_holds_the_partition_at_its_
         .await
         .unwrap();
     let part = partition_of("mk_f", 4);
-    let first = own(&*store).tick("r0", LEASE, SETTLE).await.unwrap();
+    let first = own(&*store).tick("r0", LEASE, SETTLE, &[]).await.unwrap();
     let epoch = first.held.iter().find(|(p, _)| *p == part).unwrap().1;
     let fenced = |owner: &str, at: i64, epoch: i64| {
         let mut i = claimed("mk_f", "accounts", t(at), None, owner);
@@ -200,7 +210,7 @@ async fn an_intent_is_written_only_while_its_replica_holds_the_partition_at_its_
     };
     // r0 leaves; r1 takes the partition at a new epoch.
     own(&*store).leave("r0").await.unwrap();
-    let second = own(&*store).tick("r1", LEASE, SETTLE).await.unwrap();
+    let second = own(&*store).tick("r1", LEASE, SETTLE, &[]).await.unwrap();
     let new_epoch = second.held.iter().find(|(p, _)| *p == part).unwrap().1;
     assert!(new_epoch > epoch);
     let refused = store.record_intents(&[known(20)]).await.unwrap();
@@ -214,7 +224,7 @@ async fn an_intent_is_written_only_while_its_replica_holds_the_partition_at_its_
     // A lease that lapsed refuses even though nobody took the partition.
     own(&*store).leave("r1").await.unwrap();
     let short = own(&*store)
-        .tick("r2", Duration::from_millis(100), SETTLE)
+        .tick("r2", Duration::from_millis(100), SETTLE, &[])
         .await
         .unwrap();
     let epoch = short.held.iter().find(|(p, _)| *p == part).unwrap().1;
