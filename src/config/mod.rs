@@ -26,6 +26,8 @@
 //!   that secret, inline or file; a file that sets both forms is an error.
 
 mod check;
+mod check_links;
+mod checker;
 mod credentials;
 mod env;
 pub mod links_file;

@@ -17,6 +17,8 @@ pub mod limiter;
 pub mod loader;
 pub mod membership;
 pub mod outcome;
+mod parked;
+mod read_outcome;
 mod reload;
 mod replica;
 pub mod scheduler;
