@@ -63,7 +63,6 @@ impl std::fmt::Display for NotSentReason {
     }
 }
 
-
 /// Why a link is read with `GET /links/{id}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadPurpose {

@@ -133,7 +133,6 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     // Requests in flight, the loader and background store work: waited for
     // (at most 2 s) once the loop has ended.
     let tasks = TaskTracker::new();
-    let loading = loader::spawn(&tasks, store.clone(), cancel.clone(), store_health.clone());
 
     let (jobs_tx, jobs_rx) = mpsc::channel(job_queue_len(config.moneykit.max_in_flight));
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -209,7 +208,11 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     let current = Rules::clone(&rules.borrow());
     let scheduler = scheduler::Scheduler {
         table: table::LinkTable::default(),
-        loading: Some(loading),
+        // Every link at once on SQLite; on PostgreSQL those of each
+        // partition as it is gained (see `scheduler::Owned`).
+        loading: (!partitioned)
+            .then(|| loader::spawn(&tasks, store.clone(), cancel.clone(), store_health.clone())),
+        owned: holdings.map(scheduler::Owned::new),
         timer: timer::Timer::default(),
         rules: current,
         published_rules: rules,

@@ -12,6 +12,7 @@
 //! link it could already know is not due.
 
 mod merge;
+mod owned;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::merge::next_page;
+pub use self::owned::Owned;
+use self::owned::Wake;
 use super::Activity;
 use super::dispatch::{Done, Job, NotSentReason, ReadPurpose};
 use super::limiter::Limiter;
@@ -67,6 +70,9 @@ pub struct Scheduler {
     pub(super) tasks: TaskTracker,
     /// Pages of stored links still arriving from the [`loader`](super::loader).
     pub(super) loading: Option<mpsc::Receiver<Vec<LinkRecord>>>,
+    /// This replica's partitions (PostgreSQL): it schedules only their
+    /// links (see [`owned`]). `None`: every link (SQLite).
+    pub(super) owned: Option<Owned>,
 }
 
 /// Replicas sharing a store wake for a link up to this much after it is due,
@@ -88,6 +94,7 @@ enum Event {
     Reload,
     Housekeeping,
     Loaded(Option<Vec<LinkRecord>>),
+    Owned(Wake),
 }
 
 /// How the loop ended.
@@ -125,6 +132,7 @@ impl Scheduler {
                     // Before firing: a fleet that is always due must not
                     // starve the rest of its links still loading.
                     page = next_page(&mut self.loading), if self.loading.is_some() => Event::Loaded(page),
+                    wake = owned::next(&mut self.owned) => Event::Owned(wake),
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
                     _ = control.tick() => Event::Control,
@@ -146,6 +154,8 @@ impl Scheduler {
                 Event::Reload => self.reload().await,
                 Event::Loaded(Some(page)) => self.load(&page),
                 Event::Loaded(None) => self.loading = None,
+                Event::Owned(Wake::Holdings) => self.on_holdings(),
+                Event::Owned(Wake::Gained(page)) => self.gained(&page),
                 Event::Housekeeping => {
                     self.housekeeping();
                     if last_prune.elapsed() >= Duration::from_secs(3600) {
@@ -250,7 +260,9 @@ impl Scheduler {
                 )
             }
             Decision::Wait { until } => {
-                let until = if self.shared {
+                // Only replicas racing for the same links need the jitter;
+                // with partitions each link has one.
+                let until = if self.shared && self.owned.is_none() {
                     until + TimeDelta::milliseconds(rand::random_range(0..CLAIM_JITTER_MS))
                 } else {
                     until
@@ -338,6 +350,18 @@ impl Scheduler {
             } => {
                 tracing::debug!(link = %self.table.get(idx).id, "claimed by another replica; reloading");
                 self.refused.push(idx);
+            }
+            Done::NotSent {
+                idx,
+                reason: NotSentReason::NotHeld,
+            } => {
+                // Dropped with its partition, or the hold is uncertain
+                // until the next heartbeat: decide again then.
+                tracing::debug!(link = %self.table.get(idx).id, "partition not held; not sent");
+                if !self.table.get(idx).removed {
+                    self.timer
+                        .schedule(&mut self.table, idx, now + TimeDelta::seconds(1));
+                }
             }
             Done::NotSent { idx, reason } => {
                 tracing::warn!(link = %self.table.get(idx).id, %reason, "request not sent");

@@ -49,6 +49,9 @@ impl Scheduler {
         self.change_seq = seq;
         let now = self.clock.now();
         for rec in &records {
+            if !self.mine(&rec.id) {
+                continue;
+            }
             let i = self.table.merge(rec);
             tracing::debug!(link = %rec.id, state = %rec.state, "link changed in the store");
             self.consider(i, now);
@@ -63,6 +66,9 @@ impl Scheduler {
     pub(super) async fn reload_refused(&mut self) {
         for idx in std::mem::take(&mut self.refused) {
             let id = self.table.get(idx).id.clone();
+            if !self.mine(&id) {
+                continue;
+            }
             match self.store.load_link(&id).await {
                 Ok(Some(rec)) => {
                     self.table.merge(&rec);
@@ -87,6 +93,9 @@ impl Scheduler {
         self.claim_seq = seq;
         let now = self.clock.now();
         for rec in &records {
+            if !self.mine(&rec.id) {
+                continue;
+            }
             let i = self.table.merge(rec);
             if !self.table.get(i).in_flight {
                 self.consider(i, now);
@@ -105,6 +114,9 @@ impl Scheduler {
             .send_replace(Arc::new(self.rules.clone()));
         let now = self.clock.now();
         for rec in &reloaded.records {
+            if !self.mine(&rec.id) {
+                continue;
+            }
             let i = self.table.merge(rec);
             self.consider(i, now);
         }
