@@ -191,14 +191,19 @@ async fn a_replica_paused_past_its_lease_never_sends_for_the_partitions_it_lost(
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let cfg = SimConfig {
+    // Slow answers and one place on the wire per replica: each replica
+    // always has POSTs whose intents are committed and which wait for the
+    // wire, the ones a pause must not let out late.
+    let mut cfg = SimConfig {
         windows: fast_windows(),
         ..SimConfig::default()
     };
+    cfg.faults.slow_response = Some(Duration::from_millis(700));
     let sim = sim::spawn(cfg.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let links = link_ids("mk_pause", 40);
-    let config = config(dir.path(), &sim, &cfg, &db.url, &links, &[], "");
+    let links = link_ids("mk_pause", 16);
+    let one_each = [("max_in_flight", "2")];
+    let config = config(dir.path(), &sim, &cfg, &db.url, &links, &one_each, "");
     let (paused, paused_port) = start(&config, "paused");
     let (other, _) = start(&config, "other");
     let store = db.open().await;
@@ -241,8 +246,8 @@ async fn a_replica_paused_past_its_lease_never_sends_for_the_partitions_it_lost(
         view(&store).await,
         paused.log()
     );
-    // Two more windows of both replicas sending.
-    let until = sim.stats().count("refresh", 202) + 2 * links.len() as u64;
+    // A few more answered POSTs of both replicas (about 3 a second here).
+    let until = sim.stats().count("refresh", 202) + 8;
     assert!(
         wait_until_async(Duration::from_secs(10), || async {
             sim.stats().count("refresh", 202) >= until
@@ -260,6 +265,12 @@ async fn a_replica_paused_past_its_lease_never_sends_for_the_partitions_it_lost(
     );
     assert_eq!(stats.violations, 0, "{stats:#?}\n{}", paused.log());
     assert_eq!(stats.retry_after_violations, 0, "{stats:#?}");
+    // It did wake with committed POSTs waiting for the wire, and dropped them.
+    assert!(
+        paused.log().contains("no longer holds the link's partition"),
+        "{}",
+        paused.log()
+    );
     drop(other);
 }
 
