@@ -159,6 +159,45 @@ async fn a_fourth_replica_owns_a_quarter_within_two_leases_and_hands_it_back_whe
         fourth.log()
     );
 
+    // The operator's view: metrics, the replicas page, `status`.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{fourth_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "linkfresh_partitions_owned 16"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("linkfresh_rebalances_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    let page = reqwest::get(format!("http://127.0.0.1:{fourth_port}/replicas"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(page.matches("data-held=\"16\"").count(), 4, "{page}");
+    let (code, out, err) = daemon::linkfresh(&["status"], &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("replicas (64 partitions, unheld: -)"), "{out}");
+    assert_eq!(out.matches(" 16 ").count(), 4, "{out}");
+    let (code, out, _) = daemon::linkfresh(&["status", "--json"], &config);
+    assert_eq!(code, 0);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        doc["replicas"]["replicas"].as_array().unwrap().len(),
+        4,
+        "{doc}"
+    );
+
     // A clean leave: its partitions go back within a heartbeat, not a lease.
     fourth.signal("TERM");
     let mut fourth = fourth;
@@ -267,7 +306,9 @@ async fn a_replica_paused_past_its_lease_never_sends_for_the_partitions_it_lost(
     assert_eq!(stats.retry_after_violations, 0, "{stats:#?}");
     // It did wake with committed POSTs waiting for the wire, and dropped them.
     assert!(
-        paused.log().contains("no longer holds the link's partition"),
+        paused
+            .log()
+            .contains("no longer holds the link's partition"),
         "{}",
         paused.log()
     );
@@ -410,4 +451,29 @@ async fn a_replica_on_an_older_config_revision_never_overwrites_the_newer_link_s
         d.signal("TERM");
         assert_eq!(d.wait(Duration::from_secs(10)), Some(0), "{}", d.log());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_configured_with_another_partition_count_exits_2_naming_both() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let cfg = SimConfig::default();
+    let sim = sim::spawn(cfg.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let links = link_ids("mk_count", 2);
+    let store = db.open().await;
+    store.ownership().unwrap().join(64).await.unwrap();
+    let path = config(dir.path(), &sim, &cfg, &db.url, &links, &[], "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("lease = ", "partitions = 32\nlease = ");
+    std::fs::write(&path, text).unwrap();
+    let (mut d, _) = start(&path, "count");
+    assert_eq!(d.wait(Duration::from_secs(15)), Some(2), "{}", d.log());
+    let log = d.log();
+    assert!(
+        log.contains("[database] partitions = 32") && log.contains("split into 64"),
+        "{log}"
+    );
 }
