@@ -46,7 +46,7 @@ impl Holdings {
     /// The fence of an intent for the link, if its partition is held and
     /// the hold is still certain at `now`.
     pub fn fence(&self, id: &str, now: Instant) -> Option<Fence> {
-        if !self.valid_until.is_some_and(|v| now < v) || self.partitions == 0 {
+        if self.valid_until.is_none_or(|v| now >= v) || self.partitions == 0 {
             return None;
         }
         let part = self.partition(id);

@@ -52,7 +52,7 @@ impl SimStats {
     /// second (ten consecutive 100 ms buckets).
     pub fn max_posts_in_any_second(&self) -> u64 {
         let mut best = 0;
-        for (&start, _) in &self.posts_per_100ms {
+        for &start in self.posts_per_100ms.keys() {
             let sum: u64 = self
                 .posts_per_100ms
                 .range(start..start + 10)
