@@ -213,6 +213,8 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         loading: (!partitioned)
             .then(|| loader::spawn(&tasks, store.clone(), cancel.clone(), store_health.clone())),
         owned: holdings.map(scheduler::Owned::new),
+        reloading: None,
+        store_health: store_health.clone(),
         timer: timer::Timer::default(),
         rules: current,
         published_rules: rules,

@@ -9,15 +9,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::{self, LinkConfig};
 use crate::policy::Rules;
-use crate::store::{LinkRecord, LinkSource, LinkSpec, Store, SyncReport};
-
-/// What a reload produced for the loop.
-pub(crate) struct Reloaded {
-    /// New policy rules.
-    pub rules: Rules,
-    /// Every non-removed link after the sync.
-    pub records: Vec<LinkRecord>,
-}
+use crate::store::{LinkSource, LinkSpec, Store, SyncReport};
 
 /// The store's view of the configured links. Takes them rather than
 /// copying them: with a million links the copies were a hundred megabytes
@@ -47,9 +39,13 @@ pub(crate) fn log_if_behind(report: &SyncReport, number: i64) {
     }
 }
 
-/// Re-reads the config and syncs it into the store; `None` (the running
-/// configuration is kept) when the new one is invalid or the sync fails.
-pub(crate) async fn reload(path: &Path, store: &Arc<dyn Store>, clock: Clock) -> Option<Reloaded> {
+/// Re-reads the config and syncs it into the store; returns the new rules,
+/// or `None` (the running configuration is kept) when the new one is
+/// invalid or the sync fails. The synced links are then streamed in pages by
+/// the [`loader`](super::loader), as at start, not loaded whole: a million
+/// links loaded at once held the records beside the table (hundreds of
+/// megabytes more) and stalled the loop until the last one was read.
+pub(crate) async fn reload(path: &Path, store: &Arc<dyn Store>, clock: Clock) -> Option<Rules> {
     crate::notify::reloading();
     let mut config = match config::load(path) {
         Ok(c) => c,
@@ -60,28 +56,28 @@ pub(crate) async fn reload(path: &Path, store: &Arc<dyn Store>, clock: Clock) ->
         }
     };
     let specs = link_specs(std::mem::take(&mut config.links));
-    let result = async {
-        let report = store
-            .sync_config_numbered(
-                config.revision_number,
-                &config.revision,
-                &specs,
-                clock.now(),
-            )
-            .await?;
-        log_if_behind(&report, config.revision_number);
-        drop(specs);
-        store.load_links().await
+    let result = store
+        .sync_config_numbered(
+            config.revision_number,
+            &config.revision,
+            &specs,
+            clock.now(),
+        )
+        .await;
+    drop(specs);
+    if let Ok(report) = &result {
+        log_if_behind(report, config.revision_number);
     }
-    .await;
     crate::notify::ready();
     match result {
-        Ok(records) => {
-            tracing::info!(links = records.len(), "configuration reloaded");
-            Some(Reloaded {
-                rules: config.rules,
-                records,
-            })
+        Ok(report) => {
+            tracing::info!(
+                added = report.added,
+                removed = report.removed,
+                changed = report.changed,
+                "configuration reloaded"
+            );
+            Some(config.rules)
         }
         Err(e) => {
             tracing::error!(error = %e, "reload failed in the store: keeping the running configuration");

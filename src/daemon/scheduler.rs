@@ -23,7 +23,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::merge::next_page;
+use self::merge::{Reloading, next_page, next_reload_page};
 pub use self::owned::Owned;
 use self::owned::Wake;
 use super::Activity;
@@ -38,6 +38,7 @@ use crate::clock::Clock;
 use crate::domain::LinkState;
 use crate::health::Heartbeat;
 use crate::policy::{Decision, Rules, decide, evaluate};
+use crate::store::health::StoreHealth;
 use crate::store::{LinkPatch, LinkRecord, Outcome, Store};
 
 /// Everything the loop owns or talks to.
@@ -73,6 +74,10 @@ pub struct Scheduler {
     /// This replica's partitions (PostgreSQL): it schedules only their
     /// links (see [`owned`]). `None`: every link (SQLite).
     pub(super) owned: Option<Owned>,
+    /// A reload whose links are still arriving.
+    pub(super) reloading: Option<Reloading>,
+    /// Told when a page of links cannot be read (`/readyz`).
+    pub(super) store_health: StoreHealth,
 }
 
 /// Replicas sharing a store wake for a link up to this much after it is due,
@@ -95,6 +100,7 @@ enum Event {
     Housekeeping,
     Loaded(Option<Vec<LinkRecord>>),
     Owned(Wake),
+    Reloaded(Option<Vec<LinkRecord>>),
 }
 
 /// How the loop ended.
@@ -133,6 +139,7 @@ impl Scheduler {
                     // starve the rest of its links still loading.
                     page = next_page(&mut self.loading), if self.loading.is_some() => Event::Loaded(page),
                     wake = owned::next(&mut self.owned) => Event::Owned(wake),
+                    page = next_reload_page(&mut self.reloading), if self.reloading.is_some() => Event::Reloaded(page),
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
                     _ = control.tick() => Event::Control,
@@ -156,6 +163,8 @@ impl Scheduler {
                 Event::Loaded(None) => self.loading = None,
                 Event::Owned(Wake::Holdings) => self.on_holdings(),
                 Event::Owned(Wake::Gained(page)) => self.gained(&page),
+                Event::Reloaded(Some(page)) => self.reload_page(&page),
+                Event::Reloaded(None) => self.reload_done(),
                 Event::Housekeeping => {
                     self.housekeeping();
                     if last_prune.elapsed() >= Duration::from_secs(3600) {

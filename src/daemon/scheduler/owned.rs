@@ -123,6 +123,7 @@ impl Scheduler {
                 continue;
             }
             let i = self.table.merge(rec);
+            self.merged(i);
             if !self.table.get(i).in_flight {
                 self.timer.schedule(&mut self.table, i, now);
             }
