@@ -18,6 +18,10 @@ use crate::policy::partitions::partition_of;
 use crate::store::Store;
 use crate::store::ownership::Fence;
 
+/// How long a starting replica waits after announcing itself before it
+/// takes partitions.
+const JOIN_PAUSE: Duration = Duration::from_secs(1);
+
 /// The partitions this replica holds, as of its last successful heartbeat.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Holdings {
@@ -91,6 +95,16 @@ impl Membership {
         let Some(ownership) = self.store.ownership() else {
             return;
         };
+        // Announce first, and take partitions a moment later (at most a
+        // second), when replicas started together all count as live.
+        if let Err(e) = ownership.register(&self.replica, self.lease).await {
+            tracing::warn!(error = %e, "could not announce this replica; taking partitions at once");
+        } else {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Self::every(self.lease).min(JOIN_PAUSE)) => {}
+            }
+        }
         let settle = self.request_timeout * SETTLE_TIMEOUTS;
         let mut lapsed_logged = false;
         let mut leaving: Vec<u32> = Vec::new();

@@ -92,6 +92,19 @@ impl Ownership for PgStore {
         Ok(())
     }
 
+    async fn register(&self, replica: &str, lease: Duration) -> Result<(), StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO replicas (id, started_at, heartbeat_at, lease_until) \
+             VALUES ($1, {NOW_MS}, {NOW_MS}, {NOW_MS} + $2) ON CONFLICT (id) DO UPDATE \
+             SET heartbeat_at = excluded.heartbeat_at, lease_until = excluded.lease_until"
+        )))
+        .bind(replica)
+        .bind(ms_of(lease))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     #[tracing::instrument(skip_all, fields(replica = %replica))]
     async fn tick(
         &self,

@@ -71,6 +71,32 @@ fn story(d: &DaemonProcess) -> String {
         .join("\n")
 }
 
+/// How many links a daemon loaded for the partitions it gained, from its log.
+fn links_loaded(d: &DaemonProcess) -> usize {
+    let mut plain = String::new();
+    let mut in_escape = false;
+    for c in d.log().chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => plain.push(c),
+        }
+    }
+    plain
+        .lines()
+        .filter(|l| l.contains("loaded the links of gained partitions"))
+        .filter_map(|l| {
+            l.split(" links=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
+}
+
 async fn view(store: &Arc<dyn Store>) -> FleetView {
     store.ownership().unwrap().view().await.unwrap()
 }
@@ -127,6 +153,12 @@ async fn a_fourth_replica_owns_a_quarter_within_two_leases_and_hands_it_back_whe
         replicas[0].0.log()
     );
 
+    // Started together, they split the fleet from their first tick.
+    let loaded: Vec<usize> = replicas.iter().map(|(d, _)| links_loaded(d)).collect();
+    eprintln!(
+        "links each replica loaded at start (of {}): {loaded:?}",
+        links.len()
+    );
     let joined = Instant::now();
     let (fourth, fourth_port) = start(&config, "r3");
     assert!(
