@@ -14,3 +14,4 @@ mod daemon_process;
 mod deploy_runtime;
 mod partitions_pg;
 mod replicas_pg;
+mod rolling_pg;

@@ -3,9 +3,8 @@
 //! replica takes about a quarter of the partitions within two leases and a
 //! leaving one hands its share back; a replica paused past its lease
 //! (SIGSTOP) sends nothing for the partitions it lost; the fleet's rate is
-//! the setting, not the setting per replica; and a replica on an older
-//! config revision never overwrites the newer link set. Skipped, loudly,
-//! unless `LINKFRESH_TEST_PG_URL` or `DATABASE_URL` names a server.
+//! the setting, not the setting per replica. Skipped, loudly, unless
+//! `LINKFRESH_TEST_PG_URL` or `DATABASE_URL` names a server.
 
 use crate::daemon;
 use crate::store_common;
@@ -20,11 +19,11 @@ use linkfresh::store::ownership::FleetView;
 use store_common::TestDb;
 
 /// `[database] lease` of these replicas.
-const LEASE: Duration = Duration::from_secs(3);
+pub(crate) const LEASE: Duration = Duration::from_secs(3);
 
 /// A config on PostgreSQL with a short lease; `moneykit` replaces keys of
 /// the `[moneykit]` table (e.g. the rate), `top` goes before every table.
-fn config(
+pub(crate) fn config(
     dir: &std::path::Path,
     sim: &sim::SimHandle,
     cfg: &SimConfig,
@@ -51,7 +50,7 @@ fn config(
     path
 }
 
-fn start(config: &std::path::Path, tag: &str) -> (DaemonProcess, u16) {
+pub(crate) fn start(config: &std::path::Path, tag: &str) -> (DaemonProcess, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let d = DaemonProcess::spawn_with_env(
@@ -408,113 +407,4 @@ async fn three_replicas_keep_the_fleet_within_its_rate_not_three_times_it() {
     );
     assert!(posts.iter().all(|n| *n > 0), "{posts:?}");
     assert_eq!(stats.violations, 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_on_an_older_config_revision_never_overwrites_the_newer_link_set() {
-    let Some(db) = TestDb::postgres().await else {
-        return;
-    };
-    let cfg = SimConfig {
-        windows: fast_windows(),
-        ..SimConfig::default()
-    };
-    let sim = sim::spawn(cfg.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let new_links = link_ids("mk_new", 6);
-    let old_links = link_ids("mk_old", 6);
-    let new = config(
-        dir.path(),
-        &sim,
-        &cfg,
-        &db.url,
-        &new_links,
-        &[],
-        "revision = 2\n",
-    );
-    let old = config(
-        dir.path(),
-        &sim,
-        &cfg,
-        &db.url,
-        &old_links,
-        &[],
-        "revision = 1\n",
-    );
-    let (mut newer, _) = start(&new, "new");
-    let store = db.open().await;
-    assert!(
-        wait_until_async(Duration::from_secs(10), || async {
-            store.load_links().await.unwrap().len() == 6
-        })
-        .await
-    );
-    let (mut older, _) = start(&old, "old");
-    assert!(
-        daemon::wait_until(Duration::from_secs(10), || older.log().contains("behind")
-            && older.log().contains("linkfresh is running"))
-        .await,
-        "{}",
-        older.log()
-    );
-    // A reload of the old config is refused the same way.
-    older.signal("HUP");
-    assert!(
-        daemon::wait_until(Duration::from_secs(10), || older
-            .log()
-            .matches("behind")
-            .count()
-            >= 2)
-        .await,
-        "{}",
-        older.log()
-    );
-    let ids: Vec<String> = store
-        .load_links()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.id.to_string())
-        .collect();
-    assert_eq!(ids, new_links);
-    assert!(
-        wait_until_async(Duration::from_secs(10), || async {
-            sim.stats().count("refresh", 202) >= 6
-        })
-        .await
-    );
-    let stats = sim.stats();
-    assert!(
-        stats.posts_per_link.keys().all(|l| l.starts_with("mk_new")),
-        "{stats:#?}"
-    );
-    for d in [&mut newer, &mut older] {
-        d.signal("TERM");
-        assert_eq!(d.wait(Duration::from_secs(10)), Some(0), "{}", d.log());
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_configured_with_another_partition_count_exits_2_naming_both() {
-    let Some(db) = TestDb::postgres().await else {
-        return;
-    };
-    let cfg = SimConfig::default();
-    let sim = sim::spawn(cfg.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let links = link_ids("mk_count", 2);
-    let store = db.open().await;
-    store.ownership().unwrap().join(64).await.unwrap();
-    let path = config(dir.path(), &sim, &cfg, &db.url, &links, &[], "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("lease = ", "partitions = 32\nlease = ");
-    std::fs::write(&path, text).unwrap();
-    let (mut d, _) = start(&path, "count");
-    assert_eq!(d.wait(Duration::from_secs(15)), Some(2), "{}", d.log());
-    let log = d.log();
-    assert!(
-        log.contains("[database] partitions = 32") && log.contains("split into 64"),
-        "{log}"
-    );
 }
