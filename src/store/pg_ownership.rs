@@ -116,6 +116,14 @@ impl Ownership for PgStore {
         let lease = ms_of(lease);
         let settle = ms_of(settle);
         let mut tx = self.pool.begin().await?;
+        // A heartbeat that cannot get its locks within a third of a lease
+        // fails and is retried, rather than waiting while its lease runs out.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL lock_timeout = {}",
+            (lease / 3).max(100)
+        )))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(FLEET_LOCK)
             .execute(&mut *tx)
@@ -179,19 +187,25 @@ impl Ownership for PgStore {
                 _ => {}
             }
         }
-        let mut changed: Vec<i32> = keep
-            .iter()
-            .chain(&release)
-            .chain(&acquire)
-            .copied()
-            .collect();
-        changed.sort_unstable();
-        // In ascending order, as intents take theirs (see `sql::intents`):
-        // two transactions locking partitions never wait on each other in a cycle.
+        let mut own: Vec<i32> = keep.iter().chain(&release).copied().collect();
+        own.sort_unstable();
+        // Its own partitions in ascending order, as intents take theirs
+        // (see `sql::intents`): two transactions locking partitions never
+        // wait on each other in a cycle. Only this replica's intents lock
+        // them, briefly.
         sqlx::query("SELECT part FROM partitions WHERE part = ANY($1) ORDER BY part FOR UPDATE")
-            .bind(&changed)
+            .bind(&own)
             .execute(&mut *tx)
             .await?;
+        // Others' without waiting: one still locked by an intent transaction
+        // of a paused replica (until the server ends that session, see
+        // `postgres::IDLE_IN_TRANSACTION`) is taken at a later tick.
+        let acquire: Vec<i32> = sqlx::query_scalar(
+            "SELECT part FROM partitions WHERE part = ANY($1) ORDER BY part FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&acquire)
+        .fetch_all(&mut *tx)
+        .await?;
         sqlx::query("UPDATE partitions SET lease_until = $2 WHERE part = ANY($1) AND holder = $3")
             .bind(&keep)
             .bind(now + lease)

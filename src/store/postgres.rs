@@ -25,7 +25,8 @@ pub type PgStore = SqlStore<Postgres>;
 impl SqlStore<Postgres> {
     /// Connects to `url` and applies the PostgreSQL migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?;
+        let options = PgConnectOptions::from_str(url)?
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]);
         let location = format!(
             "postgres://{}@{}:{}/{}",
             options.get_username(),
@@ -156,6 +157,10 @@ impl Dialect for Postgres {
         pool: &PgPool,
     ) -> Result<Option<sqlx::Transaction<'static, Postgres>>, StoreError> {
         let mut tx = pool.begin().await?;
+        // Held idle while other connections write the sync, maybe minutes.
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SYNC_LOCK)
             .execute(&mut *tx)
@@ -183,6 +188,16 @@ impl Dialect for Postgres {
         Some(store)
     }
 }
+
+/// How long the server lets a session of ours sit inside a transaction
+/// without a statement before it ends the session, releasing its locks. A
+/// replica paused (SIGSTOP, a frozen VM) in the middle of an intent
+/// transaction holds its partitions' rows; without this the others could
+/// neither take those partitions nor, waiting on them, renew their own.
+/// Our transactions send their statements back to back (milliseconds
+/// apart), so only a stopped process reaches it; the paused replica's
+/// transaction then fails, and its POSTs are not sent.
+pub const IDLE_IN_TRANSACTION: &str = "5s";
 
 /// Key of the advisory lock that serializes `sync_config` ("lfsync").
 const SYNC_LOCK: i64 = 0x6c66_7379_6e63;

@@ -134,6 +134,7 @@ async fn a_fourth_replica_owns_a_quarter_within_two_leases_and_hands_it_back_whe
     let Some(db) = TestDb::postgres().await else {
         return;
     };
+    let _fleet = crate::PG_FLEET.lock().await;
     let cfg = SimConfig {
         windows: fast_windows(),
         ..SimConfig::default()
@@ -261,6 +262,7 @@ async fn a_replica_paused_past_its_lease_never_sends_for_the_partitions_it_lost(
     let Some(db) = TestDb::postgres().await else {
         return;
     };
+    let _fleet = crate::PG_FLEET.lock().await;
     // Slow answers and one place on the wire per replica: each replica
     // always has POSTs whose intents are committed and which wait for the
     // wire, the ones a pause must not let out late.
@@ -282,8 +284,9 @@ async fn a_replica_paused_past_its_lease_never_sends_for_the_partitions_it_lost(
         "{:#?}",
         view(&store).await
     );
+    // Each link is read once (0.7 s, one at a time) before its first POST.
     assert!(
-        wait_until_async(Duration::from_secs(6), || async {
+        wait_until_async(Duration::from_secs(15), || async {
             refresh_posts(paused_port).await > 0
         })
         .await,
@@ -351,6 +354,7 @@ async fn three_replicas_keep_the_fleet_within_its_rate_not_three_times_it() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
+    let _fleet = crate::PG_FLEET.lock().await;
     let cfg = SimConfig {
         windows: fast_windows(),
         ..SimConfig::default()

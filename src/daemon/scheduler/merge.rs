@@ -60,7 +60,11 @@ impl Scheduler {
             tracing::debug!(link = %rec.id, state = %rec.state, "link changed in the store");
             self.consider(i, now);
         }
-        if self.shared {
+        // With partitions nobody else claims this replica's links (but for
+        // a handover's first moments, which a refused claim and its reload
+        // cover): reading every other replica's claims each second would
+        // cost each replica the whole fleet's traffic again.
+        if self.shared && self.owned.is_none() {
             self.poll_claims().await;
         }
     }
