@@ -112,7 +112,13 @@
 //!   no later than the database's lease) and drops the send otherwise (its
 //!   intent already counts it as sent, so at worst a refresh is skipped).
 //!   Only a pause between that check and the bytes leaving the socket
-//!   remains, microseconds wide.
+//!   remains, microseconds wide. A replica paused *inside* a transaction
+//!   would hold its partitions' rows (and stall the others' heartbeats
+//!   waiting on them): the server ends any of our sessions idle in a
+//!   transaction for 5 s (`postgres::IDLE_IN_TRANSACTION`), heartbeats take
+//!   others' partitions with `SKIP LOCKED` and stop waiting for a lock after
+//!   a third of a lease, so the others go on and take its partitions a few
+//!   seconds later; its transaction fails, and its POSTs are not sent.
 //! - **Clock skew**: leases never use a replica's wall clock: the database
 //!   stamps and judges them, and each replica measures its own hold with a
 //!   monotonic clock from *before* the heartbeat, so it always stops
