@@ -4,11 +4,11 @@
 //! a token obtained), `/` and `/links/{id}` (the read-only fleet pages, see
 //! [`fleet`]) and `/api/...` (the admin API, see [`admin_api`]).
 
-pub mod admin_api;
+pub(crate) mod admin_api;
 pub mod fleet;
 mod html;
-pub mod listener;
-pub mod replicas;
+pub(crate) mod listener;
+pub(crate) mod replicas;
 
 use std::sync::Arc;
 use std::time::Duration;

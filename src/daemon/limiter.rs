@@ -126,7 +126,8 @@ impl Limiter {
         }
     }
 
-    /// The current rate, requests per second.
+    /// The current rate, requests per second (the tests' view of a slow-down).
+    #[cfg(test)]
     pub fn rate(&self) -> u32 {
         self.state.lock().map(|s| s.rate).unwrap_or(self.max)
     }

@@ -27,8 +27,8 @@
 //! An operator's `refresh` marks products as wanted at their window end; such
 //! a product neither rides along nor coalesces.
 
-pub mod backoff;
-pub mod cadence;
+pub(crate) mod backoff;
+pub(crate) mod cadence;
 pub mod cadences;
 pub mod partitions;
 pub mod phase;

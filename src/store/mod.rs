@@ -157,14 +157,14 @@
 
 mod attempts;
 pub mod fleet;
-pub mod health;
-pub mod owner;
+pub(crate) mod health;
+pub(crate) mod owner;
 pub mod ownership;
 mod pg_ownership;
 mod records;
 mod sql;
 
-pub mod postgres;
+pub(crate) mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 
 #[path = "../common/daemon.rs"]
 mod daemon;
-#[path = "../common/store.rs"]
+#[path = "../common/store/mod.rs"]
 mod store_common;
 
 /// Held by the tests that run a fleet of daemon processes on PostgreSQL:
@@ -18,6 +18,7 @@ pub(crate) static PG_FLEET: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_n
 mod daemon_e2e;
 mod daemon_process;
 mod deploy_runtime;
+mod notify_socket;
 mod partitions_pg;
 mod replicas_pg;
 mod rolling_pg;
