@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::share::{FleetShare, SETTLE_TIMEOUTS};
-use crate::policy::partitions::partition_of;
+use crate::policy::partitions::{assign, partition_of};
 use crate::store::Store;
 use crate::store::ownership::Fence;
 
@@ -113,7 +113,7 @@ impl Membership {
             // Given back only once the share no longer counts them.
             let ready: &[u32] = if self.share.shrunk() { &leaving } else { &[] };
             match ownership
-                .tick(&self.replica, self.lease, settle, ready)
+                .tick(&self.replica, self.lease, settle, ready, assign)
                 .await
             {
                 Ok(tick) => {

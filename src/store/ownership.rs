@@ -49,6 +49,12 @@ pub struct Tick {
     pub rebalanced: bool,
 }
 
+/// The target assignment: the holder each partition should have, given the
+/// live replicas and the current holders. The daemon passes
+/// `policy::partitions::assign`; the store only applies it (it depends on
+/// the domain, never on the policy).
+pub type Assign = fn(&[String], &[Option<String>]) -> Vec<Option<String>>;
+
 /// One replica as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReplicaView {
@@ -116,7 +122,7 @@ pub trait Ownership: Send + Sync {
 
     /// One heartbeat, in one short transaction: renews this replica's
     /// lease and those of the partitions it keeps, releases what the
-    /// target assignment gives to others among `ready` (the rest it keeps
+    /// target assignment (`assign`) gives to others among `ready` (the rest it keeps
     /// for now: [`Tick::leaving`]), acquires (bumping the epoch) what the
     /// target gives to this replica and nobody holds under an unexpired
     /// lease. Every lease is in the database's clock. `settle`: how long
@@ -128,6 +134,7 @@ pub trait Ownership: Send + Sync {
         lease: Duration,
         settle: Duration,
         ready: &[u32],
+        assign: Assign,
     ) -> Result<Tick, StoreError>;
 
     /// Leaves the fleet at shutdown: releases every partition at once so

@@ -9,12 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::{Postgres, Row};
 
-use super::ownership::{FleetView, Ownership, ReplicaView, Tick};
+use super::ownership::{Assign, FleetView, Ownership, ReplicaView, Tick};
 use super::postgres::PgStore;
 use super::records::parse_page;
 use super::sql::statements::PAGE;
 use super::{LinkRecord, StoreError};
-use crate::policy::partitions::assign;
 
 /// The database's clock, unix milliseconds.
 const NOW_MS: &str = "(EXTRACT(EPOCH FROM now()) * 1000)::bigint";
@@ -112,6 +111,7 @@ impl Ownership for PgStore {
         lease: Duration,
         settle: Duration,
         ready: &[u32],
+        assign: Assign,
     ) -> Result<Tick, StoreError> {
         let lease = ms_of(lease);
         let settle = ms_of(settle);

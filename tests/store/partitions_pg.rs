@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use linkfresh::policy::partitions::partition_of;
+use linkfresh::policy::partitions::{assign, partition_of};
 use linkfresh::store::ownership::{Fence, Ownership};
 use linkfresh::store::{Store, StoreError};
 
@@ -30,7 +30,7 @@ async fn tick_all(store: &dyn Store, replicas: &[&str], rounds: usize) -> Vec<us
     for _ in 0..rounds {
         for (i, r) in replicas.iter().enumerate() {
             let tick = own(store)
-                .tick(r, LEASE, SETTLE, &leaving[i])
+                .tick(r, LEASE, SETTLE, &leaving[i], assign)
                 .await
                 .unwrap();
             held[i] = tick.held.len() + tick.leaving.len();
@@ -66,7 +66,7 @@ async fn the_partition_count_is_fixed_by_the_first_replica_and_another_is_refuse
     );
     assert_eq!(
         own(&*store)
-            .tick("r0", LEASE, SETTLE, &[])
+            .tick("r0", LEASE, SETTLE, &[], assign)
             .await
             .unwrap()
             .partitions,
@@ -107,12 +107,15 @@ async fn replicas_split_the_partitions_evenly_and_a_fourth_takes_a_quarter_movin
     );
     // r3's partitions were given back by replicas that had shrunk their
     // share first: they count toward its limits at once.
-    let r3 = own(&*store).tick("r3", LEASE, SETTLE, &[]).await.unwrap();
+    let r3 = own(&*store)
+        .tick("r3", LEASE, SETTLE, &[], assign)
+        .await
+        .unwrap();
     assert_eq!((r3.held.len(), r3.settled, r3.partitions), (16, 16, 64));
     // r3 lapses (a 1 ms lease): the others take its partitions, but count
     // them only `settle` after its lease ended (its last requests).
     own(&*store)
-        .tick("r3", Duration::from_millis(1), SETTLE, &[])
+        .tick("r3", Duration::from_millis(1), SETTLE, &[], assign)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -120,11 +123,14 @@ async fn replicas_split_the_partitions_evenly_and_a_fourth_takes_a_quarter_movin
     assert_eq!(three.iter().sum::<usize>(), 64, "{three:?}");
     let (mut held, mut settled, mut at_once) = (0, 0, 0);
     for r in ["r0", "r1", "r2"] {
-        let t = own(&*store).tick(r, LEASE, SETTLE, &[]).await.unwrap();
+        let t = own(&*store)
+            .tick(r, LEASE, SETTLE, &[], assign)
+            .await
+            .unwrap();
         held += t.held.len();
         settled += t.settled as usize;
         at_once += own(&*store)
-            .tick(r, LEASE, Duration::ZERO, &[])
+            .tick(r, LEASE, Duration::ZERO, &[], assign)
             .await
             .unwrap()
             .settled as usize;
@@ -186,7 +192,10 @@ async fn an_intent_is_written_only_while_its_replica_holds_the_partition_at_its_
         .await
         .unwrap();
     let part = partition_of("mk_f", 4);
-    let first = own(&*store).tick("r0", LEASE, SETTLE, &[]).await.unwrap();
+    let first = own(&*store)
+        .tick("r0", LEASE, SETTLE, &[], assign)
+        .await
+        .unwrap();
     let epoch = first.held.iter().find(|(p, _)| *p == part).unwrap().1;
     let fenced = |owner: &str, at: i64, epoch: i64| {
         let mut i = claimed("mk_f", "accounts", t(at), None, owner);
@@ -210,7 +219,10 @@ async fn an_intent_is_written_only_while_its_replica_holds_the_partition_at_its_
     };
     // r0 leaves; r1 takes the partition at a new epoch.
     own(&*store).leave("r0").await.unwrap();
-    let second = own(&*store).tick("r1", LEASE, SETTLE, &[]).await.unwrap();
+    let second = own(&*store)
+        .tick("r1", LEASE, SETTLE, &[], assign)
+        .await
+        .unwrap();
     let new_epoch = second.held.iter().find(|(p, _)| *p == part).unwrap().1;
     assert!(new_epoch > epoch);
     let refused = store.record_intents(&[known(20)]).await.unwrap();
@@ -224,7 +236,7 @@ async fn an_intent_is_written_only_while_its_replica_holds_the_partition_at_its_
     // A lease that lapsed refuses even though nobody took the partition.
     own(&*store).leave("r1").await.unwrap();
     let short = own(&*store)
-        .tick("r2", Duration::from_millis(100), SETTLE, &[])
+        .tick("r2", Duration::from_millis(100), SETTLE, &[], assign)
         .await
         .unwrap();
     let epoch = short.held.iter().find(|(p, _)| *p == part).unwrap().1;
