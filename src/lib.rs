@@ -36,9 +36,12 @@
 //!   (`outcome.rs` for a POST, `read_outcome.rs` for a read, park reasons
 //!   once in `parked.rs`) → writer (group commit). A reload syncs the
 //!   config, publishes the new rules on a `watch` channel and streams the
-//!   links back through the paged loader.
+//!   links back through the paged loader. On PostgreSQL `membership.rs`
+//!   heartbeats and holds partitions, `share.rs` sizes this replica's
+//!   share of the fleet's limits, and `scheduler/owned.rs` keeps only the
+//!   held partitions' links in the table.
 //! - [`server`]: metrics, health, fleet pages (`fleet.rs`, its sections and
-//!   the link page below `fleet/`) and admin API; [`webhook`]: the
+//!   the link page below `fleet/`; the replicas in `replicas.rs`) and admin API; [`webhook`]: the
 //!   verified webhook receiver. They read shared handles only: the
 //!   [`health::Heartbeat`], the store's health, the rules in force (the
 //!   `watch` receiver the daemon publishes to), and write through the store.
@@ -47,7 +50,8 @@
 //! - [`store`]: the durable state behind one trait, SQLite or PostgreSQL,
 //!   with write-ahead intents so a crash never doubles a refresh; the shared
 //!   SQL in `store/sql/` by concern, multi-row texts built once
-//!   (`sql/texts.rs`).
+//!   (`sql/texts.rs`); partitioned ownership among replicas in
+//!   `ownership.rs` (what the daemon asks) and `pg_ownership.rs`.
 //! - [`moneykit`]: the API client and wire types (typed outcomes, single-flight
 //!   OAuth tokens); [`sim`]: a faithful MoneyKit simulator reusing those wire
 //!   types, for the demo and every end-to-end test.
@@ -55,8 +59,9 @@
 //!   (errors name file, key and what is allowed; exit 2): `check.rs` walks
 //!   the file, `checker.rs` checks single values, `check_links.rs` the links.
 //! - [`policy`]: the pure scheduling rules (windows, cadence and its stored
-//!   form, backoff, riding along, coalescing, batching) and the forward
-//!   simulation behind `plan`. No clock, no I/O; proven by property tests.
+//!   form, backoff, riding along, coalescing, batching), the forward
+//!   simulation behind `plan`, and which replica holds which partition
+//!   (`partitions.rs`). No clock, no I/O; proven by property tests.
 //! - [`domain`], [`duration`], [`secret`], [`retry_after`], [`clock`],
 //!   [`health`]: shared vocabulary — link ids, products, link states, the one
 //!   bounded duration parse, redacted secrets, `Retry-After`, the one clock
