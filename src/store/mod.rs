@@ -140,7 +140,7 @@
 //!   (`synchronous_commit = on` with a synchronous standby) closes this.
 //!   While no database answers, nobody commits, so nobody sends.
 //!
-//! //! SQLite serves one daemon, held by the [`owner`] lock on the file, so the
+//! SQLite serves one daemon, held by the [`owner`] lock on the file, so the
 //! daemon sends its intents there without a claim; the store still honours
 //! a claim on SQLite (tools and tests use it), where it only refuses in the
 //! rare race of a claim decided on a state that a write just changed.
