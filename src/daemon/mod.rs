@@ -23,7 +23,9 @@ mod reload;
 mod replica;
 pub(crate) mod scheduler;
 pub(crate) mod share;
+mod slot;
 pub(crate) mod table;
+mod tags;
 pub(crate) mod timer;
 pub(crate) mod writer;
 
@@ -206,8 +208,10 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     });
 
     let current = Rules::clone(&rules.borrow());
+    let mut table = table::LinkTable::default();
+    table.set_profiles(current.profiles.clone());
     let scheduler = scheduler::Scheduler {
-        table: table::LinkTable::default(),
+        table,
         // Every link at once on SQLite; on PostgreSQL those of each
         // partition as it is gained (see `scheduler::Owned`).
         loading: (!partitioned)

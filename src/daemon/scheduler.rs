@@ -147,6 +147,8 @@ impl Scheduler {
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
                     _ = control.tick() => Event::Control,
+                    // The admin API wrote a change to act on now (issue 17).
+                    () = self.heartbeat.changed.notified() => Event::Control,
                     Some(()) = self.reload.recv() => Event::Reload,
                     _ = housekeeping.tick() => Event::Housekeeping,
                 }

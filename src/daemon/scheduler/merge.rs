@@ -125,6 +125,9 @@ impl Scheduler {
             return;
         };
         self.rules = rules;
+        // Profiles may have changed: each link is resolved again as its
+        // page of the reload arrives.
+        self.table.set_profiles(self.rules.profiles.clone());
         self.published_rules
             .send_replace(Arc::new(self.rules.clone()));
         let stop = CancellationToken::new();

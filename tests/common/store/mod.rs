@@ -11,13 +11,14 @@ mod optional;
 mod batches;
 mod claims;
 mod controls;
+mod demand;
 mod outcomes;
 mod sync;
 
 // The checks, for `conformance_tests!`; binaries that only borrow the
 // fixtures (`tests/daemon`) leave them unused.
 #[allow(unused_imports)]
-pub use self::{batches::*, claims::*, controls::*, outcomes::*, sync::*};
+pub use self::{batches::*, claims::*, controls::*, demand::*, outcomes::*, sync::*};
 
 use std::sync::Arc;
 
