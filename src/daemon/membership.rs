@@ -18,10 +18,6 @@ use crate::policy::partitions::{assign, partition_of};
 use crate::store::Store;
 use crate::store::ownership::Fence;
 
-/// How long a starting replica waits after announcing itself before it
-/// takes partitions.
-const JOIN_PAUSE: Duration = Duration::from_secs(1);
-
 /// The partitions this replica holds, as of its last successful heartbeat.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Holdings {
@@ -95,16 +91,12 @@ impl Membership {
         let Some(ownership) = self.store.ownership() else {
             return;
         };
-        // Announce first, and take partitions a moment later (at most a
-        // second), when replicas started together all count as live.
-        if let Err(e) = ownership.register(&self.replica, self.lease).await {
-            tracing::warn!(error = %e, "could not announce this replica; taking partitions at once");
-        } else {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(Self::every(self.lease).min(JOIN_PAUSE)) => {}
-            }
-        }
+        // Decision: take partitions at the first heartbeat. Waiting a moment
+        // after announcing (so that replicas started together split the
+        // fleet at once, rather than the first loading it all and giving
+        // two thirds back at its next heartbeat) delayed a single replica's
+        // first refresh by that moment, and an on-demand refresh must leave
+        // within a second of start.
         let settle = self.request_timeout * SETTLE_TIMEOUTS;
         let mut lapsed_logged = false;
         let mut leaving: Vec<u32> = Vec::new();

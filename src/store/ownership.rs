@@ -114,12 +114,6 @@ pub trait Ownership: Send + Sync {
     /// `partitions` is the stored one ([`StoreError::PartitionsMismatch`]).
     async fn join(&self, partitions: u32) -> Result<(), StoreError>;
 
-    /// Announces this replica (a heartbeat that takes nothing), so that
-    /// replicas starting together see each other at their first tick and
-    /// split the partitions at once, instead of the first one loading the
-    /// whole fleet and giving two thirds back a moment later.
-    async fn register(&self, replica: &str, lease: Duration) -> Result<(), StoreError>;
-
     /// One heartbeat, in one short transaction: renews this replica's
     /// lease and those of the partitions it keeps, releases what the
     /// target assignment (`assign`) gives to others among `ready` (the rest it keeps

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::{Postgres, Row};
 
 use super::ownership::{Assign, FleetView, Ownership, ReplicaView, Tick};
-use super::postgres::PgStore;
+use super::postgres::{JSON_PAGE, PgStore};
 use super::records::parse_page;
 use super::sql::statements::PAGE;
 use super::{LinkRecord, StoreError};
@@ -25,17 +25,20 @@ const FLEET_LOCK: i64 = 0x6c_6666_6c65_6574;
 /// Dead replicas' rows stay this long past their lease, for `status`.
 const KEEP_DEAD_MS: i64 = 60_000;
 
-/// One page of the links of some partitions, as `JSON_PAGE` (`$3` the
-/// partition count, `$4` the partitions).
-const PARTS_PAGE: &str = "SELECT COALESCE(json_agg(json_build_array(\
-    l.id, l.products, l.cadence, l.source, l.state, l.reason, l.removed, l.created_at, \
-    l.updated_at, l.backoff_until, l.failures, l.change_seq, \
-    (SELECT COALESCE(json_agg(json_build_array(s.product, s.last_requested_at, \
-        s.server_refreshed_at, s.server_attempted_at, s.next_due_at, s.failures, \
-        s.backoff_until, s.parked_reason, s.refresh_requested)), '[]'::json) \
-        FROM schedules s WHERE s.link_id = l.id)) ORDER BY l.id), '[]'::json)::text, max(l.id) \
-    FROM (SELECT * FROM links WHERE removed = FALSE AND id > $1 \
-          AND (part_hash % $3)::int4 = ANY($4) ORDER BY id LIMIT $2) l";
+/// Where `JSON_PAGE` picks its page of links, and the same for some
+/// partitions only (`$3` the partition count, `$4` the partitions).
+const PAGE_FILTER: (&str, &str) = (
+    "id > $1 ORDER BY id LIMIT $2",
+    "id > $1 AND (part_hash % $3)::int4 = ANY($4) ORDER BY id LIMIT $2",
+);
+
+/// One page of the links of some partitions: the start-up page
+/// (`postgres::JSON_PAGE`, so both decode alike as its columns change)
+/// with the partitions' filter.
+fn parts_page() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| JSON_PAGE.replacen(PAGE_FILTER.0, PAGE_FILTER.1, 1))
+}
 
 fn ms_of(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
@@ -88,19 +91,6 @@ impl Ownership for PgStore {
             }
         }
         tx.commit().await?;
-        Ok(())
-    }
-
-    async fn register(&self, replica: &str, lease: Duration) -> Result<(), StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO replicas (id, started_at, heartbeat_at, lease_until) \
-             VALUES ($1, {NOW_MS}, {NOW_MS}, {NOW_MS} + $2) ON CONFLICT (id) DO UPDATE \
-             SET heartbeat_at = excluded.heartbeat_at, lease_until = excluded.lease_until"
-        )))
-        .bind(replica)
-        .bind(ms_of(lease))
-        .execute(&self.pool)
-        .await?;
         Ok(())
     }
 
@@ -306,7 +296,7 @@ impl Ownership for PgStore {
             .iter()
             .filter_map(|p| i32::try_from(*p).ok())
             .collect();
-        let row = sqlx::query::<Postgres>(PARTS_PAGE)
+        let row = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(parts_page()))
             .bind(after)
             .bind(PAGE)
             .bind(i64::from(count))
@@ -363,5 +353,19 @@ impl Ownership for PgStore {
             replicas,
             unheld,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_partitions_page_is_the_start_up_page_with_a_filter() {
+        assert!(
+            JSON_PAGE.contains(PAGE_FILTER.0),
+            "JSON_PAGE changed its filter"
+        );
+        assert_eq!(parts_page().matches("part_hash % $3").count(), 1);
     }
 }

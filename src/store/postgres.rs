@@ -55,7 +55,7 @@ impl SqlStore<Postgres> {
 
 /// One page of links with their schedules as a JSON document (see
 /// `records::parse_page`).
-const JSON_PAGE: &str = "SELECT COALESCE(json_agg(json_build_array(\
+pub(super) const JSON_PAGE: &str = "SELECT COALESCE(json_agg(json_build_array(\
     l.id, l.products, l.cadence, l.source, l.state, l.reason, l.removed, l.created_at, \
     l.updated_at, l.backoff_until, l.failures, l.change_seq, \
     (SELECT COALESCE(json_agg(json_build_array(s.product, s.last_requested_at, \

@@ -153,7 +153,8 @@ async fn a_fourth_replica_owns_a_quarter_within_two_leases_and_hands_it_back_whe
         replicas[0].0.log()
     );
 
-    // Started together, they split the fleet from their first tick.
+    // Started together, the first to beat may load the whole fleet before
+    // the others count (see `membership`); printed for the record.
     let loaded: Vec<usize> = replicas.iter().map(|(d, _)| links_loaded(d)).collect();
     eprintln!(
         "links each replica loaded at start (of {}): {loaded:?}",

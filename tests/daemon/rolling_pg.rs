@@ -85,7 +85,11 @@ async fn a_replica_on_an_older_config_revision_never_overwrites_the_newer_link_s
         wait_until_async(Duration::from_secs(10), || async {
             sim.stats().count("refresh", 202) >= 6
         })
-        .await
+        .await,
+        "{:#?}\n{}\n{}",
+        sim.stats(),
+        newer.log(),
+        older.log()
     );
     let stats = sim.stats();
     assert!(
