@@ -18,6 +18,7 @@ pub(crate) static PG_FLEET: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_n
 mod daemon_e2e;
 mod daemon_process;
 mod demand_e2e;
+mod demand_ops;
 mod deploy_runtime;
 mod notify_socket;
 mod partitions_pg;
