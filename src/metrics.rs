@@ -38,6 +38,14 @@ pub const IN_FLIGHT: &str = "linkfresh_in_flight";
 /// replicas contend.
 pub const CLAIMS_REFUSED_TOTAL: &str = "linkfresh_claims_refused_total";
 
+/// `linkfresh_partitions_owned`: partitions this replica holds (PostgreSQL;
+/// see "Several replicas" in [`crate::store`]); 0 on SQLite, whose one
+/// daemon owns every link without partitions.
+pub const PARTITIONS_OWNED: &str = "linkfresh_partitions_owned";
+/// `linkfresh_rebalances_total`: heartbeats in which this replica acquired
+/// or released partitions.
+pub const REBALANCES_TOTAL: &str = "linkfresh_rebalances_total";
+
 /// `linkfresh_store_writable`: 1 while the store commits, 0 while its
 /// writes fail (a full disk, a damaged file), when `/readyz` answers 503.
 pub const STORE_WRITABLE: &str = "linkfresh_store_writable";
@@ -125,6 +133,8 @@ fn register_at_zero() {
     counter!(RATE_LIMITED_TOTAL).increment(0);
     counter!(TOKEN_REFRESHES_TOTAL).increment(0);
     counter!(CLAIMS_REFUSED_TOTAL).increment(0);
+    counter!(REBALANCES_TOTAL).increment(0);
+    metrics::gauge!(PARTITIONS_OWNED).set(0.0);
     counter!("linkfresh_webhook_transactions_updates_total").increment(0);
     for result in DEMAND_RESULTS {
         counter!(DEMAND_REQUESTS_TOTAL, "result" => *result).increment(0);
@@ -174,6 +184,11 @@ fn describe() {
     describe_gauge!(
         STORE_WRITABLE,
         "1 while the store commits, 0 while its writes or reads fail"
+    );
+    describe_gauge!(PARTITIONS_OWNED, "Partitions this replica holds");
+    describe_counter!(
+        REBALANCES_TOTAL,
+        "Heartbeats in which this replica acquired or released partitions"
     );
     describe_counter!(
         EVENTS_TOTAL,

@@ -15,6 +15,7 @@ use crate::secret::Secret;
 #[serde(deny_unknown_fields, default)]
 pub struct RawSettings {
     pub links_file: Option<String>,
+    pub revision: Option<i64>,
     pub moneykit: RawMoneyKit,
     pub database: RawDatabase,
     pub limits: RawLimits,
@@ -67,6 +68,7 @@ pub struct RawDatabase {
     pub url: String,
     pub lease: String,
     pub history_retention: String,
+    pub partitions: u32,
 }
 
 impl Default for RawDatabase {
@@ -75,6 +77,7 @@ impl Default for RawDatabase {
             url: "sqlite://linkfresh.db".into(),
             lease: "15s".into(),
             history_retention: "30d".into(),
+            partitions: crate::policy::partitions::DEFAULT_PARTITIONS,
         }
     }
 }

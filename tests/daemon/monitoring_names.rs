@@ -22,14 +22,6 @@ use linkfresh::sim::{self, SimConfig};
 const SERVED_ONCE_LANDED: &[(&str, &str)] = &[
     ("linkfresh_budget_remaining", "issue 17 (budget)"),
     ("linkfresh_deferred_total", "issue 17 (budget)"),
-    (
-        "linkfresh_partitions_owned",
-        "issue 16 (partitioned ownership)",
-    ),
-    (
-        "linkfresh_rebalances_total",
-        "issue 16 (partitioned ownership)",
-    ),
 ];
 
 /// Series Prometheus makes itself for every target, never on `/metrics`.

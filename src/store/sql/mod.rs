@@ -149,14 +149,15 @@ where
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'a> Option<&'a str>: Encode<'a, DB>,
 {
-    #[tracing::instrument(skip_all, fields(revision = %revision, links = links.len()))]
-    async fn sync_config(
+    #[tracing::instrument(skip_all, fields(number, revision = %revision, links = links.len()))]
+    async fn sync_config_numbered(
         &self,
+        number: i64,
         revision: &str,
         links: &[LinkSpec],
         now: Timestamp,
     ) -> Result<SyncReport, StoreError> {
-        self.sync(revision, links, now).await
+        self.sync(number, revision, links, now).await
     }
 
     #[tracing::instrument(skip_all, fields(link = %spec.id))]
@@ -307,5 +308,9 @@ where
 
     fn describe(&self) -> String {
         self.location.clone()
+    }
+
+    fn ownership(&self) -> Option<&dyn crate::store::ownership::Ownership> {
+        DB::ownership(self)
     }
 }

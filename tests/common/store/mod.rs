@@ -211,6 +211,7 @@ pub fn claimed(
         products: products(list),
         at,
         claim: Some(Claim {
+            fence: None,
             known: products(list).iter().map(|p| (p, known)).collect(),
             owner: owner.to_owned(),
             lease_until: at + chrono::TimeDelta::seconds(15),
