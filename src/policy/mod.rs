@@ -38,6 +38,7 @@ pub(crate) mod cadence;
 pub mod cadences;
 pub mod demand;
 pub mod overdue;
+pub mod partitions;
 pub mod phase;
 pub mod plan;
 pub(crate) mod profile;
