@@ -34,8 +34,14 @@ impl SqlStore<Postgres> {
             options.get_port(),
             options.get_database().unwrap_or_default()
         );
+        // No idle timeout or lifetime, so sqlx runs no reaper task, as for
+        // SQLite (see `sqlite.rs`: sqlx#3645 can spin a worker forever).
+        // A connection the server dropped is caught by the check sqlx runs
+        // before handing one out (`test_before_acquire`, on by default).
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
