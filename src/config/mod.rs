@@ -30,6 +30,7 @@ mod check_links;
 mod checker;
 mod credentials;
 mod env;
+mod events;
 pub(crate) mod links_file;
 mod profiles;
 mod raw;
@@ -47,6 +48,7 @@ use crate::policy::{Cadence, Rules};
 use crate::secret::Secret;
 
 pub(crate) use credentials::{Stage, credentials};
+pub use events::EventsConfig;
 
 /// The default config path when neither `--config` nor `LINKFRESH_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "linkfresh.toml";
@@ -162,6 +164,11 @@ pub struct DatabaseConfig {
     pub lease: Duration,
     /// How long attempt history is kept.
     pub history_retention: Duration,
+    /// How many partitions the link space is split into among replicas
+    /// (PostgreSQL; see [`crate::policy::partitions`]). Fixed per
+    /// database: the first replica stores it, and a replica configured
+    /// otherwise refuses to start (exit 2).
+    pub partitions: u32,
 }
 
 /// `[server]`.
@@ -193,6 +200,8 @@ pub const RESERVED_ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
     "/links/{id}",
+    "/replicas",
+    "/api/replicas",
     "/api/links",
     "/api/links/{id}",
     "/api/links/{id}/pause",
@@ -273,6 +282,13 @@ pub struct Config {
     pub links_file: Option<PathBuf>,
     /// A hash of the link set; the store skips a sync of the same revision.
     pub revision: String,
+    /// `[events]`: outbound events to the owning app, when configured.
+    pub events: Option<EventsConfig>,
+    /// The top-level `revision` key (0 when absent): orders the config
+    /// versions of a rolling update. The store never lets a sync of a lower
+    /// number overwrite the link set a higher one wrote (the replica logs
+    /// that it is behind); equal numbers sync as before (last one wins).
+    pub revision_number: i64,
 }
 
 impl fmt::Display for Config {

@@ -38,9 +38,10 @@ pub(crate) mod cadence;
 pub mod cadences;
 pub mod demand;
 pub mod overdue;
+pub mod partitions;
 pub mod phase;
 pub mod plan;
-pub mod profile;
+pub(crate) mod profile;
 mod saturating;
 
 use chrono::{DateTime, TimeDelta, Utc};

@@ -68,8 +68,16 @@ impl SqlStore<Sqlite> {
             // POSTs a second its transactions touch the same index pages
             // again and again. Readers keep the default.
             let pages = max_pages.clone();
+            // No idle timeout or lifetime, so sqlx runs no reaper task: its
+            // reaper can spin a runtime worker at 100 % CPU forever when it
+            // reads a transiently underflowed idle count (sqlx#3645, fixed
+            // upstream by sqlx#4289, not in 0.9.0), which hung a test run at
+            // runtime shutdown. A local file gains nothing from recycling
+            // connections.
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .after_connect(move |conn, _| {
                     let pages = pages.load(Ordering::Relaxed);
                     Box::pin(async move {
@@ -85,6 +93,8 @@ impl SqlStore<Sqlite> {
                 .await?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .connect_with(options)
                 .await?;
             (pool, writer)
@@ -149,7 +159,10 @@ impl Dialect for Sqlite {
     const NUMBERED: bool = false;
     const JSON_PAGE: &'static str = JSON_PAGE;
     const LOCK: &'static str = "";
+    const ROW_LOCK: &'static str = "";
     const NEXT_SEQ: &'static str = "(SELECT COALESCE(MAX(intent_seq), 0) + 1 FROM links)";
+    const CLOCK_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+    const SHARE: &'static str = "";
     const OVERLAP: i64 = 0;
 
     /// Multi-row `VALUES` statements of plain `?` parameters (see
@@ -262,5 +275,27 @@ impl Dialect for Sqlite {
             "the SQLite file is damaged ({})",
             problems.join("; ")
         )))
+    }
+
+    /// One daemon per file (see [`super::owner`]) owns every link.
+    fn ownership(_store: &SqlStore<Sqlite>) -> Option<&dyn super::ownership::Ownership> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_store_runs_no_pool_reaper_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("lf.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        for pool in [&store.pool, &store.writer] {
+            let options = pool.options();
+            assert_eq!(options.get_idle_timeout(), None);
+            assert_eq!(options.get_max_lifetime(), None);
+        }
     }
 }

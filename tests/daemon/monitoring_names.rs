@@ -20,22 +20,8 @@ use linkfresh::sim::{self, SimConfig};
 /// served (then it belongs out of this list) or is no longer read.
 /// Empty this list when merging the branches that serve them.
 const SERVED_ONCE_LANDED: &[(&str, &str)] = &[
-    ("linkfresh_events_total", "issue 18 (outbound events)"),
-    ("linkfresh_events_pending", "issue 18 (outbound events)"),
-    (
-        "linkfresh_events_oldest_pending_seconds",
-        "issue 18 (outbound events)",
-    ),
     ("linkfresh_budget_remaining", "issue 17 (budget)"),
     ("linkfresh_deferred_total", "issue 17 (budget)"),
-    (
-        "linkfresh_partitions_owned",
-        "issue 16 (partitioned ownership)",
-    ),
-    (
-        "linkfresh_rebalances_total",
-        "issue 16 (partitioned ownership)",
-    ),
 ];
 
 /// Series Prometheus makes itself for every target, never on `/metrics`.
