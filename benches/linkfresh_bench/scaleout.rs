@@ -84,6 +84,7 @@ async fn run_steady(ctx: &Ctx, name: &str, pg: bool, n: usize, secs: f64) -> Res
     let mut sampler = run.sampler(ctx).await?;
     run.run_for(ctx, &mut sampler, secs).await?;
     let w = run.finish_window(ctx, sampler).await?;
+    run.stop_daemons();
     let owners = run.durable_by_owner(w.t0_ms, w.t1_ms).await?;
     let durable: i64 = owners.iter().map(|o| o.1).sum();
     let shares = run
@@ -159,7 +160,7 @@ fn steady_rows(report: &mut Report, name: &str, s: &Steady) {
         None,
     );
     let k = 1000.0 / w.accepted.max(1) as f64;
-    let parts = [w.cpu_daemons * k, w.cpu_db * k, w.cpu_sim * k];
+    let parts = [w.cpu_daemons * k, w.cpu_db * k, w.cpu_sim * k].map(|x: f64| x.max(0.0));
     report.row(
         &format!("{name}_cpu_per_1000"),
         &format!("{name}: CPU-s per 1,000 POSTs (daemons+db+sim)"),
@@ -271,6 +272,7 @@ async fn failover(ctx: &Ctx, secs: f64, report: &mut Report) -> Result<()> {
     run.start_replica(ctx)?;
     run.run_for(ctx, &mut sampler, secs.max(30.0)).await?;
     let w = run.finish_window(ctx, sampler).await?;
+    run.stop_daemons();
     let t_end = w.t1_ms;
     let url = run.db.as_ref().map(|d| d.1.clone()).unwrap_or_default();
     let pool = PgPoolOptions::new()

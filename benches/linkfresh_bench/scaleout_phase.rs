@@ -306,12 +306,19 @@ impl Running {
             .find(|r| owner.contains(&format!("-{}-", r.pid)))
     }
 
-    /// Stops the daemons and the simulator and drops the phase's database.
-    pub(crate) async fn finish(mut self, ctx: &Ctx) -> Result<u64> {
+    /// Stops the daemons (SIGTERM: they write what they hold), so that
+    /// the store then holds every outcome of the window.
+    pub(crate) fn stop_daemons(&mut self) {
         self.note_rss();
         for r in &mut self.replicas {
             r.proc.stop(Duration::from_secs(20));
         }
+    }
+
+    /// Stops the daemons and the simulator and drops the phase's database;
+    /// the simulator's count of window violations.
+    pub(crate) async fn finish(mut self, ctx: &Ctx) -> Result<u64> {
+        self.stop_daemons();
         let violations = self.sim_stats(ctx).await?["violations"]
             .as_u64()
             .unwrap_or(0);
