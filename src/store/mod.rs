@@ -101,6 +101,7 @@ mod records;
 mod sql;
 
 pub mod postgres;
+mod postgres_bulk;
 pub mod sqlite;
 
 use std::sync::Arc;

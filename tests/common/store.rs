@@ -6,6 +6,10 @@
 
 #[path = "optional.rs"]
 mod optional;
+#[path = "store_write_path.rs"]
+mod write_path;
+#[allow(unused_imports)] // fleet_store.rs uses none of them
+pub use write_path::*;
 
 use std::sync::Arc;
 
