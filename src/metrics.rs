@@ -36,6 +36,23 @@ pub const CLAIMS_REFUSED_TOTAL: &str = "linkfresh_claims_refused_total";
 /// writes fail (a full disk, a damaged file), when `/readyz` answers 503.
 pub const STORE_WRITABLE: &str = "linkfresh_store_writable";
 
+/// `linkfresh_demand_requests_total{result}`: the owning app's demand calls
+/// (`POST /api/links/{id}/activity` and `refresh` with `max_age`) by what
+/// they did (see [`DEMAND_RESULTS`]).
+pub const DEMAND_REQUESTS_TOTAL: &str = "linkfresh_demand_requests_total";
+
+/// The `result` labels of [`DEMAND_REQUESTS_TOTAL`]: `fresh` (every asked
+/// product younger than `max_age`: nothing sent), `queued` (a refresh was
+/// queued), `activity` (an activity stored), `activity_repeat` (an activity
+/// already stored moments ago: nothing written), `unknown_link`.
+pub const DEMAND_RESULTS: &[&str] = &[
+    "fresh",
+    "queued",
+    "activity",
+    "activity_repeat",
+    "unknown_link",
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global recorder (once) and returns the handle `/metrics` renders.
@@ -91,6 +108,9 @@ fn register_at_zero() {
     counter!(TOKEN_REFRESHES_TOTAL).increment(0);
     counter!(CLAIMS_REFUSED_TOTAL).increment(0);
     counter!("linkfresh_webhook_transactions_updates_total").increment(0);
+    for result in DEMAND_RESULTS {
+        counter!(DEMAND_REQUESTS_TOTAL, "result" => *result).increment(0);
+    }
     for p in crate::domain::Product::ALL {
         counter!(PRODUCTS_REQUESTED_TOTAL, "product" => p.as_str()).increment(0);
     }
@@ -125,6 +145,10 @@ fn describe() {
     describe_gauge!(
         STORE_WRITABLE,
         "1 while the store commits, 0 while its writes or reads fail"
+    );
+    describe_counter!(
+        DEMAND_REQUESTS_TOTAL,
+        "Demand calls from the owning app (activity, refresh with max_age) by result"
     );
     describe_counter!(
         CLAIMS_REFUSED_TOTAL,

@@ -10,18 +10,22 @@
 //! effect → [`writer`] group-commits them. A reload ([`reload`]) re-reads
 //! the config, syncs it, and publishes the new rules.
 
-pub mod discovery;
-pub mod dispatch;
-pub mod gauges;
-pub mod limiter;
-pub mod loader;
-pub mod outcome;
+pub(crate) mod discovery;
+pub(crate) mod dispatch;
+pub(crate) mod gauges;
+pub(crate) mod limiter;
+pub(crate) mod loader;
+pub(crate) mod outcome;
+mod parked;
+mod read_outcome;
 mod reload;
 mod replica;
-pub mod scheduler;
-pub mod table;
-pub mod timer;
-pub mod writer;
+pub(crate) mod scheduler;
+mod slot;
+pub(crate) mod table;
+mod tags;
+pub(crate) mod timer;
+pub(crate) mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,9 +175,13 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     });
 
     let current = Rules::clone(&rules.borrow());
+    let mut table = table::LinkTable::default();
+    table.set_profiles(current.profiles.clone());
     let scheduler = scheduler::Scheduler {
-        table: table::LinkTable::default(),
+        table,
         loading: Some(loading),
+        reloading: None,
+        store_health: store_health.clone(),
         timer: timer::Timer::default(),
         rules: current,
         published_rules: rules,

@@ -10,6 +10,13 @@
 //! moment later. Each second it also merges the links other replicas have
 //! claimed or finished since the last poll, so that it rarely contends for a
 //! link it could already know is not due.
+//!
+//! This file holds the loop and the decisions; [`merge`] brings the store's
+//! view into the table (pages, polls, reloads) and [`answers`] applies what
+//! comes back from the dispatcher.
+
+mod answers;
+mod merge;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,20 +27,20 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::merge::{Reloading, next_page, next_reload_page};
 use super::Activity;
-use super::dispatch::{CLAIMED_ELSEWHERE, Done, Job, ReadPurpose};
+use super::dispatch::{Done, Job, ReadPurpose};
 use super::limiter::Limiter;
-use super::outcome::{narrow_for_isolation, resolve};
+use super::outcome::narrow_for_isolation;
 use super::table::{LinkTable, ProductSlot};
 use super::timer::Timer;
 use super::writer::Write;
 use crate::clock::Clock;
-use crate::domain::{LinkState, Product};
+use crate::domain::LinkState;
 use crate::health::Heartbeat;
-use crate::moneykit::ApiError;
-use crate::moneykit::wire::LinkStatus;
-use crate::policy::{Decision, Rules, decide, evaluate};
-use crate::store::{LinkPatch, LinkRecord, Outcome, ProductPatch, Store};
+use crate::policy::{Decision, Rules, evaluate};
+use crate::store::health::StoreHealth;
+use crate::store::{LinkRecord, Store};
 
 /// Everything the loop owns or talks to.
 pub struct Scheduler {
@@ -65,6 +72,10 @@ pub struct Scheduler {
     pub(super) tasks: TaskTracker,
     /// Pages of stored links still arriving from the [`loader`](super::loader).
     pub(super) loading: Option<mpsc::Receiver<Vec<LinkRecord>>>,
+    /// A reload whose links are still arriving.
+    pub(super) reloading: Option<Reloading>,
+    /// Told when a page of links cannot be read (`/readyz`).
+    pub(super) store_health: StoreHealth,
 }
 
 /// Replicas sharing a store wake for a link up to this much after it is due,
@@ -76,11 +87,6 @@ pub struct Scheduler {
 /// refused without contending for row locks. Small against any real window.
 const CLAIM_JITTER_MS: i64 = 250;
 
-/// Pause between reloading a link whose claim was refused and deciding for it
-/// again: if the refusal was a row briefly locked or a lease still held (the
-/// times did not move), the claim is retried at this pace, not in a tight loop.
-const CLAIM_RETRY: TimeDelta = TimeDelta::milliseconds(200);
-
 /// What woke the loop.
 enum Event {
     Cancel,
@@ -91,6 +97,7 @@ enum Event {
     Reload,
     Housekeeping,
     Loaded(Option<Vec<LinkRecord>>),
+    Reloaded(Option<Vec<LinkRecord>>),
 }
 
 /// How the loop ended.
@@ -102,22 +109,6 @@ pub enum Ended {
 }
 
 impl Scheduler {
-    /// Adds a page of stored links and schedules each for evaluation now.
-    /// A link already in the table came from a change poll, a claim poll or
-    /// a reload that ran while loading: its record may be newer than this
-    /// page (read ahead), and any later change reaches it through the polls,
-    /// so the page's record is skipped rather than merged over it.
-    fn load(&mut self, page: &[LinkRecord]) {
-        let now = self.clock.now();
-        for rec in page {
-            if self.table.find(&rec.id).is_some() {
-                continue;
-            }
-            let i = self.table.merge(rec);
-            self.timer.schedule(&mut self.table, i, now);
-        }
-    }
-
     /// Runs until `cancel` fires or a fatal answer arrives, then waits (at
     /// most `drain`) for requests in flight so their outcomes are recorded.
     pub async fn run(mut self, cancel: CancellationToken, drain: Duration) -> Ended {
@@ -144,9 +135,12 @@ impl Scheduler {
                     // Before firing: a fleet that is always due must not
                     // starve the rest of its links still loading.
                     page = next_page(&mut self.loading), if self.loading.is_some() => Event::Loaded(page),
+                    page = next_reload_page(&mut self.reloading), if self.reloading.is_some() => Event::Reloaded(page),
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
                     _ = control.tick() => Event::Control,
+                    // The admin API wrote a change to act on now (issue 17).
+                    () = self.heartbeat.changed.notified() => Event::Control,
                     Some(()) = self.reload.recv() => Event::Reload,
                     _ = housekeeping.tick() => Event::Housekeeping,
                 }
@@ -165,6 +159,8 @@ impl Scheduler {
                 Event::Reload => self.reload().await,
                 Event::Loaded(Some(page)) => self.load(&page),
                 Event::Loaded(None) => self.loading = None,
+                Event::Reloaded(Some(page)) => self.reload_page(&page),
+                Event::Reloaded(None) => self.reload_done(),
                 Event::Housekeeping => {
                     self.housekeeping();
                     if last_prune.elapsed() >= Duration::from_secs(3600) {
@@ -291,283 +287,6 @@ impl Scheduler {
         }
     }
 
-    fn on_done(&mut self, done: Done) {
-        let now = self.clock.now();
-        let idx = match &done {
-            Done::Refresh { idx, .. } | Done::Read { idx, .. } | Done::NotSent { idx, .. } => *idx,
-        };
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.table.get_mut(idx).in_flight = false;
-        match done {
-            Done::Refresh {
-                idx,
-                products,
-                due_at,
-                attempt,
-                sent_at,
-                received_at,
-                outcome,
-            } => {
-                let entry = self.table.get_mut(idx);
-                let r = resolve(entry, products, sent_at, received_at, &outcome, &self.rules);
-                let link = entry.id.clone();
-                for p in r.counted.iter() {
-                    metrics::counter!(crate::metrics::PRODUCTS_REQUESTED_TOTAL, "product" => p.as_str()).increment(1);
-                }
-                if !r.counted.is_empty() {
-                    metrics::histogram!(crate::metrics::DUE_LAG_SECONDS)
-                        .record(((sent_at - due_at).num_milliseconds().max(0)) as f64 / 1000.0);
-                }
-                if r.rate_limited {
-                    metrics::counter!(crate::metrics::RATE_LIMITED_TOTAL).increment(1);
-                    self.limiter.on_rate_limited(idx);
-                }
-                if let Some(msg) = &r.fatal {
-                    tracing::error!(link = %link, error = %msg, "fatal answer from MoneyKit; stopping");
-                    if let Ok(mut f) = self.heartbeat.fatal.lock() {
-                        *f = Some(msg.clone());
-                    }
-                }
-                tracing::info!(link = %link, products = %products, outcome = %r.label, status = ?r.status, detail = ?r.detail, "refresh");
-                let (label, detail) = (r.label.clone(), r.detail.clone());
-                let _ = self.writes.send(Write::Outcome(Outcome {
-                    attempt,
-                    link: link.clone(),
-                    label: r.label,
-                    status: r.status,
-                    detail: r.detail,
-                    at: received_at,
-                    patch: r.patch,
-                }));
-                self.consider(idx, now);
-                self.report(idx, products.to_list(), label, detail);
-            }
-            Done::Read {
-                idx,
-                purpose,
-                received_at,
-                outcome,
-            } => {
-                self.on_read(idx, purpose, received_at, *outcome);
-                self.consider(idx, now);
-            }
-            Done::NotSent { idx, reason } if reason == CLAIMED_ELSEWHERE => {
-                tracing::debug!(link = %self.table.get(idx).id, "claimed by another replica; reloading");
-                self.refused.push(idx);
-            }
-            Done::NotSent { idx, reason } => {
-                tracing::warn!(link = %self.table.get(idx).id, %reason, "request not sent");
-                self.timer
-                    .schedule(&mut self.table, idx, now + TimeDelta::seconds(1));
-            }
-        }
-    }
-
-    /// Applies a `GET /links/{id}`: server times (reconcile) or a state change (re-check).
-    fn on_read(
-        &mut self,
-        idx: usize,
-        purpose: ReadPurpose,
-        received_at: DateTime<Utc>,
-        outcome: crate::moneykit::LinkOutcome,
-    ) {
-        let entry = self.table.get_mut(idx);
-        let mut patch = LinkPatch::default();
-        match outcome {
-            Ok(link) => {
-                entry.needs_reconcile = false;
-                for p in Product::ALL {
-                    let Some(server) = link.product(p) else {
-                        continue;
-                    };
-                    let (refreshed, attempted) = (server.refreshed_at, server.last_attempted_at);
-                    if let Some(s) = entry.product_mut(p) {
-                        s.saw_server_time(refreshed.max(attempted));
-                    }
-                    if refreshed.is_some() || attempted.is_some() {
-                        patch.products.push((
-                            p,
-                            ProductPatch {
-                                server_refreshed_at: refreshed,
-                                server_attempted_at: attempted,
-                                ..ProductPatch::default()
-                            },
-                        ));
-                    }
-                }
-                if purpose == ReadPurpose::Recheck {
-                    if link.state == LinkStatus::Connected {
-                        tracing::info!(link = %entry.id, "link is connected again; resuming");
-                        entry.state = LinkState::Active;
-                        entry.recheck_at = None;
-                        patch.state = Some((LinkState::Active, None));
-                    } else {
-                        entry.recheck_at = Some(received_at + self.rules.backoff_max);
-                    }
-                }
-            }
-            Err(e) => {
-                let parked = match e {
-                    ApiError::NotFound => Some((
-                        LinkState::NotFound,
-                        "not_found: MoneyKit has no such link".to_owned(),
-                    )),
-                    ApiError::Deleted => Some((
-                        LinkState::Deleted,
-                        "deleted: the link was deleted".to_owned(),
-                    )),
-                    ApiError::BadState {
-                        ref link_error_code,
-                    } => Some((
-                        LinkState::NeedsUserAction,
-                        format!(
-                            "needs_user_action: {}",
-                            link_error_code.as_deref().unwrap_or("unknown")
-                        ),
-                    )),
-                    _ => None,
-                };
-                match parked {
-                    Some((state, reason)) => {
-                        entry.state = state;
-                        entry.needs_reconcile = false;
-                        if state == LinkState::NeedsUserAction {
-                            entry.recheck_at = Some(received_at + self.rules.backoff_max);
-                        }
-                        patch.state = Some((state, Some(reason)));
-                    }
-                    None => {
-                        // Transient: back off and read again later; never POST
-                        // blind to a link we know nothing of.
-                        entry.failures = entry.failures.saturating_add(1);
-                        let delay = crate::policy::backoff::backoff_delay(
-                            self.rules.backoff_base,
-                            self.rules.backoff_max,
-                            entry.failures,
-                            entry.hash,
-                        );
-                        entry.backoff_until = Some(received_at + delay);
-                        if purpose == ReadPurpose::Recheck {
-                            entry.recheck_at = Some(received_at + delay);
-                        }
-                        tracing::warn!(link = %entry.id, error = %e, "reading the link failed; backing off");
-                    }
-                }
-            }
-        }
-        let link = entry.id.clone();
-        let label = match purpose {
-            ReadPurpose::Reconcile => "reconciled",
-            ReadPurpose::Recheck => "rechecked",
-        };
-        if patch != LinkPatch::default() {
-            let _ = self.writes.send(Write::Patch(link, patch));
-        }
-        self.report(idx, String::new(), label.to_owned(), None);
-    }
-
-    fn report(&self, idx: usize, products: String, label: String, detail: Option<String>) {
-        let Some(tx) = &self.activity else { return };
-        let e = self.table.get(idx);
-        let next_due = match decide(&e.schedule(), &self.rules, self.clock.now()) {
-            Decision::Wait { until } => Some(until),
-            Decision::Send { .. } => Some(self.clock.now()),
-            Decision::Idle => None,
-        };
-        let _ = tx.send(Activity {
-            link: e.id.clone(),
-            products,
-            outcome: label,
-            detail,
-            state: e.state,
-            next_due,
-        });
-    }
-
-    /// Operator and API changes made through the store, about once a second.
-    async fn poll_changes(&mut self) {
-        self.heartbeat.beat();
-        let changes = match self.store.changes_since(self.change_seq).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not poll the store for changes");
-                return;
-            }
-        };
-        let (seq, records) = changes;
-        self.change_seq = seq;
-        let now = self.clock.now();
-        for rec in &records {
-            let i = self.table.merge(rec);
-            tracing::debug!(link = %rec.id, state = %rec.state, "link changed in the store");
-            self.consider(i, now);
-        }
-        if self.shared {
-            self.poll_claims().await;
-        }
-    }
-
-    /// Reloads the links whose claims were refused and decides for them again
-    /// shortly (see [`CLAIM_RETRY`]).
-    async fn reload_refused(&mut self) {
-        for idx in std::mem::take(&mut self.refused) {
-            let id = self.table.get(idx).id.clone();
-            match self.store.load_link(&id).await {
-                Ok(Some(rec)) => {
-                    self.table.merge(&rec);
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(link = %id, error = %e, "could not reload a link"),
-            }
-            let at = self.clock.now() + CLAIM_RETRY;
-            self.timer.schedule(&mut self.table, idx, at);
-        }
-    }
-
-    /// Requests other replicas claimed or finished since the last poll.
-    async fn poll_claims(&mut self) {
-        let (seq, records) = match self.store.claims_since(self.claim_seq).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not poll the store for other replicas' claims");
-                return;
-            }
-        };
-        self.claim_seq = seq;
-        let now = self.clock.now();
-        for rec in &records {
-            let i = self.table.merge(rec);
-            if !self.table.get(i).in_flight {
-                self.consider(i, now);
-            }
-        }
-    }
-
-    async fn reload(&mut self) {
-        let Some(reloaded) =
-            super::reload::reload(&self.config_path, &self.store, self.clock).await
-        else {
-            return;
-        };
-        self.rules = reloaded.rules;
-        self.published_rules
-            .send_replace(Arc::new(self.rules.clone()));
-        let now = self.clock.now();
-        for rec in &reloaded.records {
-            let i = self.table.merge(rec);
-            self.consider(i, now);
-        }
-        let kept: std::collections::HashSet<&crate::domain::LinkId> =
-            reloaded.records.iter().map(|r| &r.id).collect();
-        for i in 0..self.table.len() {
-            if !kept.contains(&self.table.get(i).id) {
-                let e = self.table.get_mut(i);
-                e.removed = true;
-                self.timer.cancel(&mut self.table, i);
-            }
-        }
-    }
-
     fn housekeeping(&mut self) {
         self.heartbeat.beat();
         crate::notify::watchdog_ping();
@@ -585,16 +304,6 @@ impl Scheduler {
                 Err(e) => tracing::warn!(error = %e, "could not prune attempt history"),
             }
         });
-    }
-}
-
-/// The next page from the loader; never ready once loading has ended.
-async fn next_page(
-    loading: &mut Option<mpsc::Receiver<Vec<LinkRecord>>>,
-) -> Option<Vec<LinkRecord>> {
-    match loading {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 

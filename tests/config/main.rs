@@ -12,3 +12,5 @@ mod config_watch;
 mod hardening_config;
 mod hardening_durations;
 mod hardening_link_ids;
+mod hardening_watch;
+mod profiles_config;

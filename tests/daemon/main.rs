@@ -6,10 +6,13 @@
 
 #[path = "../common/daemon.rs"]
 mod daemon;
-#[path = "../common/store.rs"]
+#[path = "../common/store/mod.rs"]
 mod store_common;
 
 mod daemon_e2e;
 mod daemon_process;
+mod demand_e2e;
+mod demand_ops;
 mod deploy_runtime;
+mod notify_socket;
 mod replicas_pg;

@@ -1,10 +1,9 @@
 //! The store conformance suite on PostgreSQL (skipped, loudly, unless
 //! `LINKFRESH_TEST_PG_URL` or `DATABASE_URL` names a server).
 
-#[path = "common/store.rs"]
-mod store_common;
-
-use store_common::TestDb;
+use crate::conformance_tests;
+use crate::store_common;
+use crate::store_common::TestDb;
 
 conformance_tests!(TestDb::postgres;
     syncing_the_same_revision_twice_is_skipped_and_changes_no_rows,
@@ -25,6 +24,7 @@ conformance_tests!(TestDb::postgres;
     two_replicas_claiming_the_same_links_at_once_never_both_win,
     a_run_of_outcomes_sets_every_field_as_one_by_one,
     an_intent_for_an_unknown_link_fails_and_writes_nothing,
+    activity_and_tags_are_stored_and_a_repeated_activity_writes_nothing,
 );
 
 #[tokio::test]

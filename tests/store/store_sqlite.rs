@@ -1,9 +1,8 @@
 //! The store conformance suite on SQLite, plus what only a file can show.
 
-#[path = "common/store.rs"]
-mod store_common;
-
-use store_common::{TestDb, id, spec, t};
+use crate::conformance_tests;
+use crate::store_common;
+use crate::store_common::{TestDb, id, spec, t};
 
 conformance_tests!(TestDb::sqlite;
     syncing_the_same_revision_twice_is_skipped_and_changes_no_rows,
@@ -24,6 +23,7 @@ conformance_tests!(TestDb::sqlite;
     two_replicas_claiming_the_same_links_at_once_never_both_win,
     a_run_of_outcomes_sets_every_field_as_one_by_one,
     an_intent_for_an_unknown_link_fails_and_writes_nothing,
+    activity_and_tags_are_stored_and_a_repeated_activity_writes_nothing,
 );
 
 #[tokio::test]
