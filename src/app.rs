@@ -98,6 +98,11 @@ impl Application {
             .await
             .context("while syncing the configured links into the store")?;
         drop(specs);
+        // Event rows are written only while `[events]` is configured.
+        store
+            .set_event_endpoint(config.events.as_ref().map(|e| e.url.as_str()))
+            .await
+            .context("while recording the [events] endpoint in the store")?;
         tracing::info!(store = %store.describe(), added = report.added, removed = report.removed, changed = report.changed, unchanged = report.unchanged, "configuration synced");
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -217,6 +222,14 @@ impl Application {
             watch_config: options.watch_config,
         };
         let config_watch = reload_sources::spawn(&tracker, &config, sources, reload_tx, &stop);
+        // Outbound events (issue 18); `[events]` changes apply at restart.
+        if let Some(events) = config.events.clone() {
+            tracker.spawn(crate::events::deliver::run(
+                store.clone(),
+                events,
+                stop.clone(),
+            ));
+        }
         let parts = daemon::Parts {
             config,
             store,

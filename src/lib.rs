@@ -15,6 +15,8 @@
 //! main ─→ cli ─→ app ─→ daemon, server, webhook   (app assembles; nothing names app)
 //! daemon  ─→ store, moneykit, config, policy        (never server, webhook or cli)
 //! webhook ─→ server (its listener), store, moneykit, config
+//! events::deliver ─→ store, config                  (the outbound events' sender)
+//! store   ─→ events::{kind, payload}                (pure: which change makes which event)
 //! server  ─→ explain, store, moneykit               (never daemon)
 //! explain ─→ store, policy
 //! config  ─→ policy ─→ domain;   store ─→ domain
@@ -47,6 +49,11 @@
 //!   verified webhook receiver. They read shared handles only: the
 //!   [`health::Heartbeat`], the store's health, the rules in force (the
 //!   `watch` receiver the daemon publishes to), and write through the store.
+//! - [`events`]: outbound events to the owning app (issue 18): the pure
+//!   rules of which change causes which event and its body, used by the
+//!   store inside the change's own transaction (a transactional outbox),
+//!   and the delivery task `app` spawns (Standard Webhooks signatures,
+//!   order per link, backoff, 410 Gone, leases across replicas).
 //! - [`explain`]: the policy's reasoning in words and JSON, built from a
 //!   stored link alone; shared by `status`, `explain`, the pages and the API.
 //! - [`store`]: the durable state behind one trait, SQLite or PostgreSQL,
@@ -63,8 +70,10 @@
 //!   form, backoff, riding along, coalescing, batching) and the forward
 //!   simulation behind `plan`; profiles (`profile.rs`: a link's tier,
 //!   priority and cadences) and demand (`demand.rs`: active and idle
-//!   cadences). No clock, no I/O; proven by property tests. `config`
-//!   checks `[defaults]` and `[profiles.NAME]` in `config/profiles.rs`.
+//!   cadences); `overdue.rs`: how far a product is past its promised
+//!   refresh (the stale-data gauge the daemon's `gauges.rs` publishes). No
+//!   clock, no I/O; proven by property tests. `config` checks `[defaults]`
+//!   and `[profiles.NAME]` in `config/profiles.rs`.
 //! - [`domain`], [`duration`], [`secret`], [`retry_after`], [`clock`],
 //!   [`health`]: shared vocabulary — link ids, products, link states, the one
 //!   bounded duration parse, redacted secrets, `Retry-After`, the one clock
@@ -81,6 +90,7 @@ pub mod config_watch;
 pub mod daemon;
 pub mod domain;
 pub(crate) mod duration;
+pub mod events;
 pub(crate) mod explain;
 pub(crate) mod health;
 pub mod metrics;

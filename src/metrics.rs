@@ -23,6 +23,12 @@ pub const TOKEN_REFRESHES_TOTAL: &str = "linkfresh_token_refreshes_total";
 /// `linkfresh_data_age_seconds{product,quantile}`: age of the last
 /// successful request per product across links (0.5, 0.9, 0.99, 1).
 pub const DATA_AGE_SECONDS: &str = "linkfresh_data_age_seconds";
+/// `linkfresh_data_overdue_seconds{product}`: the longest time any active
+/// link's product is past the refresh the policy promised (its window end
+/// or cadence, plus the coalescing and riding-along it may wait); 0 when
+/// all are on time. The "stale data beyond its window" alert reads it
+/// (`policy::overdue`).
+pub const DATA_OVERDUE_SECONDS: &str = "linkfresh_data_overdue_seconds";
 /// `linkfresh_request_rate_limit`: the current global requests/second after AIMD.
 pub const REQUEST_RATE_LIMIT: &str = "linkfresh_request_rate_limit";
 /// `linkfresh_in_flight`: requests being sent now.
@@ -35,6 +41,18 @@ pub const CLAIMS_REFUSED_TOTAL: &str = "linkfresh_claims_refused_total";
 /// `linkfresh_store_writable`: 1 while the store commits, 0 while its
 /// writes fail (a full disk, a damaged file), when `/readyz` answers 503.
 pub const STORE_WRITABLE: &str = "linkfresh_store_writable";
+
+/// `linkfresh_events_total{type,result}`: outbound event deliveries tried,
+/// by event type and result (`delivered`, `retried`, `failed`, `gone`).
+pub const EVENTS_TOTAL: &str = "linkfresh_events_total";
+/// `linkfresh_events_pending`: events in the outbox not yet delivered.
+pub const EVENTS_PENDING: &str = "linkfresh_events_pending";
+/// `linkfresh_events_oldest_pending_seconds`: age of the oldest pending
+/// event (0 when none), the backlog alert's measure.
+pub const EVENTS_OLDEST_PENDING_SECONDS: &str = "linkfresh_events_oldest_pending_seconds";
+
+/// Results of `linkfresh_events_total`, exported at 0 for every type.
+const EVENT_RESULTS: [&str; 4] = ["delivered", "retried", "failed", "gone"];
 
 /// `linkfresh_demand_requests_total{result}`: the owning app's demand calls
 /// (`POST /api/links/{id}/activity` and `refresh` with `max_age`) by what
@@ -117,6 +135,13 @@ fn register_at_zero() {
     for (endpoint, status) in KNOWN_REQUESTS {
         counter!(REQUESTS_TOTAL, "endpoint" => *endpoint, "status" => *status).increment(0);
     }
+    for kind in crate::events::kind::EventType::ALL {
+        for result in EVENT_RESULTS {
+            counter!(EVENTS_TOTAL, "type" => kind.as_str(), "result" => result).increment(0);
+        }
+    }
+    metrics::gauge!(EVENTS_PENDING).set(0.0);
+    metrics::gauge!(EVENTS_OLDEST_PENDING_SECONDS).set(0.0);
     for event in KNOWN_WEBHOOK_EVENTS {
         counter!("linkfresh_webhooks_total", "event" => *event, "result" => "applied").increment(0);
     }
@@ -138,6 +163,10 @@ fn describe() {
         "Age of the last successful request per product, quantiles across links"
     );
     describe_gauge!(
+        DATA_OVERDUE_SECONDS,
+        "Longest time a product of an active link is past its promised refresh (0: on time)"
+    );
+    describe_gauge!(
         REQUEST_RATE_LIMIT,
         "Global request rate limit after AIMD adjustment"
     );
@@ -145,6 +174,15 @@ fn describe() {
     describe_gauge!(
         STORE_WRITABLE,
         "1 while the store commits, 0 while its writes or reads fail"
+    );
+    describe_counter!(
+        EVENTS_TOTAL,
+        "Outbound event deliveries tried, by type and result"
+    );
+    describe_gauge!(EVENTS_PENDING, "Outbound events not yet delivered");
+    describe_gauge!(
+        EVENTS_OLDEST_PENDING_SECONDS,
+        "Age of the oldest pending outbound event"
     );
     describe_counter!(
         DEMAND_REQUESTS_TOTAL,

@@ -32,6 +32,7 @@ use linkfresh::moneykit::{ClientConfig, MoneyKit, RefreshOutcome};
 use linkfresh::secret::Secret;
 
 mod efficiency;
+mod events;
 mod fleet;
 mod helpers;
 mod lateness;
@@ -44,6 +45,7 @@ mod setup;
 mod throughput;
 
 use efficiency::*;
+use events::*;
 use fleet::*;
 use helpers::*;
 use lateness::*;
@@ -104,6 +106,10 @@ struct Args {
     /// Work directory (kept); default: a fresh temporary one, removed at the end.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Outbound events per POST (throughput, lateness): 0 = `[events]` off;
+    /// e.g. 0.01 for 1 % (see `events.rs`).
+    #[arg(long, default_value_t = 0.0)]
+    events_rate: f64,
     /// Python interpreter for the baseline.
     #[arg(long, default_value = "python3")]
     python: String,

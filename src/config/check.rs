@@ -279,6 +279,7 @@ pub(super) fn check(
     }
 
     let revision = revision(&links);
+    let events = super::events::check(&c.file, c.dir, raw.events)?;
     Ok(Config {
         path: path.to_path_buf(),
         moneykit,
@@ -290,6 +291,7 @@ pub(super) fn check(
         links,
         links_file,
         revision,
+        events,
     })
 }
 

@@ -30,6 +30,7 @@ mod check_links;
 mod checker;
 mod credentials;
 mod env;
+mod events;
 pub(crate) mod links_file;
 mod profiles;
 mod raw;
@@ -47,6 +48,7 @@ use crate::policy::{Cadence, Rules};
 use crate::secret::Secret;
 
 pub(crate) use credentials::{Stage, credentials};
+pub use events::EventsConfig;
 
 /// The default config path when neither `--config` nor `LINKFRESH_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "linkfresh.toml";
@@ -273,6 +275,8 @@ pub struct Config {
     pub links_file: Option<PathBuf>,
     /// A hash of the link set; the store skips a sync of the same revision.
     pub revision: String,
+    /// `[events]`: outbound events to the owning app, when configured.
+    pub events: Option<EventsConfig>,
 }
 
 impl fmt::Display for Config {

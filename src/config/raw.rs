@@ -24,6 +24,8 @@ pub struct RawSettings {
     pub defaults: RawProfile,
     pub profiles: BTreeMap<String, RawProfile>,
     pub links: Vec<RawLink>,
+    /// `[events]` (see `config::events`).
+    pub events: Option<super::events::RawEvents>,
     /// The simulator's own table (`linkfresh sim --config`); checked by the
     /// simulator, ignored by the daemon.
     pub sim: Option<serde_json::Value>,

@@ -37,6 +37,7 @@ pub(crate) mod backoff;
 pub(crate) mod cadence;
 pub mod cadences;
 pub mod demand;
+pub mod overdue;
 pub mod phase;
 pub mod plan;
 pub mod profile;

@@ -96,6 +96,7 @@
 mod attempts;
 pub mod fleet;
 pub(crate) mod health;
+pub mod outbox;
 pub(crate) mod owner;
 mod records;
 mod sql;
@@ -113,6 +114,7 @@ use crate::domain::{LinkId, LinkState, Product, ProductSet};
 
 pub use attempts::{AttemptRecord, Claim, Intent, LinkPatch, Outcome, OwnPatch, ProductPatch};
 pub use fleet::FleetQueries;
+pub use outbox::Outbox;
 pub use records::LinkSource;
 
 /// A moment as the store keeps it (UTC, millisecond precision).
@@ -249,7 +251,7 @@ pub type DueUpdate = (LinkId, Product, Option<Timestamp>);
 /// The persistence boundary of linkfresh; one implementation per database so
 /// the daemon, CLI and server never care which one runs.
 #[async_trait]
-pub trait Store: FleetQueries + Send + Sync + 'static {
+pub trait Store: FleetQueries + Outbox + Send + Sync + 'static {
     /// Makes the stored links match the configuration (idempotent; skipped when
     /// `revision` was already synced). Only `Config`-managed links are removed.
     async fn sync_config(

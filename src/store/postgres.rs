@@ -70,6 +70,7 @@ impl Dialect for Postgres {
     const NUMBERED: bool = true;
     const JSON_PAGE: &'static str = JSON_PAGE;
     const LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    const ROW_LOCK: &'static str = " FOR UPDATE";
     const NEXT_SEQ: &'static str = "nextval('link_intent_seq')";
     const OVERLAP: i64 = 1024;
 

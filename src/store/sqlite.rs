@@ -149,6 +149,7 @@ impl Dialect for Sqlite {
     const NUMBERED: bool = false;
     const JSON_PAGE: &'static str = JSON_PAGE;
     const LOCK: &'static str = "";
+    const ROW_LOCK: &'static str = "";
     const NEXT_SEQ: &'static str = "(SELECT COALESCE(MAX(intent_seq), 0) + 1 FROM links)";
     const OVERLAP: i64 = 0;
 

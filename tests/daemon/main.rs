@@ -6,6 +6,8 @@
 
 #[path = "../common/daemon.rs"]
 mod daemon;
+#[path = "../common/monitoring.rs"]
+mod monitoring;
 #[path = "../common/store/mod.rs"]
 mod store_common;
 
@@ -14,5 +16,7 @@ mod daemon_process;
 mod demand_e2e;
 mod demand_ops;
 mod deploy_runtime;
+mod monitoring_names;
 mod notify_socket;
+mod overdue_metric;
 mod replicas_pg;

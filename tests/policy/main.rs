@@ -6,5 +6,6 @@
 
 mod demand_properties;
 mod input_never_panics;
+mod overdue_properties;
 mod policy_properties;
 mod policy_scenarios;

@@ -47,6 +47,12 @@ pub(crate) trait Dialect: Database<QueryResult: RowsAffected> {
     /// other writers.
     const LOCK: &'static str;
 
+    /// Appended to the outbox's read of a link's state before a change:
+    /// PostgreSQL's ` FOR UPDATE` (a concurrent change of the same link
+    /// waits, then sees the new state, so one transition makes one event);
+    /// empty on SQLite, whose single writer already serializes them.
+    const ROW_LOCK: &'static str;
+
     /// The SQL expression of the next `links.intent_seq`.
     const NEXT_SEQ: &'static str;
 

@@ -11,6 +11,8 @@
 //!   one path for one intent or many (its decisions as plain functions in
 //!   `claims`);
 //! - `outcomes`: answers and patches;
+//! - `outbox` and `outbox_queue`: outbound events, written with the
+//!   changes that cause them, and their delivery queue;
 //! - `controls`: operator controls, history, idempotency keys;
 //! - `fleet`: the fleet page's aggregate queries;
 //! - `statements` and `rows`: shared statement texts and row decoding.
@@ -38,6 +40,8 @@ pub(crate) mod dialect;
 mod fleet;
 mod intents;
 mod links;
+mod outbox;
+mod outbox_queue;
 mod outcomes;
 pub(crate) mod rows;
 pub(crate) mod statements;

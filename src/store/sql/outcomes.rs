@@ -90,6 +90,8 @@ where
             Some((s, r)) => (Some(s.as_str()), r.as_deref()),
             None => (None, None),
         };
+        // The events this change causes, read against the state before it.
+        Self::record_events(conn, link, patch, now).await?;
         let text = patch_link(patch.state.is_some(), change_seq.is_some());
         let found = sqlx::query(AssertSqlSafe(text))
             .bind(link.as_str())
@@ -207,6 +209,9 @@ where
         // The link rows next (as every other writer locks them), and only
         // each attempt's replica's lease.
         Self::release_leases(conn, &leases_to_release(run, &finished)).await?;
+        for o in run {
+            Self::record_events(conn, &o.link, &o.patch, o.at).await?;
+        }
         let mut found: HashSet<String> = HashSet::new();
         let bulk = DB::patch_links(conn, run).await?;
         let shared = if bulk.is_none() { run } else { &[][..] };

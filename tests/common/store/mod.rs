@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 #[path = "../optional.rs"]
-mod optional;
+pub mod optional;
 
 mod batches;
 mod claims;
