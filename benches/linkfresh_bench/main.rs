@@ -6,7 +6,8 @@
 //! cargo run --release --bin linkfresh-bench -- SCENARIO [options]
 //! ```
 //!
-//! Scenarios: `fleet-1m`, `throughput`, `lateness`, `efficiency`, `all`.
+//! Scenarios: `fleet-1m`, `throughput`, `lateness`, `efficiency`, `scaleout`
+//! (needs `--pg-url`), `all` (every scenario but `scaleout`).
 //! Every scenario prints a table (figure, value, target, verdict) and one JSON
 //! line starting with `{"scenario":` for scripts. See `benches/PERFORMANCE.md`.
 //!
@@ -35,8 +36,11 @@ mod events;
 mod fleet;
 mod helpers;
 mod lateness;
+mod pgstat;
 mod procs;
 mod report;
+mod scaleout;
+mod scaleout_phase;
 mod setup;
 mod throughput;
 
@@ -45,8 +49,11 @@ use events::*;
 use fleet::*;
 use helpers::*;
 use lateness::*;
+use pgstat::*;
 use procs::*;
 use report::*;
+use scaleout::*;
+use scaleout_phase::*;
 use setup::*;
 use throughput::*;
 
@@ -61,7 +68,10 @@ enum Scenario {
     Lateness,
     /// 1,000 links x 4 products on compressed windows, against the Python SDK loop.
     Efficiency,
-    /// Every scenario in turn.
+    /// The same fleet on 1 SQLite daemon, 1 and 3 PostgreSQL replicas, then
+    /// a failover (kill -9 one of three, start a fourth); needs `--pg-url`.
+    Scaleout,
+    /// Every scenario in turn, except `scaleout` (it needs a PostgreSQL server).
     All,
 }
 
@@ -103,6 +113,18 @@ struct Args {
     /// Python interpreter for the baseline.
     #[arg(long, default_value = "python3")]
     python: String,
+    /// PostgreSQL server for `scaleout` (a user allowed to create
+    /// databases); each phase runs on a fresh database on it, dropped at
+    /// the end. Its query (`sslmode=...`) is passed on to the daemons as it is.
+    #[arg(long)]
+    pg_url: Option<String>,
+    /// Phases of `scaleout`, comma-separated: sqlite, pg1, pg3, failover.
+    #[arg(long, default_value = "sqlite,pg1,pg3,failover")]
+    phases: String,
+    /// The `linkfresh` binary to run (default: the one next to this binary),
+    /// so that one harness can measure an older build side by side.
+    #[arg(long)]
+    linkfresh_bin: Option<PathBuf>,
 }
 
 const CLIENT_ID: &str = "bench_client";
@@ -111,6 +133,9 @@ const ALL4: &str = "accounts,transactions,account_numbers,identity";
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(bin) = &args.linkfresh_bin {
+        set_linkfresh_bin(bin.clone());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -140,6 +165,7 @@ fn main() -> Result<()> {
                 Scenario::Throughput => throughput(&args, &dir).await,
                 Scenario::Lateness => lateness(&args, &dir).await,
                 Scenario::Efficiency => efficiency(&args, &dir).await,
+                Scenario::Scaleout => scaleout(&args, &dir).await,
                 Scenario::All => unreachable!(),
             }
         });

@@ -166,6 +166,7 @@ mod records;
 mod sql;
 
 pub(crate) mod postgres;
+mod postgres_bulk;
 pub mod sqlite;
 
 use std::sync::Arc;
