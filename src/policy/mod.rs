@@ -28,6 +28,7 @@
 //! a product neither rides along nor coalesces.
 
 pub mod backoff;
+pub mod budget;
 pub mod cadence;
 pub mod cadences;
 pub mod phase;
