@@ -324,6 +324,7 @@ pub(super) fn check(
     }
 
     let revision = revision(&links);
+    let budget = super::budget::check_budget(&c.file, raw.budget, database.history_retention)?;
     Ok(Config {
         path: path.to_path_buf(),
         moneykit,
@@ -335,6 +336,7 @@ pub(super) fn check(
         links,
         links_file,
         revision,
+        budget,
     })
 }
 

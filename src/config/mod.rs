@@ -25,6 +25,7 @@
 //!   `LINKFRESH__SERVER__ADMIN_TOKEN[_FILE]`) replaces the file's source of
 //!   that secret, inline or file; a file that sets both forms is an error.
 
+mod budget;
 mod check;
 mod credentials;
 mod env;
@@ -43,6 +44,7 @@ use crate::policy::cadences::cadence_to_json;
 use crate::policy::{Cadence, Rules};
 use crate::secret::Secret;
 
+pub use budget::BudgetConfig;
 pub(crate) use credentials::{Stage, credentials};
 
 /// The default config path when neither `--config` nor `LINKFRESH_CONFIG` is given.
@@ -257,6 +259,8 @@ pub struct Config {
     pub links_file: Option<PathBuf>,
     /// A hash of the link set; the store skips a sync of the same revision.
     pub revision: String,
+    /// `[budget]`, if set: never more POSTs than this in any rolling window.
+    pub budget: Option<BudgetConfig>,
 }
 
 impl fmt::Display for Config {

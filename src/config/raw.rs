@@ -23,6 +23,7 @@ pub struct RawSettings {
     pub discovery: RawDiscovery,
     pub defaults: RawDefaults,
     pub links: Vec<RawLink>,
+    pub budget: Option<super::budget::RawBudget>,
     /// The simulator's own table (`linkfresh sim --config`); checked by the
     /// simulator, ignored by the daemon.
     pub sim: Option<serde_json::Value>,
