@@ -59,11 +59,15 @@ impl BudgetConfig {
 /// The default rolling window.
 pub const DEFAULT_WINDOW: &str = "24h";
 
-/// Checks `[budget]`; `retention` is `[database] history_retention`.
+/// Checks `[budget]`; `retention` is `[database] history_retention`;
+/// `slack` how much later than its admission a POST may reach MoneyKit
+/// (`[moneykit] request_timeout`, the longest a committed intent waits for
+/// the wire, plus `[limits] margin`; see [`Budget::slack`]).
 pub(super) fn check_budget(
     file: &str,
     raw: Option<RawBudget>,
     retention: Duration,
+    slack: chrono::TimeDelta,
 ) -> Result<Option<BudgetConfig>, ConfigError> {
     let Some(raw) = raw else { return Ok(None) };
     let invalid = |key: &str, value: String, problem: &str| ConfigError::Invalid {
@@ -134,6 +138,7 @@ pub(super) fn check_budget(
         budget: Budget {
             posts_per_day,
             window: duration::to_delta(window),
+            slack,
         },
         price_per_post: raw.price_per_post,
         currency: raw.currency,

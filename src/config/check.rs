@@ -324,7 +324,9 @@ pub(super) fn check(
     }
 
     let revision = revision(&links);
-    let budget = super::budget::check_budget(&c.file, raw.budget, database.history_retention)?;
+    let slack = duration::to_delta(moneykit.request_timeout) + rules.limits.margin;
+    let budget =
+        super::budget::check_budget(&c.file, raw.budget, database.history_retention, slack)?;
     Ok(Config {
         path: path.to_path_buf(),
         moneykit,

@@ -10,6 +10,8 @@
 //! effect → [`writer`] group-commits them. A reload ([`reload`]) re-reads
 //! the config, syncs it, and publishes the new rules.
 
+pub mod budget;
+mod budget_round;
 pub mod discovery;
 pub mod dispatch;
 pub mod gauges;
@@ -143,6 +145,7 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     ));
     // The dispatcher stops taking new work as soon as shutdown begins (its
     // token is a child of `cancel`); the scheduler drains answers itself.
+    let replica = replica::replica_id();
     let dispatch_cancel = cancel.child_token();
     let dispatcher = dispatch::Dispatcher {
         writes: writes_tx.clone(),
@@ -152,7 +155,7 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         staging: Arc::new(Semaphore::new(2 * config.moneykit.max_in_flight as usize)),
         clock,
         tracker: tasks.clone(),
-        replica: replica::replica_id(),
+        replica: replica.clone(),
         claims: shared,
         lease: TimeDelta::from_std(config.database.lease).unwrap_or(TimeDelta::seconds(15)),
     };
@@ -170,6 +173,17 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         tokio::spawn(task.run(discovery_cancel.clone()))
     });
 
+    let budget = match &config.budget {
+        Some(b) => {
+            let since = clock.now() - b.budget.window;
+            let usage = store
+                .posts_since(since, b.budget.bucket(), None)
+                .await
+                .context("while reading the POSTs the budget has spent")?;
+            Some(budget::BudgetGate::new(b.clone(), usage))
+        }
+        None => None,
+    };
     let current = Rules::clone(&rules.borrow());
     let scheduler = scheduler::Scheduler {
         table: table::LinkTable::default(),
@@ -195,6 +209,8 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         claim_seq,
         refused: Vec::new(),
         tasks: tasks.clone(),
+        budget,
+        replica,
     };
     crate::notify::ready();
     tracing::info!(listen = %config.server.listen, "linkfresh is running");

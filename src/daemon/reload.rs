@@ -17,6 +17,8 @@ pub(crate) struct Reloaded {
     pub rules: Rules,
     /// Every non-removed link after the sync.
     pub records: Vec<LinkRecord>,
+    /// The new `[budget]`.
+    pub budget: Option<config::BudgetConfig>,
 }
 
 /// The store's view of the configured links. Takes them rather than
@@ -62,6 +64,7 @@ pub(crate) async fn reload(path: &Path, store: &Arc<dyn Store>, clock: Clock) ->
             Some(Reloaded {
                 rules: config.rules,
                 records,
+                budget: config.budget,
             })
         }
         Err(e) => {

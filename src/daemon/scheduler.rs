@@ -65,6 +65,10 @@ pub struct Scheduler {
     pub(super) tasks: TaskTracker,
     /// Pages of stored links still arriving from the [`loader`](super::loader).
     pub(super) loading: Option<mpsc::Receiver<Vec<LinkRecord>>>,
+    /// Links due now wait here for `[budget]` (None: no budget).
+    pub(super) budget: Option<super::budget::BudgetGate>,
+    /// This process's claim owner name (its intents' `replica`).
+    pub(super) replica: String,
 }
 
 /// Replicas sharing a store wake for a link up to this much after it is due,
@@ -91,6 +95,7 @@ enum Event {
     Reload,
     Housekeeping,
     Loaded(Option<Vec<LinkRecord>>),
+    Budget,
 }
 
 /// How the loop ended.
@@ -135,6 +140,7 @@ impl Scheduler {
             let next = self.timer.next_at(&self.table);
             let wake = next.map(|at| self.clock.instant_at(at));
             let room = self.jobs.capacity() > 0;
+            let budget_wake = self.budget_wake().map(|at| self.clock.instant_at(at));
             let event = {
                 let jobs = self.jobs.clone();
                 tokio::select! {
@@ -146,6 +152,7 @@ impl Scheduler {
                     page = next_page(&mut self.loading), if self.loading.is_some() => Event::Loaded(page),
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
+                    () = tokio::time::sleep_until(budget_wake.unwrap_or_else(far_future)), if budget_wake.is_some() && room => Event::Budget,
                     _ = control.tick() => Event::Control,
                     Some(()) = self.reload.recv() => Event::Reload,
                     _ = housekeeping.tick() => Event::Housekeeping,
@@ -160,7 +167,7 @@ impl Scheduler {
                     }
                 }
                 Event::Fire => self.fire(),
-                Event::Room => {}
+                Event::Room | Event::Budget => {}
                 Event::Control => self.poll_changes().await,
                 Event::Reload => self.reload().await,
                 Event::Loaded(Some(page)) => self.load(&page),
@@ -173,6 +180,7 @@ impl Scheduler {
                     }
                 }
             }
+            self.settle_budget();
             if let Some(msg) = self.fatal_message() {
                 ended = Ended::Fatal(msg);
                 break;
@@ -251,6 +259,9 @@ impl Scheduler {
                     purpose: ReadPurpose::Reconcile,
                 },
             ),
+            Decision::Send { products, .. } if self.budget.is_some() => {
+                self.offer_to_budget(i, products, now);
+            }
             Decision::Send { products, due_at } => {
                 let products = narrow_for_isolation(e, products);
                 let known = products
@@ -269,6 +280,7 @@ impl Scheduler {
                 )
             }
             Decision::Wait { until } => {
+                self.withdraw_from_budget(i);
                 let until = if self.shared {
                     until + TimeDelta::milliseconds(rand::random_range(0..CLAIM_JITTER_MS))
                 } else {
@@ -276,11 +288,14 @@ impl Scheduler {
                 };
                 self.timer.schedule(&mut self.table, i, until)
             }
-            Decision::Idle => self.timer.cancel(&mut self.table, i),
+            Decision::Idle => {
+                self.withdraw_from_budget(i);
+                self.timer.cancel(&mut self.table, i)
+            }
         }
     }
 
-    fn queue(&mut self, i: usize, job: Job) {
+    pub(super) fn queue(&mut self, i: usize, job: Job) {
         match self.jobs.try_send(job) {
             Ok(()) => {
                 self.table.get_mut(i).in_flight = true;
@@ -504,6 +519,7 @@ impl Scheduler {
         }
         if self.shared {
             self.poll_claims().await;
+            self.refresh_budget().await;
         }
     }
 
@@ -550,6 +566,7 @@ impl Scheduler {
             return;
         };
         self.rules = reloaded.rules;
+        self.reload_budget(reloaded.budget).await;
         self.published_rules
             .send_replace(Arc::new(self.rules.clone()));
         let now = self.clock.now();
@@ -573,6 +590,7 @@ impl Scheduler {
         crate::notify::watchdog_ping();
         self.limiter.tick();
         super::gauges::publish(&self.table, self.clock.now());
+        self.publish_budget();
     }
 
     fn prune(&self) {

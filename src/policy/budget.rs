@@ -8,7 +8,9 @@
 //! 1. **Cap.** A POST is admitted only if the POSTs in `(t - window, t]`,
 //!    itself included, stay within `posts_per_day`. Checked at every send,
 //!    this holds for every rolling window (the busiest window always ends at
-//!    a send).
+//!    a send). The window is stretched by [`Budget::slack`], what a POST's
+//!    way to MoneyKit may add, so that the cap also holds in MoneyKit's
+//!    own count (seen broken by one POST on PostgreSQL without it).
 //! 2. **Pacing.** Scheduled work also needs a token from a bucket refilled
 //!    at `posts_per_day / window` and holding at most [`BURST_SHARE`] of the
 //!    day (an hour's worth with a 24 h window). Every POST takes a token,
@@ -43,12 +45,30 @@ pub struct Budget {
     pub posts_per_day: u32,
     /// The rolling window the cap counts over (`[budget] window`, 24 h).
     pub window: TimeDelta,
+    /// How much later than its admission a POST may reach MoneyKit (the
+    /// intent commit, the wait for the wire, the margin for clock skew):
+    /// the cap counts each POST over `window + slack`, so that however the
+    /// POSTs' delays differ, MoneyKit never sees more than the cap in one
+    /// `window` of its own clock.
+    pub slack: TimeDelta,
 }
 
 impl Budget {
+    /// How long an admitted POST counts against the cap.
+    pub fn span(&self) -> TimeDelta {
+        saturating::sum(self.window, self.slack)
+    }
+
     /// Tokens per millisecond.
     fn rate(&self) -> f64 {
         f64::from(self.posts_per_day) / self.window.num_milliseconds().max(1) as f64
+    }
+
+    /// The width of the time buckets the spent POSTs are counted in, by
+    /// the store and the daemon: 1/1440 of the window (a minute of a day),
+    /// so a window's history is at most 1,441 entries whatever the rate.
+    pub fn bucket(&self) -> TimeDelta {
+        (self.window / 1440).max(TimeDelta::milliseconds(1))
     }
 
     /// The bucket's size, at least one POST.
@@ -105,18 +125,18 @@ pub struct Standing {
 /// early).
 pub type Usage<'a> = &'a [(DateTime<Utc>, u32)];
 
-/// The sends of `usage` inside `(now - window, now]`.
+/// The sends of `usage` inside `(now - span, now]`.
 fn in_window<'a>(budget: &Budget, usage: Usage<'a>, now: DateTime<Utc>) -> Usage<'a> {
-    let start = saturating::add(now, -budget.window);
+    let start = saturating::add(now, -budget.span());
     let from = usage.partition_point(|(t, _)| *t <= start);
     let to = usage.partition_point(|(t, _)| *t <= now);
     &usage[from..to.max(from)]
 }
 
-/// The pacing bucket at `now`, folded from a full bucket at `now - window`.
+/// The pacing bucket at `now`, folded from a full bucket at `now - span`.
 fn tokens(budget: &Budget, window: Usage<'_>, now: DateTime<Utc>) -> f64 {
     let (rate, burst) = (budget.rate(), budget.burst());
-    let mut at = saturating::add(now, -budget.window);
+    let mut at = saturating::add(now, -budget.span());
     let mut tokens = burst;
     for &(t, n) in window {
         tokens = (tokens + (t - at).num_milliseconds() as f64 * rate).min(burst) - f64::from(n);
@@ -205,12 +225,12 @@ fn cap_frees_at(
     for &(t, n) in window {
         used -= u64::from(n);
         if used < limit {
-            // The send at `t` leaves `(x - window, x]` once `x >= t + window`.
-            return saturating::add(t, budget.window).max(now);
+            // The send at `t` stops counting once `x >= t + span`.
+            return saturating::add(t, budget.span()).max(now);
         }
     }
-    // Only what was admitted now fills the cap: it frees a window later.
-    saturating::add(now, budget.window)
+    // Only what was admitted now fills the cap: it frees a span later.
+    saturating::add(now, budget.span())
 }
 
 /// `share` of `span`, to the millisecond.
@@ -239,6 +259,7 @@ mod tests {
         let budget = Budget {
             posts_per_day: 2,
             window: TimeDelta::seconds(100),
+            slack: TimeDelta::zero(),
         };
         let usage = [(at(10), 1), (at(50), 1)];
         let asked = Candidate {

@@ -223,6 +223,12 @@ pub enum Why {
         /// When the next POST goes.
         until: DateTime<Utc>,
     },
+    /// Due, but held back by the `[budget]`: its cap is full or pacing
+    /// spreads it over the day (see [`budget`]).
+    Budget {
+        /// When the budget can next admit it.
+        until: DateTime<Utc>,
+    },
     /// Forbidden for this link (403).
     Parked,
     /// The link is not refreshed (paused, parked or not configured).

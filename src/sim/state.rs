@@ -176,6 +176,9 @@ pub(crate) struct State {
     /// Test knob: refuse every token as expired (a server that disagrees).
     pub refuse_tokens: bool,
     pub stats: SimStats,
+    /// When each authenticated refresh POST arrived, in arrival order: what
+    /// a bill counts, so tests can check a budget in any rolling window.
+    pub post_times: Vec<DateTime<Utc>>,
 }
 
 impl State {
@@ -191,6 +194,7 @@ impl State {
             tokens: HashMap::new(),
             refuse_tokens: false,
             stats: SimStats::default(),
+            post_times: Vec::new(),
         };
         for l in cfg.links {
             st.upsert(l, now);
@@ -275,6 +279,7 @@ impl State {
         now: DateTime<Utc>,
         force_429: bool,
     ) -> RefreshDecision {
+        self.post_times.push(now);
         for p in asked.iter() {
             *self
                 .stats

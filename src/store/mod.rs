@@ -351,11 +351,14 @@ pub trait Store: FleetQueries + Send + Sync + 'static {
     /// `bucket` of time and stamped with the bucket's latest intent, oldest
     /// first: what the budget counts (every replica's, across restarts).
     /// Stamped late, never early, so a bucket leaves a rolling window no
-    /// sooner than its last POST does.
+    /// sooner than its last POST does. `except_replica` leaves out the
+    /// intents that replica claimed: a replica counts its own in memory,
+    /// exactly, and the others' from here.
     async fn posts_since(
         &self,
         since: Timestamp,
         bucket: chrono::TimeDelta,
+        except_replica: Option<&str>,
     ) -> Result<Vec<(Timestamp, u32)>, StoreError>;
 
     /// Writes the policy's computed due times, batched, for status/fleet queries.

@@ -9,6 +9,7 @@ mod daemon;
 #[path = "../common/store.rs"]
 mod store_common;
 
+mod budget_e2e;
 mod daemon_e2e;
 mod daemon_process;
 mod deploy_runtime;

@@ -13,9 +13,10 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn arb_budget() -> impl Strategy<Value = Budget> {
-    (1u32..200, 60i64..5000).prop_map(|(posts_per_day, w)| Budget {
+    (1u32..200, 60i64..5000, 0f64..0.3).prop_map(|(posts_per_day, w, slack)| Budget {
         posts_per_day,
         window: TimeDelta::seconds(w),
+        slack: TimeDelta::milliseconds((w as f64 * 1000.0 * slack) as i64),
     })
 }
 
@@ -39,6 +40,12 @@ fn arb_rounds() -> impl Strategy<Value = Vec<(i64, Vec<Candidate>)>> {
         (0i64..400_000, prop::collection::vec(arb_candidate(), 0..30)),
         1..80,
     )
+}
+
+/// The share of the budget's slack each round's POSTs take to reach
+/// MoneyKit.
+fn arb_delays() -> impl Strategy<Value = Vec<f64>> {
+    prop::collection::vec(0f64..=1.0, 80)
 }
 
 /// Runs the rounds, recording every admitted POST; returns the sends and
@@ -94,6 +101,25 @@ proptest! {
     }
 
     #[test]
+    fn nor_where_moneykit_counts_when_each_post_arrives_up_to_the_slack_late(
+        budget in arb_budget(),
+        rounds in arb_rounds(),
+        delays in arb_delays(),
+    ) {
+        let (usage, _) = run(&budget, &rounds);
+        let mut arrived: Vec<(DateTime<Utc>, u32)> = usage
+            .iter()
+            .zip(delays.iter().cycle())
+            .map(|(&(t, n), d)| (t + TimeDelta::milliseconds((budget.slack.num_milliseconds() as f64 * d) as i64), n))
+            .collect();
+        arrived.sort_by_key(|(t, _)| *t);
+        for &(t, _) in &arrived {
+            let n = sent_in(&arrived, t - budget.window, t);
+            prop_assert!(n <= u64::from(budget.posts_per_day), "MoneyKit saw {n} POSTs in the window ending {t}");
+        }
+    }
+
+    #[test]
     fn every_candidate_is_decided_once(budget in arb_budget(), rounds in arb_rounds()) {
         let (_, seen) = run(&budget, &rounds);
         for (_, candidates, admitted, deferred) in seen {
@@ -125,7 +151,7 @@ proptest! {
         for (gap, candidates) in &rounds {
             now += TimeDelta::milliseconds(*gap);
             let a = allocate(&budget, &usage, now, candidates);
-            let used = sent_in(&usage, now - budget.window, now);
+            let used = sent_in(&usage, now - budget.span(), now);
             let on_demand = candidates.iter().filter(|c| c.on_demand).count() as u64;
             let served = a.admitted.iter().filter(|&&i| candidates[i].on_demand).count() as u64;
             let room = u64::from(budget.posts_per_day).saturating_sub(used);
@@ -183,6 +209,7 @@ fn a_morning_of_demand_spends_about_an_hour_of_budget_plus_the_mornings_share() 
     let budget = Budget {
         posts_per_day: 24,
         window: TimeDelta::hours(24),
+        slack: TimeDelta::seconds(30),
     };
     let demand = vec![Candidate {
         on_demand: false,

@@ -260,8 +260,9 @@ where
         &self,
         since: Timestamp,
         bucket: chrono::TimeDelta,
+        except_replica: Option<&str>,
     ) -> Result<Vec<(Timestamp, u32)>, StoreError> {
-        self.read_posts_since(since, bucket).await
+        self.read_posts_since(since, bucket, except_replica).await
     }
 
     #[tracing::instrument(skip_all, fields(updates = updates.len()))]
