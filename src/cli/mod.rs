@@ -7,6 +7,7 @@ mod check;
 mod demo;
 pub mod ops;
 mod plan;
+mod plan_cost;
 mod serve;
 mod table;
 
