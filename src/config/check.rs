@@ -1,94 +1,19 @@
 //! Turns the raw file into a checked [`Config`], naming every bad value.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use chrono::TimeDelta;
-use sha2::{Digest, Sha256};
 
-use super::raw::{RawLink, RawSettings};
+use super::check_links::{check_link, first_duplicate, revision};
+use super::checker::{Checker, database_url};
+use super::raw::RawSettings;
 use super::{
     Config, ConfigError, DatabaseConfig, DiscoveryConfig, LinkConfig, MoneyKitConfig, SecretSource,
     ServerConfig, links_file,
 };
-use crate::domain::{LinkId, Product, ProductSet};
-use crate::duration;
-use crate::policy::{Cadence, CronSchedule, Limits, Rules};
-
-/// Checks values in the context of one file, so every error can name it.
-struct Checker<'a> {
-    file: String,
-    dir: &'a Path,
-}
-
-impl Checker<'_> {
-    fn invalid(&self, key: &str, value: &str, problem: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.file.clone(),
-            key: key.to_owned(),
-            value: format!("{value:?}"),
-            problem: problem.into(),
-        }
-    }
-
-    /// Every duration of the file and environment goes through the one
-    /// bounded parse ([`crate::duration`]), so none exceeds 10 years.
-    fn duration(&self, key: &str, raw: &str, zero_ok: bool) -> Result<Duration, ConfigError> {
-        let parsed = if zero_ok {
-            duration::parse_duration_bounded_or_zero(raw)
-        } else {
-            duration::parse_duration_bounded(raw)
-        };
-        parsed.map_err(|e| self.invalid(key, raw, e.to_string()))
-    }
-
-    fn delta(&self, key: &str, raw: &str, zero_ok: bool) -> Result<TimeDelta, ConfigError> {
-        Ok(duration::to_delta(self.duration(key, raw, zero_ok)?))
-    }
-
-    fn products(&self, key: &str, names: &[String]) -> Result<ProductSet, ConfigError> {
-        let mut set = ProductSet::EMPTY;
-        for name in names {
-            set.insert(Product::parse(name).map_err(|e| self.invalid(key, name, e.to_string()))?);
-        }
-        if set.is_empty() {
-            return Err(self.invalid(
-                key,
-                "[]",
-                "empty product list; give at least one of accounts, transactions, account_numbers, identity, investments, enrichment",
-            ));
-        }
-        Ok(set)
-    }
-
-    fn path(&self, raw: &str) -> PathBuf {
-        let p = Path::new(raw);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.dir.join(p)
-        }
-    }
-
-    fn secret(
-        &self,
-        key: &str,
-        inline: Option<crate::secret::Secret>,
-        file: Option<&str>,
-    ) -> Result<SecretSource, ConfigError> {
-        match (inline.filter(|s| !s.is_empty()), file) {
-            (Some(_), Some(f)) => Err(self.invalid(
-                &format!("{key}_file"),
-                f,
-                format!("both {key} and {key}_file are set; set only one"),
-            )),
-            (Some(s), None) => Ok(SecretSource::Inline(s)),
-            (None, Some(f)) => Ok(SecretSource::File(self.path(f))),
-            (None, None) => Ok(SecretSource::Missing),
-        }
-    }
-}
+use crate::domain::Product;
+use crate::policy::{Limits, Rules};
 
 /// Checks every value of `raw` read from `path`.
 pub(super) fn check(
@@ -324,7 +249,7 @@ pub(super) fn check(
     }
 
     let revision = revision(&links);
-    let slack = duration::to_delta(moneykit.request_timeout) + rules.limits.margin;
+    let slack = crate::duration::to_delta(moneykit.request_timeout) + rules.limits.margin;
     let budget =
         super::budget::check_budget(&c.file, raw.budget, database.history_retention, slack)?;
     Ok(Config {
@@ -376,132 +301,4 @@ fn reserved_summary() -> String {
         }
     }
     out.join(", ")
-}
-
-fn database_url(c: &Checker<'_>, raw: &str) -> Result<String, ConfigError> {
-    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-        return Ok(raw.to_owned());
-    }
-    let Some(rest) = raw.strip_prefix("sqlite:") else {
-        // Never echo a URL that might carry a password.
-        let scheme = raw.split(':').next().unwrap_or_default();
-        return Err(c.invalid(
-            "[database] url",
-            &format!("{scheme}:..."),
-            "unsupported scheme; use sqlite://PATH or postgres://USER@HOST/DB",
-        ));
-    };
-    let path = rest.trim_start_matches("//");
-    if path.is_empty() {
-        return Err(c.invalid(
-            "[database] url",
-            raw,
-            "no file path; e.g. sqlite://linkfresh.db",
-        ));
-    }
-    if path == ":memory:" || Path::new(path).is_absolute() {
-        return Ok(format!("sqlite://{path}"));
-    }
-    Ok(format!("sqlite://{}", c.path(path).display()))
-}
-
-fn check_link(
-    c: &Checker<'_>,
-    rules: &Rules,
-    defaults: ProductSet,
-    index: usize,
-    rl: RawLink,
-) -> Result<LinkConfig, ConfigError> {
-    let at = |key: &str| format!("[[links]] #{} {key}", index + 1);
-    let id = LinkId::parse(&rl.id).map_err(|e| c.invalid(&at("id"), &rl.id, e.to_string()))?;
-    let products = match &rl.products {
-        Some(names) => c.products(&at("products"), names)?,
-        None => defaults,
-    };
-    let mut cadence = BTreeMap::new();
-    for (name, raw) in &rl.every {
-        let key = at(&format!("every.{name}"));
-        let p = Product::parse(name).map_err(|e| c.invalid(&key, name, e.to_string()))?;
-        if !products.contains(p) {
-            return Err(c.invalid(
-                &key,
-                raw,
-                format!("{p} is not among this link's products ({products})"),
-            ));
-        }
-        let every = c.delta(&key, raw, false)?;
-        let limit = rules.limits.window(p);
-        if every < limit {
-            return Err(c.invalid(&key, raw, format!(
-                "shorter than [limits] {p} = {}; MoneyKit would refuse the extra requests, so use at least that",
-                humantime::format_duration(limit.to_std().unwrap_or_default())
-            )));
-        }
-        cadence.insert(p, Cadence::Every(every));
-    }
-    for (name, raw) in &rl.cron {
-        let key = at(&format!("cron.{name}"));
-        let p = Product::parse(name).map_err(|e| c.invalid(&key, name, e.to_string()))?;
-        if !products.contains(p) {
-            return Err(c.invalid(
-                &key,
-                raw,
-                format!("{p} is not among this link's products ({products})"),
-            ));
-        }
-        if cadence.contains_key(&p) {
-            return Err(c.invalid(
-                &key,
-                raw,
-                format!("{p} has both every and cron; choose one"),
-            ));
-        }
-        let schedule = CronSchedule::parse(raw).map_err(|e| c.invalid(&key, raw, e.to_string()))?;
-        cadence.insert(p, Cadence::Cron(schedule));
-    }
-    Ok(LinkConfig {
-        id,
-        products,
-        cadence,
-    })
-}
-
-/// The first repeated id in file order, as (index of its first appearance,
-/// index of the repeat with the lowest index). Sorting indices rather than
-/// filling a map of every id keeps a million-link check within a few
-/// megabytes beside the links themselves (the map, with the place of each id
-/// as text, took a quarter of a gigabyte).
-fn first_duplicate(links: &[LinkConfig]) -> Option<(usize, usize)> {
-    let mut order: Vec<u32> = (0..u32::try_from(links.len()).unwrap_or(u32::MAX)).collect();
-    order.sort_unstable_by(|&a, &b| {
-        links[a as usize]
-            .id
-            .cmp(&links[b as usize].id)
-            .then(a.cmp(&b))
-    });
-    order
-        .windows(2)
-        .filter(|w| links[w[0] as usize].id == links[w[1] as usize].id)
-        .map(|w| (w[0] as usize, w[1] as usize))
-        // Sorted by (id, index), a group's adjacent first pair is its first
-        // appearance and first repeat; the earliest repeat overall wins.
-        .min_by_key(|&(_, second)| second)
-}
-
-/// A short hash of the link set and cadences: equal configs, equal revisions.
-fn revision(links: &[LinkConfig]) -> String {
-    let mut h = Sha256::new();
-    for l in links {
-        h.update(l.id.as_str().as_bytes());
-        h.update([
-            0,
-            l.products.iter().fold(0u8, |acc, p| acc | 1 << p.index()),
-        ]);
-        if let Some(j) = l.cadence_json() {
-            h.update(j.as_bytes());
-        }
-        h.update([b'\n']);
-    }
-    let digest = h.finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -27,6 +27,8 @@
 
 mod budget;
 mod check;
+mod check_links;
+mod checker;
 mod credentials;
 mod env;
 pub mod links_file;

@@ -13,7 +13,7 @@
 //! "Several replicas" in [`crate::store`]): each POST carries the link's request times the
 //! scheduler decided from, and the store refuses it if another replica has
 //! requested the link since or holds its lease. A refused POST is not sent;
-//! it comes back as [`Done::NotSent`] with [`CLAIMED_ELSEWHERE`] and the
+//! it comes back as [`Done::NotSent`] with [`NotSentReason::ClaimedElsewhere`] and the
 //! scheduler reloads the link.
 
 use std::sync::Arc;
@@ -33,8 +33,29 @@ use crate::store::{AttemptId, Claim, Intent};
 /// Most jobs whose intents share one transaction.
 const MAX_BATCH: usize = 512;
 
-/// The [`Done::NotSent`] reason of a POST whose claim the store refused.
-pub const CLAIMED_ELSEWHERE: &str = "claimed by another replica";
+/// Why a job came back as [`Done::NotSent`]: typed, so that the scheduler
+/// tells a refused claim (reload the link, decide again) from the rest (try
+/// again in a second) by a variant, not by comparing words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotSentReason {
+    /// The store refused the POST's claim: another replica requested the
+    /// link since, or holds its lease.
+    ClaimedElsewhere,
+    /// Shutdown began before the job was sent.
+    ShuttingDown,
+    /// The intent could not be committed.
+    Store(String),
+}
+
+impl std::fmt::Display for NotSentReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotSentReason::ClaimedElsewhere => f.write_str("claimed by another replica"),
+            NotSentReason::ShuttingDown => f.write_str("shutting down"),
+            NotSentReason::Store(e) => write!(f, "store: {e}"),
+        }
+    }
+}
 
 /// Why a link is read with `GET /links/{id}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +130,7 @@ pub enum Done {
         /// Link index.
         idx: usize,
         /// Why.
-        reason: String,
+        reason: NotSentReason,
     },
 }
 
@@ -173,11 +194,11 @@ impl Dispatcher {
                 },
             };
             let permit = tokio::select! {
-                () = cancel.cancelled() => { let _ = done.send(Done::NotSent { idx: first.idx(), reason: "shutting down".into() }); break }
+                () = cancel.cancelled() => { let _ = done.send(Done::NotSent { idx: first.idx(), reason: NotSentReason::ShuttingDown }); break }
                 p = self.staging.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             tokio::select! {
-                () = cancel.cancelled() => { let _ = done.send(Done::NotSent { idx: first.idx(), reason: "shutting down".into() }); break }
+                () = cancel.cancelled() => { let _ = done.send(Done::NotSent { idx: first.idx(), reason: NotSentReason::ShuttingDown }); break }
                 () = self.limiter.acquire() => {}
             }
             let mut batch = vec![(first, permit)];
@@ -204,7 +225,7 @@ impl Dispatcher {
         while let Some(job) = pending.take().or_else(|| jobs.try_recv().ok()) {
             let _ = done.send(Done::NotSent {
                 idx: job.idx(),
-                reason: "shutting down".into(),
+                reason: NotSentReason::ShuttingDown,
             });
         }
     }
@@ -250,7 +271,7 @@ impl Dispatcher {
                     let _ = done.send(match job {
                         Job::Refresh { idx, .. } => Done::NotSent {
                             idx,
-                            reason: format!("store: {e}"),
+                            reason: NotSentReason::Store(e.clone()),
                         },
                         read @ Job::Read { .. } => {
                             self.spawn(read, None, done.clone(), None);
@@ -269,7 +290,7 @@ impl Dispatcher {
                         metrics::counter!(crate::metrics::CLAIMS_REFUSED_TOTAL).increment(1);
                         let _ = done.send(Done::NotSent {
                             idx: *idx,
-                            reason: CLAIMED_ELSEWHERE.into(),
+                            reason: NotSentReason::ClaimedElsewhere,
                         });
                         continue;
                     }

@@ -18,6 +18,8 @@ pub mod gauges;
 pub mod limiter;
 pub mod loader;
 pub mod outcome;
+mod parked;
+mod read_outcome;
 mod reload;
 mod replica;
 pub mod scheduler;

@@ -5,8 +5,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::parked::Parked;
 use super::table::Entry;
-use crate::domain::{LinkState, Product, ProductSet};
+use crate::domain::{Product, ProductSet};
 use crate::moneykit::RefreshOutcome;
 use crate::policy::Rules;
 use crate::policy::backoff::backoff_delay;
@@ -165,29 +166,11 @@ pub fn resolve(
                     ProductSet::from_iter(entry.isolate.iter().filter(|p| !culprits.contains(*p)));
             }
         }
-        RefreshOutcome::NotFound => park(
-            entry,
-            &mut r,
-            LinkState::NotFound,
-            404,
-            "not_found: MoneyKit has no such link",
-        ),
-        RefreshOutcome::Deleted => park(
-            entry,
-            &mut r,
-            LinkState::Deleted,
-            410,
-            "deleted: the link was deleted",
-        ),
+        RefreshOutcome::NotFound => park(entry, &mut r, &Parked::NotFound),
+        RefreshOutcome::Deleted => park(entry, &mut r, &Parked::Deleted),
         RefreshOutcome::BadState { link_error_code } => {
-            let code = link_error_code.clone().unwrap_or_else(|| "unknown".into());
-            park(
-                entry,
-                &mut r,
-                LinkState::NeedsUserAction,
-                422,
-                &format!("needs_user_action: {code}"),
-            );
+            let code = link_error_code.clone();
+            park(entry, &mut r, &Parked::NeedsUserAction { code });
             entry.recheck_at = Some(received_at + rules.backoff_max);
         }
         RefreshOutcome::Auth(e) => {
@@ -292,12 +275,13 @@ fn back_off(
     r.patch.backoff_until = Some(Some(until));
 }
 
-fn park(entry: &mut Entry, r: &mut Resolution, state: LinkState, status: u16, reason: &str) {
+fn park(entry: &mut Entry, r: &mut Resolution, parked: &Parked) {
+    let (state, reason) = (parked.state(), parked.reason());
     r.label = state.as_str().into();
-    r.status = Some(status);
-    r.detail = Some(reason.to_owned());
+    r.status = Some(parked.status());
+    r.detail = Some(reason.clone());
     r.patch.restore_requested = true;
-    r.patch.state = Some((state, Some(reason.to_owned())));
+    r.patch.state = Some((state, Some(reason)));
     entry.state = state;
 }
 
@@ -321,6 +305,7 @@ mod tests {
 
     use super::*;
     use crate::daemon::table::fresh_record;
+    use crate::domain::LinkState;
     use crate::retry_after::RetryAfter;
 
     fn entry(products: &str) -> Entry {

@@ -11,6 +11,8 @@
 //! claimed or finished since the last poll, so that it rarely contends for a
 //! link it could already know is not due.
 
+mod merge;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,20 +22,20 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::merge::next_page;
 use super::Activity;
-use super::dispatch::{CLAIMED_ELSEWHERE, Done, Job, ReadPurpose};
+use super::dispatch::{Done, Job, NotSentReason, ReadPurpose};
 use super::limiter::Limiter;
 use super::outcome::{narrow_for_isolation, resolve};
+use super::read_outcome::{read_label, resolve_read};
 use super::table::{LinkTable, ProductSlot};
 use super::timer::Timer;
 use super::writer::Write;
 use crate::clock::Clock;
-use crate::domain::{LinkState, Product};
+use crate::domain::LinkState;
 use crate::health::Heartbeat;
-use crate::moneykit::ApiError;
-use crate::moneykit::wire::LinkStatus;
 use crate::policy::{Decision, Rules, decide, evaluate};
-use crate::store::{LinkPatch, LinkRecord, Outcome, ProductPatch, Store};
+use crate::store::{LinkPatch, LinkRecord, Outcome, Store};
 
 /// Everything the loop owns or talks to.
 pub struct Scheduler {
@@ -80,11 +82,6 @@ pub struct Scheduler {
 /// refused without contending for row locks. Small against any real window.
 const CLAIM_JITTER_MS: i64 = 250;
 
-/// Pause between reloading a link whose claim was refused and deciding for it
-/// again: if the refusal was a row briefly locked or a lease still held (the
-/// times did not move), the claim is retried at this pace, not in a tight loop.
-const CLAIM_RETRY: TimeDelta = TimeDelta::milliseconds(200);
-
 /// What woke the loop.
 enum Event {
     Cancel,
@@ -107,22 +104,6 @@ pub enum Ended {
 }
 
 impl Scheduler {
-    /// Adds a page of stored links and schedules each for evaluation now.
-    /// A link already in the table came from a change poll, a claim poll or
-    /// a reload that ran while loading: its record may be newer than this
-    /// page (read ahead), and any later change reaches it through the polls,
-    /// so the page's record is skipped rather than merged over it.
-    fn load(&mut self, page: &[LinkRecord]) {
-        let now = self.clock.now();
-        for rec in page {
-            if self.table.find(&rec.id).is_some() {
-                continue;
-            }
-            let i = self.table.merge(rec);
-            self.timer.schedule(&mut self.table, i, now);
-        }
-    }
-
     /// Runs until `cancel` fires or a fatal answer arrives, then waits (at
     /// most `drain`) for requests in flight so their outcomes are recorded.
     pub async fn run(mut self, cancel: CancellationToken, drain: Duration) -> Ended {
@@ -366,7 +347,10 @@ impl Scheduler {
                 self.on_read(idx, purpose, received_at, *outcome);
                 self.consider(idx, now);
             }
-            Done::NotSent { idx, reason } if reason == CLAIMED_ELSEWHERE => {
+            Done::NotSent {
+                idx,
+                reason: NotSentReason::ClaimedElsewhere,
+            } => {
                 tracing::debug!(link = %self.table.get(idx).id, "claimed by another replica; reloading");
                 self.refused.push(idx);
             }
@@ -378,7 +362,7 @@ impl Scheduler {
         }
     }
 
-    /// Applies a `GET /links/{id}`: server times (reconcile) or a state change (re-check).
+    /// Applies a `GET /links/{id}` (see [`resolve_read`]).
     fn on_read(
         &mut self,
         idx: usize,
@@ -387,98 +371,12 @@ impl Scheduler {
         outcome: crate::moneykit::LinkOutcome,
     ) {
         let entry = self.table.get_mut(idx);
-        let mut patch = LinkPatch::default();
-        match outcome {
-            Ok(link) => {
-                entry.needs_reconcile = false;
-                for p in Product::ALL {
-                    let Some(server) = link.product(p) else {
-                        continue;
-                    };
-                    let (refreshed, attempted) = (server.refreshed_at, server.last_attempted_at);
-                    if let Some(s) = entry.product_mut(p) {
-                        s.saw_server_time(refreshed.max(attempted));
-                    }
-                    if refreshed.is_some() || attempted.is_some() {
-                        patch.products.push((
-                            p,
-                            ProductPatch {
-                                server_refreshed_at: refreshed,
-                                server_attempted_at: attempted,
-                                ..ProductPatch::default()
-                            },
-                        ));
-                    }
-                }
-                if purpose == ReadPurpose::Recheck {
-                    if link.state == LinkStatus::Connected {
-                        tracing::info!(link = %entry.id, "link is connected again; resuming");
-                        entry.state = LinkState::Active;
-                        entry.recheck_at = None;
-                        patch.state = Some((LinkState::Active, None));
-                    } else {
-                        entry.recheck_at = Some(received_at + self.rules.backoff_max);
-                    }
-                }
-            }
-            Err(e) => {
-                let parked = match e {
-                    ApiError::NotFound => Some((
-                        LinkState::NotFound,
-                        "not_found: MoneyKit has no such link".to_owned(),
-                    )),
-                    ApiError::Deleted => Some((
-                        LinkState::Deleted,
-                        "deleted: the link was deleted".to_owned(),
-                    )),
-                    ApiError::BadState {
-                        ref link_error_code,
-                    } => Some((
-                        LinkState::NeedsUserAction,
-                        format!(
-                            "needs_user_action: {}",
-                            link_error_code.as_deref().unwrap_or("unknown")
-                        ),
-                    )),
-                    _ => None,
-                };
-                match parked {
-                    Some((state, reason)) => {
-                        entry.state = state;
-                        entry.needs_reconcile = false;
-                        if state == LinkState::NeedsUserAction {
-                            entry.recheck_at = Some(received_at + self.rules.backoff_max);
-                        }
-                        patch.state = Some((state, Some(reason)));
-                    }
-                    None => {
-                        // Transient: back off and read again later; never POST
-                        // blind to a link we know nothing of.
-                        entry.failures = entry.failures.saturating_add(1);
-                        let delay = crate::policy::backoff::backoff_delay(
-                            self.rules.backoff_base,
-                            self.rules.backoff_max,
-                            entry.failures,
-                            entry.hash,
-                        );
-                        entry.backoff_until = Some(received_at + delay);
-                        if purpose == ReadPurpose::Recheck {
-                            entry.recheck_at = Some(received_at + delay);
-                        }
-                        tracing::warn!(link = %entry.id, error = %e, "reading the link failed; backing off");
-                    }
-                }
-            }
-        }
+        let patch = resolve_read(entry, purpose, received_at, outcome, &self.rules);
         let link = entry.id.clone();
-        let label = match purpose {
-            ReadPurpose::Reconcile => "reconciled",
-            ReadPurpose::Recheck => "rechecked",
-        };
         if patch != LinkPatch::default() {
             let _ = self.writes.send(Write::Patch(link, patch));
         }
-        self.report(idx, String::new(), label.to_owned(), None);
+        self.report(idx, String::new(), read_label(purpose).to_owned(), None);
     }
 
     fn report(&self, idx: usize, products: String, label: String, detail: Option<String>) {
@@ -499,92 +397,6 @@ impl Scheduler {
         });
     }
 
-    /// Operator and API changes made through the store, about once a second.
-    async fn poll_changes(&mut self) {
-        self.heartbeat.beat();
-        let changes = match self.store.changes_since(self.change_seq).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not poll the store for changes");
-                return;
-            }
-        };
-        let (seq, records) = changes;
-        self.change_seq = seq;
-        let now = self.clock.now();
-        for rec in &records {
-            let i = self.table.merge(rec);
-            tracing::debug!(link = %rec.id, state = %rec.state, "link changed in the store");
-            self.consider(i, now);
-        }
-        if self.shared {
-            self.poll_claims().await;
-            self.refresh_budget().await;
-        }
-    }
-
-    /// Reloads the links whose claims were refused and decides for them again
-    /// shortly (see [`CLAIM_RETRY`]).
-    async fn reload_refused(&mut self) {
-        for idx in std::mem::take(&mut self.refused) {
-            let id = self.table.get(idx).id.clone();
-            match self.store.load_link(&id).await {
-                Ok(Some(rec)) => {
-                    self.table.merge(&rec);
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(link = %id, error = %e, "could not reload a link"),
-            }
-            let at = self.clock.now() + CLAIM_RETRY;
-            self.timer.schedule(&mut self.table, idx, at);
-        }
-    }
-
-    /// Requests other replicas claimed or finished since the last poll.
-    async fn poll_claims(&mut self) {
-        let (seq, records) = match self.store.claims_since(self.claim_seq).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not poll the store for other replicas' claims");
-                return;
-            }
-        };
-        self.claim_seq = seq;
-        let now = self.clock.now();
-        for rec in &records {
-            let i = self.table.merge(rec);
-            if !self.table.get(i).in_flight {
-                self.consider(i, now);
-            }
-        }
-    }
-
-    async fn reload(&mut self) {
-        let Some(reloaded) =
-            super::reload::reload(&self.config_path, &self.store, self.clock).await
-        else {
-            return;
-        };
-        self.rules = reloaded.rules;
-        self.reload_budget(reloaded.budget).await;
-        self.published_rules
-            .send_replace(Arc::new(self.rules.clone()));
-        let now = self.clock.now();
-        for rec in &reloaded.records {
-            let i = self.table.merge(rec);
-            self.consider(i, now);
-        }
-        let kept: std::collections::HashSet<&crate::domain::LinkId> =
-            reloaded.records.iter().map(|r| &r.id).collect();
-        for i in 0..self.table.len() {
-            if !kept.contains(&self.table.get(i).id) {
-                let e = self.table.get_mut(i);
-                e.removed = true;
-                self.timer.cancel(&mut self.table, i);
-            }
-        }
-    }
-
     fn housekeeping(&mut self) {
         self.heartbeat.beat();
         crate::notify::watchdog_ping();
@@ -603,16 +415,6 @@ impl Scheduler {
                 Err(e) => tracing::warn!(error = %e, "could not prune attempt history"),
             }
         });
-    }
-}
-
-/// The next page from the loader; never ready once loading has ended.
-async fn next_page(
-    loading: &mut Option<mpsc::Receiver<Vec<LinkRecord>>>,
-) -> Option<Vec<LinkRecord>> {
-    match loading {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -7,13 +7,15 @@
 //! query and the table is keyset-paged, so a million links cost what a
 //! hundred do. Nothing secret is shown: only ids, states and times.
 
+mod link_page;
+mod sections;
+
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -21,15 +23,18 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
+use self::link_page::link_page;
+use self::sections::{
+    age_section, as_of_line, counts_section, due_section, requests_section, table_section,
+};
 use super::AppState;
-use super::html::{age, bar_chart, escape, page, time, url_encode};
+use super::html::{escape, page};
 use crate::clock::Clock;
-use crate::domain::{LinkId, LinkState};
-use crate::explain::link_status;
+use crate::domain::LinkState;
 use crate::policy::Rules;
 use crate::secret::Secret;
+use crate::store::StoreError;
 use crate::store::fleet::{AttemptCounts, FleetCounts, LinkSearch, ProductAge};
-use crate::store::{LinkRecord, StoreError};
 
 /// Links per page of the table.
 pub const PAGE_LINKS: u32 = 50;
@@ -230,272 +235,4 @@ async fn index(
     age_section(&mut body, &sum.ages);
     table_section(&mut body, &s, &search, &records, more, now);
     Html(page("linkfresh fleet", &s.store.describe(), now, &body)).into_response()
-}
-
-fn counts_section(body: &mut String, c: &FleetCounts) {
-    let _ = write!(
-        body,
-        "<section><h2>Links</h2><div class=\"cards\" id=\"counts\">\
-         <div class=\"card\"><a href=\"/\"><b data-count=\"total\">{}</b>total</a></div>",
-        c.total()
-    );
-    for state in LinkState::ALL.map(LinkState::as_str) {
-        let n = c.by_state.get(state).copied().unwrap_or(0);
-        let _ = write!(
-            body,
-            "<div class=\"card\"><a href=\"/?state={state}\"><b class=\"s-{state}\" data-count=\"{state}\">{n}</b>{state}</a></div>"
-        );
-    }
-    let _ = write!(
-        body,
-        "<div class=\"card\"><a href=\"/?state=removed\"><b data-count=\"removed\">{}</b>removed</a></div></div></section>",
-        c.removed
-    );
-}
-
-/// When the cards below were computed; the table is read per request.
-fn as_of_line(body: &mut String, s: &AppState, sum: &Summary) {
-    let _ = write!(
-        body,
-        "<p class=\"muted\" id=\"as-of\">Figures as of <time datetime=\"{}\">{}</time> UTC \
-         (recomputed when older than {} s); the links table is current.</p>",
-        sum.as_of.format("%Y-%m-%dT%H:%M:%SZ"),
-        sum.as_of.format("%H:%M:%S"),
-        s.fleet.summary_ttl.as_secs_f64()
-    );
-}
-
-fn requests_section(body: &mut String, sum: &Summary) {
-    body.push_str(
-        "<section><h2>Refreshes sent</h2><table id=\"requests\"><tr><th></th>\
-         <th class=\"n\">POSTs</th><th class=\"n\">429s</th><th class=\"n\">errors</th>\
-         <th class=\"n\">no answer yet</th></tr>",
-    );
-    for (label, c) in [("last hour", sum.last_hour), ("last day", sum.last_day)] {
-        let _ = write!(
-            body,
-            "<tr><th>{label}</th><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            c.sent, c.rate_limited, c.errors, c.pending
-        );
-    }
-    body.push_str("</table></section>");
-}
-
-fn due_section(body: &mut String, sum: &Summary) {
-    let total: u64 = sum.due_per_minute.iter().sum();
-    let peak = sum.due_per_minute.iter().copied().max().unwrap_or(0);
-    let from = sum.due_from;
-    let chart = bar_chart(&sum.due_per_minute, 1100, 160, 10, |i| {
-        (from + TimeDelta::minutes(i as i64))
-            .format("%H:%M")
-            .to_string()
-    });
-    let _ = write!(
-        body,
-        "<section><h2>POSTs due in the next hour, per minute</h2>\
-         <p class=\"muted\" id=\"due-summary\">{total} links due; busiest minute {peak}. \
-         Times are UTC; each bar counts links with a product due in that minute.</p>{chart}</section>"
-    );
-}
-
-fn age_section(body: &mut String, ages: &[ProductAge]) {
-    body.push_str(
-        "<section><h2>Data age per product (since last requested)</h2><table id=\"ages\"><tr>\
-         <th>product</th><th class=\"n\">links</th><th class=\"n\">never requested</th>\
-         <th class=\"n\">median</th><th class=\"n\">p90</th><th class=\"n\">p99</th><th class=\"n\">oldest</th></tr>",
-    );
-    for a in ages {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            a.product,
-            a.rows,
-            a.never,
-            age(a.p50),
-            age(a.p90),
-            age(a.p99),
-            age(a.max)
-        );
-    }
-    if ages.is_empty() {
-        body.push_str("<tr><td colspan=\"7\" class=\"muted\">no products yet</td></tr>");
-    }
-    body.push_str("</table></section>");
-}
-
-fn table_section(
-    body: &mut String,
-    s: &AppState,
-    search: &LinkSearch,
-    records: &[LinkRecord],
-    more: bool,
-    now: DateTime<Utc>,
-) {
-    let selected = if search.removed {
-        "removed"
-    } else {
-        search.state.map(|s| s.as_str()).unwrap_or("")
-    };
-    let _ = write!(
-        body,
-        "<section><h2>Links</h2><form method=\"get\" action=\"/\">\
-         <input type=\"search\" name=\"q\" value=\"{}\" placeholder=\"link id contains…\" size=\"40\">\
-         <select name=\"state\"><option value=\"\">live links, any state</option>",
-        escape(&search.text)
-    );
-    for state in LinkState::ALL
-        .iter()
-        .map(|s| s.as_str())
-        .chain(std::iter::once("removed"))
-    {
-        let sel = if state == selected { " selected" } else { "" };
-        let _ = write!(body, "<option value=\"{state}\"{sel}>{state}</option>");
-    }
-    body.push_str(
-        "</select><button type=\"submit\">Search</button></form><table id=\"links\"><tr><th>link</th><th>state</th>\
-         <th>source</th><th>product</th><th>last requested</th><th>next due</th><th>why</th></tr>",
-    );
-    let rules = s.fleet.rules();
-    for rec in records {
-        let status = link_status(rec, &rules, now);
-        let span = status.products.len().max(1);
-        let _ = write!(
-            body,
-            "<tr class=\"link\"><td rowspan=\"{span}\"><a href=\"/links/{}\">{}</a></td>\
-             <td rowspan=\"{span}\" class=\"s-{}\">{}</td><td rowspan=\"{span}\">{}</td>",
-            url_encode(rec.id.as_str()),
-            escape(rec.id.as_str()),
-            rec.state,
-            rec.state,
-            rec.source
-        );
-        if status.products.is_empty() {
-            body.push_str("<td colspan=\"4\" class=\"muted\">no products</td></tr>");
-        }
-        for (i, p) in status.products.iter().enumerate() {
-            if i > 0 {
-                body.push_str("<tr>");
-            }
-            let _ = write!(
-                body,
-                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                p.product,
-                time(p.last_requested_at),
-                time(p.next_due_at),
-                escape(&p.why_text)
-            );
-        }
-    }
-    if records.is_empty() {
-        body.push_str("<tr><td colspan=\"7\" class=\"muted\">no links match</td></tr>");
-    }
-    body.push_str("</table>");
-    if let (true, Some(last)) = (more, records.last()) {
-        let _ = write!(
-            body,
-            "<p><a id=\"next\" href=\"/?q={}&amp;state={}&amp;after={}\">next {PAGE_LINKS} →</a></p>",
-            url_encode(&search.text),
-            url_encode(selected),
-            url_encode(last.id.as_str())
-        );
-    }
-    body.push_str("</section>");
-}
-
-async fn link_page(State(s): State<AppState>, Path(raw): Path<String>) -> Response {
-    let id = match LinkId::parse(&raw) {
-        Ok(id) => id,
-        Err(e) => return failure(&s, StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let rec = match s.store.load_link(&id).await {
-        Ok(Some(rec)) => rec,
-        Ok(None) => {
-            return failure(
-                &s,
-                StatusCode::NOT_FOUND,
-                &format!("No link {id} in the store."),
-            );
-        }
-        Err(e) => return store_failure(&s, &e),
-    };
-    let attempts = match s.store.attempts(&id, HISTORY_ROWS).await {
-        Ok(a) => a,
-        Err(e) => return store_failure(&s, &e),
-    };
-    let now = s.fleet.clock.now();
-    let status = link_status(&rec, &s.fleet.rules(), now);
-    let mut body = String::new();
-    let _ = write!(
-        body,
-        "<section><h2>Link <code id=\"link-id\">{}</code></h2><p>state <b class=\"s-{}\" id=\"state\">{}</b>{} · \
-         managed by <b>{}</b> · first seen {} · last changed {}</p>",
-        escape(rec.id.as_str()),
-        rec.state,
-        rec.state,
-        rec.reason
-            .as_deref()
-            .map(|r| format!(" ({})", escape(r)))
-            .unwrap_or_default(),
-        rec.source,
-        time(Some(rec.created_at)),
-        time(Some(rec.updated_at)),
-    );
-    if rec.removed {
-        body.push_str("<p><b>Removed</b>: no longer refreshed (history kept).</p>");
-    }
-    if let Some(b) = rec.backoff_until.filter(|b| *b > now) {
-        let _ = write!(
-            body,
-            "<p>Link backoff until {} after {} consecutive failures.</p>",
-            time(Some(b)),
-            rec.failures
-        );
-    }
-    body.push_str(
-        "</section><section><h2>Explain</h2><table id=\"explain\"><tr><th>product</th><th>last requested</th>\
-         <th>server seen</th><th>window ends</th><th>next due</th><th>why</th></tr>",
-    );
-    for p in &status.products {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"why\">{}</td></tr>",
-            p.product,
-            time(p.last_requested_at),
-            time(p.server_seen_at),
-            time(p.window_end),
-            time(p.next_due_at),
-            escape(&p.why_text)
-        );
-    }
-    body.push_str(
-        "</table></section><section><h2>History</h2><table id=\"history\"><tr><th>sent</th><th>products</th>\
-         <th>outcome</th><th class=\"n\">status</th><th>answered</th><th>detail</th></tr>",
-    );
-    for a in &attempts {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
-            time(Some(a.intent_at)),
-            a.products.to_list(),
-            escape(
-                a.outcome
-                    .as_deref()
-                    .unwrap_or("no outcome (counted as sent)")
-            ),
-            a.status.map(|s| s.to_string()).unwrap_or_default(),
-            time(a.finished_at),
-            escape(a.detail.as_deref().unwrap_or("")),
-        );
-    }
-    if attempts.is_empty() {
-        body.push_str("<tr><td colspan=\"6\" class=\"muted\">no requests yet</td></tr>");
-    }
-    body.push_str("</table></section>");
-    Html(page(
-        &format!("linkfresh link {id}"),
-        &s.store.describe(),
-        now,
-        &body,
-    ))
-    .into_response()
 }
