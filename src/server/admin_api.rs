@@ -215,7 +215,10 @@ pub struct LinkView {
 async fn link_view(s: &AppState, rec: &LinkRecord) -> Result<LinkView, ApiError> {
     let attempts: Vec<AttemptRecord> = s.store.attempts(&rec.id, VIEW_ATTEMPTS).await?;
     Ok(LinkView {
-        status: link_status(rec, &s.fleet.rules(), s.fleet.clock.now()),
+        status: s
+            .fleet
+            .status_of(&*s.store, rec, s.fleet.clock.now())
+            .await?,
         source: rec.source.as_str(),
         removed: rec.removed,
         recent_attempts: attempts
