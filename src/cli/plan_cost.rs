@@ -128,3 +128,24 @@ pub fn print(cost: &PlanCost) {
         );
     }
 }
+
+/// `check`'s budget line: the cap against the most the fleet could want
+/// (`wanted` POSTs a day).
+pub fn check_line(b: &crate::config::BudgetConfig, wanted: u64) -> String {
+    let window = humantime::format_duration(b.budget.window.to_std().unwrap_or_default());
+    let per_day = f64::from(b.budget.posts_per_day) * TimeDelta::days(1).num_milliseconds() as f64
+        / b.budget.window.num_milliseconds().max(1) as f64;
+    let money = b
+        .money(u64::from(b.budget.posts_per_day))
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    let verdict = if (wanted as f64) > per_day {
+        format!("the fleet may want up to {wanted} a day: the budget will defer some")
+    } else {
+        format!("the fleet wants at most {wanted} a day: within it")
+    };
+    format!(
+        "budget: {} POSTs per {window}{money}; {verdict}\n",
+        b.budget.posts_per_day
+    )
+}

@@ -71,9 +71,17 @@ fn a_bad_budget_stops_start_up_naming_the_key_and_what_is_allowed() {
             "{budget}: expected {expected:?} in {err}"
         );
     }
-    let (code, err) =
-        check("posts_per_day = 10\nwindow = \"1h\"\nprice_per_post = 0.08\ncurrency = \"EUR\"");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[budget]\nposts_per_day = 10\nwindow = \"24h\"\nprice_per_post = 0.08\ncurrency = \"EUR\"",
+    );
+    let (code, out, err) = linkfresh(&["check"], &path);
     assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("budget: 10 POSTs per 1day (0.80 EUR); the fleet may want up to 48 a day: the budget will defer some"),
+        "{out}"
+    );
 }
 
 #[test]
