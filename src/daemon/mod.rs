@@ -190,6 +190,8 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     let scheduler = scheduler::Scheduler {
         table: table::LinkTable::default(),
         loading: Some(loading),
+        reloading: None,
+        store_health: store_health.clone(),
         timer: timer::Timer::default(),
         rules: current,
         published_rules: rules,

@@ -9,14 +9,12 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::{self, LinkConfig};
 use crate::policy::Rules;
-use crate::store::{LinkRecord, LinkSource, LinkSpec, Store};
+use crate::store::{LinkSource, LinkSpec, Store};
 
 /// What a reload produced for the loop.
 pub(crate) struct Reloaded {
     /// New policy rules.
     pub rules: Rules,
-    /// Every non-removed link after the sync.
-    pub records: Vec<LinkRecord>,
     /// The new `[budget]`.
     pub budget: Option<config::BudgetConfig>,
 }
@@ -36,8 +34,12 @@ pub(crate) fn link_specs(links: Vec<LinkConfig>) -> Vec<LinkSpec> {
         .collect()
 }
 
-/// Re-reads the config and syncs it into the store; `None` (the running
-/// configuration is kept) when the new one is invalid or the sync fails.
+/// Re-reads the config and syncs it into the store; returns the new rules,
+/// or `None` (the running configuration is kept) when the new one is
+/// invalid or the sync fails. The synced links are then streamed in pages by
+/// the [`loader`](super::loader), as at start, not loaded whole: a million
+/// links loaded at once held the records beside the table (hundreds of
+/// megabytes more) and stalled the loop until the last one was read.
 pub(crate) async fn reload(path: &Path, store: &Arc<dyn Store>, clock: Clock) -> Option<Reloaded> {
     crate::notify::reloading();
     let mut config = match config::load(path) {
@@ -49,21 +51,21 @@ pub(crate) async fn reload(path: &Path, store: &Arc<dyn Store>, clock: Clock) ->
         }
     };
     let specs = link_specs(std::mem::take(&mut config.links));
-    let result = async {
-        store
-            .sync_config(&config.revision, &specs, clock.now())
-            .await?;
-        drop(specs);
-        store.load_links().await
-    }
-    .await;
+    let result = store
+        .sync_config(&config.revision, &specs, clock.now())
+        .await;
+    drop(specs);
     crate::notify::ready();
     match result {
-        Ok(records) => {
-            tracing::info!(links = records.len(), "configuration reloaded");
+        Ok(report) => {
+            tracing::info!(
+                added = report.added,
+                removed = report.removed,
+                changed = report.changed,
+                "configuration reloaded"
+            );
             Some(Reloaded {
                 rules: config.rules,
-                records,
                 budget: config.budget,
             })
         }

@@ -22,7 +22,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::merge::next_page;
+use self::merge::{Reloading, next_page, next_reload_page};
 use super::Activity;
 use super::dispatch::{Done, Job, NotSentReason, ReadPurpose};
 use super::limiter::Limiter;
@@ -35,6 +35,7 @@ use crate::clock::Clock;
 use crate::domain::LinkState;
 use crate::health::Heartbeat;
 use crate::policy::{Decision, Rules, decide, evaluate};
+use crate::store::health::StoreHealth;
 use crate::store::{LinkPatch, LinkRecord, Outcome, Store};
 
 /// Everything the loop owns or talks to.
@@ -67,6 +68,10 @@ pub struct Scheduler {
     pub(super) tasks: TaskTracker,
     /// Pages of stored links still arriving from the [`loader`](super::loader).
     pub(super) loading: Option<mpsc::Receiver<Vec<LinkRecord>>>,
+    /// A reload whose links are still arriving.
+    pub(super) reloading: Option<Reloading>,
+    /// Told when a page of links cannot be read (`/readyz`).
+    pub(super) store_health: StoreHealth,
     /// Links due now wait here for `[budget]` (None: no budget).
     pub(super) budget: Option<super::budget::BudgetGate>,
     /// This process's claim owner name (its intents' `replica`).
@@ -92,6 +97,7 @@ enum Event {
     Reload,
     Housekeeping,
     Loaded(Option<Vec<LinkRecord>>),
+    Reloaded(Option<Vec<LinkRecord>>),
     Budget,
 }
 
@@ -131,6 +137,7 @@ impl Scheduler {
                     // Before firing: a fleet that is always due must not
                     // starve the rest of its links still loading.
                     page = next_page(&mut self.loading), if self.loading.is_some() => Event::Loaded(page),
+                    page = next_reload_page(&mut self.reloading), if self.reloading.is_some() => Event::Reloaded(page),
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
                     () = tokio::time::sleep_until(budget_wake.unwrap_or_else(far_future)), if budget_wake.is_some() && room => Event::Budget,
@@ -153,6 +160,8 @@ impl Scheduler {
                 Event::Reload => self.reload().await,
                 Event::Loaded(Some(page)) => self.load(&page),
                 Event::Loaded(None) => self.loading = None,
+                Event::Reloaded(Some(page)) => self.reload_page(&page),
+                Event::Reloaded(None) => self.reload_done(),
                 Event::Housekeeping => {
                     self.housekeeping();
                     if last_prune.elapsed() >= Duration::from_secs(3600) {

@@ -3,8 +3,8 @@
 //! PostgreSQL's `Dialect`.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -80,38 +80,45 @@ impl Dialect for Postgres {
         now: Timestamp,
         change_seq: i64,
     ) -> Result<(), StoreError> {
-        for chunk in specs.chunks(UNNEST_ROWS) {
-            let ids: Vec<&str> = chunk.iter().map(|s| s.id.as_str()).collect();
-            let products: Vec<i32> = chunk.iter().map(|s| bits(s.products)).collect();
-            let cadences: Vec<Option<&str>> = chunk.iter().map(|s| s.cadence.as_deref()).collect();
-            let sources: Vec<&str> = chunk.iter().map(|s| s.source.as_str()).collect();
-            sqlx::query(AssertSqlSafe(format!(
+        // Built once: the texts do not depend on the chunk.
+        static UPSERT_LINKS: LazyLock<String> = LazyLock::new(|| {
+            format!(
                 "INSERT INTO links (id, products, cadence, source, state, removed, created_at, \
                  updated_at, failures, change_seq) \
                  SELECT u.id, u.products, u.cadence, u.source, 'active', FALSE, $5, $5, 0, $6 \
                  FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[]) \
                  AS u(id, products, cadence, source){UPSERT_LINK_TAIL}"
-            )))
-            .bind(ids)
-            .bind(products)
-            .bind(cadences)
-            .bind(sources)
-            .bind(ms(now))
-            .bind(change_seq)
-            .execute(&mut *conn)
-            .await?;
+            )
+        });
+        static UPSERT_SCHEDULES: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "INSERT INTO schedules (link_id, product) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[]){UPSERT_SCHEDULE_TAIL}"
+            )
+        });
+        for chunk in specs.chunks(UNNEST_ROWS) {
+            let ids: Vec<&str> = chunk.iter().map(|s| s.id.as_str()).collect();
+            let products: Vec<i32> = chunk.iter().map(|s| bits(s.products)).collect();
+            let cadences: Vec<Option<&str>> = chunk.iter().map(|s| s.cadence.as_deref()).collect();
+            let sources: Vec<&str> = chunk.iter().map(|s| s.source.as_str()).collect();
+            sqlx::query(AssertSqlSafe(UPSERT_LINKS.as_str()))
+                .bind(ids)
+                .bind(products)
+                .bind(cadences)
+                .bind(sources)
+                .bind(ms(now))
+                .bind(change_seq)
+                .execute(&mut *conn)
+                .await?;
             let (links, products): (Vec<&str>, Vec<&str>) = chunk
                 .iter()
                 .flat_map(|s| s.products.iter().map(move |p| (s.id.as_str(), p.as_str())))
                 .unzip();
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO schedules (link_id, product) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[]){UPSERT_SCHEDULE_TAIL}"
-            )))
-            .bind(links)
-            .bind(products)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query(AssertSqlSafe(UPSERT_SCHEDULES.as_str()))
+                .bind(links)
+                .bind(products)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }

@@ -14,11 +14,11 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 
 use super::records::{bits, ms, opt_ms};
-use super::sql::rows::multi_row;
 use super::sql::statements::{
     DUE_ROWS, LINK_ROWS, SET_DUE_HEAD, SET_DUE_ROW, SET_DUE_TAIL, UPSERT_LINK_HEAD,
     UPSERT_LINK_ROW, UPSERT_LINK_TAIL, UPSERT_SCHEDULE_TAIL,
 };
+use super::sql::texts::cached_multi_row;
 use super::sql::{Dialect, SqlStore};
 use super::{DueUpdate, LinkSpec, StoreError, Timestamp};
 use crate::domain::Product;
@@ -153,7 +153,7 @@ impl Dialect for Sqlite {
     const OVERLAP: i64 = 0;
 
     /// Multi-row `VALUES` statements of plain `?` parameters (see
-    /// `rows::multi_row`).
+    /// `rows::multi_row`), each text built once per chunk length.
     async fn write_links(
         conn: &mut SqliteConnection,
         specs: &[&LinkSpec],
@@ -161,7 +161,7 @@ impl Dialect for Sqlite {
         change_seq: i64,
     ) -> Result<(), StoreError> {
         for chunk in specs.chunks(LINK_ROWS) {
-            let text = multi_row(
+            let text = cached_multi_row(
                 &[UPSERT_LINK_HEAD],
                 UPSERT_LINK_ROW,
                 chunk.len(),
@@ -213,7 +213,7 @@ impl Dialect for Sqlite {
         updates: &[DueUpdate],
     ) -> Result<(), StoreError> {
         for rows in updates.chunks(DUE_ROWS) {
-            let text = multi_row(
+            let text = cached_multi_row(
                 &[SET_DUE_HEAD],
                 SET_DUE_ROW,
                 rows.len(),

@@ -1,7 +1,7 @@
 //! Bringing what the store knows into the table: the pages of the load at
 //! start, the changes made through the store (operator, API), the links
 //! other replicas claimed or finished, the links whose claim was refused, and
-//! the links of a reloaded configuration. Each merges records into the
+//! the links of a reloaded configuration (streamed in pages, as at start). Each merges records into the
 //! [`LinkTable`](super::super::table::LinkTable) and lets the loop decide for
 //! them again.
 
@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::Scheduler;
+use crate::daemon::loader;
 use crate::store::LinkRecord;
 
 /// Pause between reloading a link whose claim was refused and deciding for it
@@ -31,6 +33,7 @@ impl Scheduler {
                 continue;
             }
             let i = self.table.merge(rec);
+            self.merged(i);
             self.timer.schedule(&mut self.table, i, now);
         }
     }
@@ -50,6 +53,7 @@ impl Scheduler {
         let now = self.clock.now();
         for rec in &records {
             let i = self.table.merge(rec);
+            self.merged(i);
             tracing::debug!(link = %rec.id, state = %rec.state, "link changed in the store");
             self.consider(i, now);
         }
@@ -66,7 +70,8 @@ impl Scheduler {
             let id = self.table.get(idx).id.clone();
             match self.store.load_link(&id).await {
                 Ok(Some(rec)) => {
-                    self.table.merge(&rec);
+                    let i = self.table.merge(&rec);
+                    self.merged(i);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(link = %id, error = %e, "could not reload a link"),
@@ -89,12 +94,17 @@ impl Scheduler {
         let now = self.clock.now();
         for rec in &records {
             let i = self.table.merge(rec);
+            self.merged(i);
             if !self.table.get(i).in_flight {
                 self.consider(i, now);
             }
         }
     }
 
+    /// Re-reads the configuration (SIGHUP, config change) and syncs it; the
+    /// new rules apply at once, and the synced links then stream in through
+    /// the paged [`loader`](crate::daemon::loader) as at start (see
+    /// [`Reloading`]). A reload asked for while one streams starts over.
     pub(super) async fn reload(&mut self) {
         let Some(reloaded) =
             crate::daemon::reload::reload(&self.config_path, &self.store, self.clock).await
@@ -105,20 +115,76 @@ impl Scheduler {
         self.reload_budget(reloaded.budget).await;
         self.published_rules
             .send_replace(Arc::new(self.rules.clone()));
+        let stop = CancellationToken::new();
+        let pages = loader::spawn(
+            &self.tasks,
+            self.store.clone(),
+            stop.clone(),
+            self.store_health.clone(),
+        );
+        self.reloading = Some(Reloading {
+            pages,
+            seen: Vec::new(),
+            _stop: stop.drop_guard(),
+        });
+    }
+
+    /// Merges a page of a reload's links and decides for each again.
+    pub(super) fn reload_page(&mut self, page: &[LinkRecord]) {
         let now = self.clock.now();
-        for rec in &reloaded.records {
+        for rec in page {
             let i = self.table.merge(rec);
+            self.merged(i);
             self.consider(i, now);
         }
-        let kept: std::collections::HashSet<&crate::domain::LinkId> =
-            reloaded.records.iter().map(|r| &r.id).collect();
+    }
+
+    /// A reload's last page has arrived: every link the table holds that
+    /// neither the reload nor any other read of the store since brought back
+    /// is no longer configured.
+    pub(super) fn reload_done(&mut self) {
+        let Some(reloading) = self.reloading.take() else {
+            return;
+        };
         for i in 0..self.table.len() {
-            if !kept.contains(&self.table.get(i).id) {
+            if !reloading.seen.get(i).copied().unwrap_or(false) {
                 let e = self.table.get_mut(i);
                 e.removed = true;
                 self.timer.cancel(&mut self.table, i);
             }
         }
+    }
+
+    /// Notes that entry `i` was just merged from a record read after the
+    /// running reload's sync, so its end does not take it for removed (a
+    /// link added through the API while the reload streams, or loaded by a
+    /// start-up page behind it, is in the store but may sort before the
+    /// reload's position).
+    pub(super) fn merged(&mut self, i: usize) {
+        if let Some(r) = &mut self.reloading {
+            if r.seen.len() <= i {
+                r.seen.resize(i + 1, false);
+            }
+            r.seen[i] = true;
+        }
+    }
+}
+
+/// A reload whose links are still arriving.
+pub(crate) struct Reloading {
+    /// Pages from the loader, in id order.
+    pages: mpsc::Receiver<Vec<LinkRecord>>,
+    /// Table entries merged since the reload's sync, by index.
+    seen: Vec<bool>,
+    /// Stops the loader when the reload ends, is superseded or the loop stops.
+    _stop: DropGuard,
+}
+
+/// The next page of a running reload; never ready when none runs.
+pub(super) async fn next_reload_page(reloading: &mut Option<Reloading>) -> Option<Vec<LinkRecord>> {
+    match reloading {
+        Some(r) => r.pages.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -40,6 +40,7 @@ mod links;
 mod outcomes;
 pub(crate) mod rows;
 pub(crate) mod statements;
+pub(crate) mod texts;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

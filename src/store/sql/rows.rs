@@ -3,10 +3,12 @@
 //! parameter style.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
 use super::statements::ID_ROWS;
+use super::texts::cached_multi_row;
 use super::{Column, Dialect, SqlStore};
 use crate::store::records::{RawLink, RawSchedule, finish};
 use crate::store::{LinkRecord, StoreError};
@@ -56,9 +58,10 @@ fn number_params(sql: &str) -> String {
     out
 }
 
-/// Multi-row statement text in `DB`'s cheapest parameter style.
-pub(crate) fn rows<DB: Dialect>(head: &[&str], row: &str, n: usize, tail: &str) -> String {
-    multi_row(head, row, n, tail, DB::NUMBERED)
+/// Multi-row statement text in `DB`'s cheapest parameter style, built once
+/// per template and row count (see [`cached_multi_row`]).
+pub(crate) fn rows<DB: Dialect>(head: &[&str], row: &str, n: usize, tail: &str) -> Arc<str> {
+    cached_multi_row(head, row, n, tail, DB::NUMBERED)
 }
 
 /// Whether `ids` name each link (or product) at most once.
