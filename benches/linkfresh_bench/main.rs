@@ -6,7 +6,7 @@
 //! cargo run --release --bin linkfresh-bench -- SCENARIO [options]
 //! ```
 //!
-//! Scenarios: `fleet-1m`, `throughput`, `lateness`, `efficiency`, `all`.
+//! Scenarios: `fleet-1m`, `throughput`, `lateness`, `efficiency`, `demand`, `all`.
 //! Every scenario prints a table (figure, value, target, verdict) and one JSON
 //! line starting with `{"scenario":` for scripts. See `benches/PERFORMANCE.md`.
 //!
@@ -30,6 +30,7 @@ use linkfresh::domain::{LinkId, Product, ProductSet};
 use linkfresh::moneykit::{ClientConfig, MoneyKit, RefreshOutcome};
 use linkfresh::secret::Secret;
 
+mod demand;
 mod efficiency;
 mod fleet;
 mod helpers;
@@ -39,6 +40,7 @@ mod report;
 mod setup;
 mod throughput;
 
+use demand::*;
 use efficiency::*;
 use fleet::*;
 use helpers::*;
@@ -59,6 +61,9 @@ enum Scenario {
     Lateness,
     /// 1,000 links x 4 products on compressed windows, against the Python SDK loop.
     Efficiency,
+    /// 10,000 links, demand from the app (activity, refresh on login) vs
+    /// everyone hourly vs a budget of half the demand; 100 hour-equivalents.
+    Demand,
     /// Every scenario in turn.
     All,
 }
@@ -69,13 +74,14 @@ enum Scenario {
 struct Args {
     /// Which scenario to run.
     scenario: Scenario,
-    /// Fleet size (default per scenario: 1,000,000 / 20,000 / 100,000 / 1,000).
+    /// Fleet size (default per scenario: 1,000,000 / 20,000 / 100,000 / 1,000 / 10,000).
     #[arg(long)]
     links: Option<usize>,
-    /// Measured duration in seconds (default per scenario: 30 / 60 / 180 / 300).
+    /// Measured duration in seconds (default per scenario: 30 / 60 / 180 / 300;
+    /// demand: 100 hour-equivalents).
     #[arg(long)]
     duration: Option<u64>,
-    /// The hourly window in seconds (default per scenario: 3600 / 1 / 60 / 6);
+    /// The hourly window in seconds (default per scenario: 3600 / 1 / 60 / 6 / 6);
     /// daily products get 24 times this.
     #[arg(long)]
     window: Option<f64>,
@@ -114,6 +120,7 @@ fn main() -> Result<()> {
             Scenario::Throughput,
             Scenario::Lateness,
             Scenario::Efficiency,
+            Scenario::Demand,
         ],
         s => vec![s],
     };
@@ -134,6 +141,7 @@ fn main() -> Result<()> {
                 Scenario::Throughput => throughput(&args, &dir).await,
                 Scenario::Lateness => lateness(&args, &dir).await,
                 Scenario::Efficiency => efficiency(&args, &dir).await,
+                Scenario::Demand => demand(&args, &dir).await,
                 Scenario::All => unreachable!(),
             }
         });

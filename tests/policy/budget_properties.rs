@@ -48,15 +48,14 @@ fn arb_delays() -> impl Strategy<Value = Vec<f64>> {
     prop::collection::vec(0f64..=1.0, 80)
 }
 
+/// POSTs sent, `(time, count)`.
+type Sends = Vec<(DateTime<Utc>, u32)>;
+/// One round as the allocator saw it: time, candidates, admitted, deferred.
+type Round = (DateTime<Utc>, Vec<Candidate>, Vec<usize>, Vec<usize>);
+
 /// Runs the rounds, recording every admitted POST; returns the sends and
 /// the allocations.
-fn run(
-    budget: &Budget,
-    rounds: &[(i64, Vec<Candidate>)],
-) -> (
-    Vec<(DateTime<Utc>, u32)>,
-    Vec<(DateTime<Utc>, Vec<Candidate>, Vec<usize>, Vec<usize>)>,
-) {
+fn run(budget: &Budget, rounds: &[(i64, Vec<Candidate>)]) -> (Sends, Vec<Round>) {
     let mut usage: Vec<(DateTime<Utc>, u32)> = Vec::new();
     let mut seen = Vec::new();
     let mut now = t0();
