@@ -18,6 +18,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::config::BudgetConfig;
 use crate::policy::budget::{Allocation, Budget, Candidate, Standing, allocate, standing};
 
+/// Rounds that only wait for pacing come at most this often: each token
+/// comes every `window / posts_per_day` (4 ms for 36,000 POSTs a 144 s
+/// window), and a round sorts every waiting link. The tokens that gather
+/// meanwhile go out together; on-demand offers still start a round at once.
+const MIN_ROUND: TimeDelta = TimeDelta::milliseconds(20);
+
 /// A link waiting for budget.
 #[derive(Debug, Clone, Copy)]
 struct Waiting {
@@ -97,8 +103,15 @@ impl BudgetGate {
     }
 
     /// Runs a round if one could admit anything: the links to send now, at
-    /// most `room` of them, best first; each is counted as spent.
-    pub fn admit(&mut self, now: DateTime<Utc>, room: usize) -> Vec<usize> {
+    /// most `room` of them, best first; each is counted as spent. Links
+    /// that `live` says can no longer be sent (removed, in flight) leave
+    /// the round first, so they never take budget.
+    pub fn admit(
+        &mut self,
+        now: DateTime<Utc>,
+        room: usize,
+        live: impl Fn(usize) -> bool,
+    ) -> Vec<usize> {
         if self.waiting.is_empty() || room == 0 {
             return Vec::new();
         }
@@ -106,6 +119,7 @@ impl BudgetGate {
             return Vec::new();
         }
         self.dirty = false;
+        self.waiting.retain(|i, _| live(*i));
         self.forget_before(now);
         let (ids, candidates): (Vec<usize>, Vec<Candidate>) =
             self.waiting.iter().map(|(i, w)| (*i, w.candidate)).unzip();
@@ -138,7 +152,7 @@ impl BudgetGate {
             }
         }
         self.retry_at = if over_room.is_empty() {
-            retry_at
+            retry_at.map(|r| r.max(now + MIN_ROUND))
         } else {
             Some(now)
         };

@@ -66,7 +66,12 @@ impl Scheduler {
             return;
         };
         let now = self.clock.now();
-        for i in gate.admit(now, self.jobs.capacity()) {
+        let table = &self.table;
+        let live = |i: usize| {
+            let e = table.get(i);
+            !e.in_flight && !e.removed
+        };
+        for i in gate.admit(now, self.jobs.capacity(), live) {
             self.send_admitted(i, now);
         }
     }
