@@ -47,6 +47,8 @@ pub struct BudgetGate {
     dirty: bool,
     /// In an exhaustion episode (the cap is full): warned once.
     exhausted: bool,
+    /// Why the last round deferred (a `linkfresh_deferred_total` reason).
+    last_reason: &'static str,
 }
 
 impl BudgetGate {
@@ -60,6 +62,7 @@ impl BudgetGate {
             retry_at: None,
             dirty: false,
             exhausted: false,
+            last_reason: "pacing",
         }
     }
 
@@ -75,12 +78,21 @@ impl BudgetGate {
     }
 
     /// Link `i` is due now: it joins the next round.
+    ///
+    /// Before the last round's retry time nothing scheduled can be
+    /// admitted (that time is when the best waiting link first could), so
+    /// a scheduled offer then waits without a round and is counted as
+    /// deferred at once, for the reason the last round gave.
     pub fn offer(&mut self, i: usize, candidate: Candidate, now: DateTime<Utc>) {
-        let counted = self.waiting.get(&i).is_some_and(|w| w.counted);
-        self.waiting.insert(i, Waiting { candidate, counted });
+        let mut counted = self.waiting.get(&i).is_some_and(|w| w.counted);
         if candidate.on_demand || self.retry_at.is_none_or(|r| r <= now) {
             self.dirty = true;
+        } else if !counted {
+            counted = true;
+            metrics::counter!(crate::metrics::DEFERRED_TOTAL, "reason" => self.last_reason)
+                .increment(1);
         }
+        self.waiting.insert(i, Waiting { candidate, counted });
     }
 
     /// Link `i` is no longer due (rescheduled, removed, paused).
@@ -143,6 +155,7 @@ impl BudgetGate {
         } else {
             "pacing"
         };
+        self.last_reason = reason;
         for k in &deferred {
             if let Some(w) = self.waiting.get_mut(&ids[*k])
                 && !w.counted

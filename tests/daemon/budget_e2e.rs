@@ -156,3 +156,78 @@ async fn on_postgres_a_budget_of_half_the_demand_is_never_exceeded_and_on_demand
     };
     a_budget_of_half_the_demand_is_never_exceeded_and_on_demand_goes_first(db).await;
 }
+
+/// `linkfresh_budget_remaining` and the deferrals of the daemon on `port`.
+async fn budget_metrics(port: u16) -> (Option<f64>, f64) {
+    let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return (None, 0.0);
+    };
+    let body = r.text().await.unwrap_or_default();
+    let deferred = sample(&body, "linkfresh_deferred_total", "reason=\"budget\"").unwrap_or(0.0)
+        + sample(&body, "linkfresh_deferred_total", "reason=\"pacing\"").unwrap_or(0.0);
+    (sample(&body, "linkfresh_budget_remaining", ""), deferred)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_spent_budget_and_sighup_applies_a_new_one() {
+    use daemon::{DaemonProcess, daemon_toml, free_port};
+    let cfg = SimConfig {
+        windows: fast_windows(),
+        ..SimConfig::default()
+    };
+    let sim = linkfresh::sim::spawn(cfg.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("linkfresh.toml");
+    let port = free_port();
+    let body = |posts: u32| {
+        daemon_toml(
+            &sim.base_url(),
+            &dir.path().join("lf.db"),
+            &cfg,
+            &link_ids("mk_kept", 3),
+            "\"accounts\"",
+            &format!("[budget]\nposts_per_day = {posts}\nwindow = \"1h\"\n"),
+        )
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+    };
+    // One POST an hour: the first daemon spends it.
+    std::fs::write(&config, body(1)).unwrap();
+    let mut first = DaemonProcess::spawn(&config, "first");
+    assert!(
+        wait_until(Duration::from_secs(10), || sim.posts() == 1).await,
+        "{}",
+        first.log()
+    );
+    first.stop_cleanly();
+
+    // The second one reads the spent POST from the store: it holds every
+    // link back, and the simulator sees nothing more.
+    let mut second = DaemonProcess::spawn(&config, "second");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = false;
+    while Instant::now() < deadline && !held {
+        let (remaining, deferred) = budget_metrics(port).await;
+        held = remaining == Some(0.0) && deferred >= 3.0;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        held,
+        "the restarted daemon holds the links back: {}",
+        second.log()
+    );
+    assert_eq!(sim.posts(), 1, "no POST over the budget after a restart");
+
+    // A reload raises the budget: the links go out.
+    std::fs::write(&config, body(1000)).unwrap();
+    second.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || sim.posts() >= 2).await,
+        "a raised budget applies at once: {}",
+        second.log()
+    );
+    second.stop_cleanly();
+    sim.shutdown().await;
+}
