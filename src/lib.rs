@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //!
-//! Functional core, imperative shell. The program starts in `main.rs`, which
+//! Functional core, imperative shell. Modules are `pub(crate)` unless
+//! `main`, the benches, the examples or the tests use them. The program starts in `main.rs`, which
 //! hands the command line to [`cli`]; `linkfresh run` (and `demo`, and the
 //! tests) build an [`app::Application`], the one composition root, which
 //! builds every part from the settings, owns the tasks and returns when all
@@ -29,24 +30,35 @@
 //!   supervised servers and the reload sources (SIGHUP, config folder) on
 //!   one task tracker, and runs the daemon with a child cancellation token.
 //! - [`daemon`]: the run loop, given its parts by `app` (`daemon::run`):
-//!   loader → table → scheduler (asks the policy) → dispatcher (paces,
-//!   commits intents, sends) → outcome rules → writer (group commit). A
-//!   reload publishes the new rules on a `watch` channel.
-//! - [`server`]: metrics, health, fleet pages and admin API; [`webhook`]: the
+//!   loader → table → scheduler (asks the policy; `scheduler/merge.rs`
+//!   merges what the store knows: load pages, change and claim polls,
+//!   reloads) → dispatcher (paces, commits intents, sends) → answer rules
+//!   (`outcome.rs` for a POST, `read_outcome.rs` for a read, park reasons
+//!   once in `parked.rs`) → writer (group commit). A reload syncs the
+//!   config, publishes the new rules on a `watch` channel and streams the
+//!   links back through the paged loader. With a `[budget]`, what the
+//!   policy wants to send waits at the budget gate (`budget.rs`, asked by
+//!   the loop through `budget_round.rs`), which admits by the pure allocator.
+//! - [`server`]: metrics, health, fleet pages (`fleet.rs`, its sections and
+//!   the link page below `fleet/`) and admin API; [`webhook`]: the
 //!   verified webhook receiver. They read shared handles only: the
 //!   [`health::Heartbeat`], the store's health, the rules in force (the
 //!   `watch` receiver the daemon publishes to), and write through the store.
 //! - [`explain`]: the policy's reasoning in words and JSON, built from a
 //!   stored link alone; shared by `status`, `explain`, the pages and the API.
 //! - [`store`]: the durable state behind one trait, SQLite or PostgreSQL,
-//!   with write-ahead intents so a crash never doubles a refresh.
+//!   with write-ahead intents so a crash never doubles a refresh; the shared
+//!   SQL in `store/sql/` by concern, multi-row texts built once
+//!   (`sql/texts.rs`).
 //! - [`moneykit`]: the API client and wire types (typed outcomes, single-flight
 //!   OAuth tokens); [`sim`]: a faithful MoneyKit simulator reusing those wire
 //!   types, for the demo and every end-to-end test.
 //! - [`config`]: `linkfresh.toml` + environment + links file, checked in full
-//!   (errors name file, key and what is allowed; exit 2).
+//!   (errors name file, key and what is allowed; exit 2): `check.rs` walks
+//!   the file, `checker.rs` checks single values, `check_links.rs` the links.
 //! - [`policy`]: the pure scheduling rules (windows, cadence and its stored
-//!   form, backoff, riding along, coalescing, batching) and the forward
+//!   form, backoff, riding along, coalescing, batching), the budget
+//!   allocator (`budget.rs`: cap, order, pacing) and the forward
 //!   simulation behind `plan`. No clock, no I/O; proven by property tests.
 //! - [`domain`], [`duration`], [`secret`], [`retry_after`], [`clock`],
 //!   [`health`]: shared vocabulary — link ids, products, link states, the one
@@ -63,9 +75,9 @@ pub mod config;
 pub mod config_watch;
 pub mod daemon;
 pub mod domain;
-pub mod duration;
-pub mod explain;
-pub mod health;
+pub(crate) mod duration;
+pub(crate) mod explain;
+pub(crate) mod health;
 pub mod metrics;
 pub mod moneykit;
 pub mod notify;
@@ -73,7 +85,7 @@ pub mod policy;
 pub mod retry_after;
 pub mod secret;
 pub mod server;
-pub mod shutdown;
+pub(crate) mod shutdown;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -4,10 +4,10 @@
 //! a token obtained), `/` and `/links/{id}` (the read-only fleet pages, see
 //! [`fleet`]) and `/api/...` (the admin API, see [`admin_api`]).
 
-pub mod admin_api;
+pub(crate) mod admin_api;
 pub mod fleet;
 mod html;
-pub mod listener;
+pub(crate) mod listener;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 
 mod check;
 mod demo;
-pub mod ops;
+pub(crate) mod ops;
 mod plan;
 mod plan_cost;
 mod serve;

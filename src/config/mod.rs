@@ -31,7 +31,7 @@ mod check_links;
 mod checker;
 mod credentials;
 mod env;
-pub mod links_file;
+pub(crate) mod links_file;
 mod raw;
 mod toml_error;
 

@@ -77,7 +77,8 @@ impl Limiter {
         self.current().check().is_ok()
     }
 
-    /// The current rate, requests per second.
+    /// The current rate, requests per second (the tests' view of a slow-down).
+    #[cfg(test)]
     pub fn rate(&self) -> u32 {
         self.state.lock().map(|s| s.rate).unwrap_or(self.max)
     }

@@ -10,22 +10,22 @@
 //! effect → [`writer`] group-commits them. A reload ([`reload`]) re-reads
 //! the config, syncs it, and publishes the new rules.
 
-pub mod budget;
+pub(crate) mod budget;
 mod budget_round;
-pub mod discovery;
-pub mod dispatch;
-pub mod gauges;
-pub mod limiter;
-pub mod loader;
-pub mod outcome;
+pub(crate) mod discovery;
+pub(crate) mod dispatch;
+pub(crate) mod gauges;
+pub(crate) mod limiter;
+pub(crate) mod loader;
+pub(crate) mod outcome;
 mod parked;
 mod read_outcome;
 mod reload;
 mod replica;
-pub mod scheduler;
-pub mod table;
-pub mod timer;
-pub mod writer;
+pub(crate) mod scheduler;
+pub(crate) mod table;
+pub(crate) mod timer;
+pub(crate) mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;

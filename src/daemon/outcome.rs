@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::parked::Parked;
 use super::table::Entry;
-use crate::domain::{Product, ProductSet};
+use crate::domain::ProductSet;
 use crate::moneykit::RefreshOutcome;
 use crate::policy::Rules;
 use crate::policy::backoff::backoff_delay;
@@ -292,11 +292,6 @@ pub fn narrow_for_isolation(entry: &Entry, batch: ProductSet) -> ProductSet {
         Some(suspect) if batch.len() > 1 => ProductSet::of(suspect),
         _ => batch,
     }
-}
-
-/// Helper for callers that need a product's index-aligned seed.
-pub fn product_seed(entry: &Entry, p: Product) -> u64 {
-    mix64(entry.hash ^ p.index() as u64)
 }
 
 #[cfg(test)]

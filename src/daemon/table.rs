@@ -305,19 +305,9 @@ impl LinkTable {
         self.entries.iter()
     }
 
-    /// Every link, mutably.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
-        self.entries.iter_mut()
-    }
-
     /// Number of links (removed ones included).
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Whether there is no link at all.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

@@ -10,10 +10,10 @@
 mod auth;
 pub(crate) mod body;
 mod client;
-pub mod outcome;
+pub(crate) mod outcome;
 pub mod wire;
 
 pub use auth::renew_after;
 pub use client::{ClientConfig, MoneyKit};
-pub use outcome::{ApiError, AuthError, ClientError, LinkOutcome, LinkPageOutcome, RefreshOutcome};
+pub use outcome::{ApiError, AuthError, ClientError, LinkOutcome, RefreshOutcome};
 pub use wire::{Link, LinkPage, ProductState};

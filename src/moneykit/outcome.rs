@@ -5,7 +5,7 @@
 use crate::domain::{LinkId, ProductSet};
 use crate::retry_after::RetryAfter;
 
-use super::wire::{Link, LinkPage};
+use super::wire::Link;
 
 /// Why a client could not be built; a start-up (configuration) error.
 #[derive(Debug, thiserror::Error)]
@@ -137,9 +137,6 @@ pub enum ApiError {
 
 /// The answer to `GET /links/{id}`.
 pub type LinkOutcome = Result<Link, ApiError>;
-
-/// The answer to `GET /links`.
-pub type LinkPageOutcome = Result<LinkPage, ApiError>;
 
 /// Everything `POST /links/{id}/products` can come back with. Exhaustive, so
 /// the daemon must decide what each one means for the link.

@@ -27,9 +27,9 @@
 //! An operator's `refresh` marks products as wanted at their window end; such
 //! a product neither rides along nor coalesces.
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod budget;
-pub mod cadence;
+pub(crate) mod cadence;
 pub mod cadences;
 pub mod phase;
 pub mod plan;

@@ -95,12 +95,12 @@
 
 mod attempts;
 pub mod fleet;
-pub mod health;
-pub mod owner;
+pub(crate) mod health;
+pub(crate) mod owner;
 mod records;
 mod sql;
 
-pub mod postgres;
+pub(crate) mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;

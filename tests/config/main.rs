@@ -13,3 +13,4 @@ mod config_watch;
 mod hardening_config;
 mod hardening_durations;
 mod hardening_link_ids;
+mod hardening_watch;

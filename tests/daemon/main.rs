@@ -6,11 +6,12 @@
 
 #[path = "../common/daemon.rs"]
 mod daemon;
-#[path = "../common/store.rs"]
+#[path = "../common/store/mod.rs"]
 mod store_common;
 
 mod budget_e2e;
 mod daemon_e2e;
 mod daemon_process;
 mod deploy_runtime;
+mod notify_socket;
 mod replicas_pg;

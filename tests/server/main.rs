@@ -17,6 +17,7 @@ mod fleet_api;
 mod fleet_browser;
 mod fleet_discovery;
 mod hardening_fleet_page;
+mod hardening_metrics;
 mod hardening_server;
 mod webhook_fuzz;
 mod webhook_receiver;

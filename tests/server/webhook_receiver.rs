@@ -386,6 +386,12 @@ async fn the_simulator_reports_an_accepted_refresh_by_a_signed_webhook() {
             .any(|s| s.product == Product::Transactions && s.server_refreshed_at.is_some())
     })
     .await;
+    // The simulator logs a delivery once the receiver has answered, which is
+    // after the receiver's commit: the store can show it first.
+    assert!(
+        crate::daemon::wait_until(Duration::from_secs(5), || !r.sim.deliveries().is_empty()).await,
+        "the simulator logged no delivery"
+    );
     let sent = r.sim.deliveries();
     assert_eq!(sent[0].json()["state"], "completed");
     assert!(sent[0].header("moneykit-delivery-token").is_some());

@@ -55,11 +55,16 @@ fn child() {
 /// Runs [`child`] in a fresh copy of this binary with `scenario` and `env`.
 fn run_child(scenario: &str, env: &[(&str, &str)], notify_socket: Option<&Path>) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child", "--test-threads=1", "--nocapture"])
-        .env(SCENARIO, scenario)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID");
+    cmd.args([
+        "--exact",
+        "notify_socket::child",
+        "--test-threads=1",
+        "--nocapture",
+    ])
+    .env(SCENARIO, scenario)
+    .env_remove("NOTIFY_SOCKET")
+    .env_remove("WATCHDOG_USEC")
+    .env_remove("WATCHDOG_PID");
     if let Some(path) = notify_socket {
         cmd.env("NOTIFY_SOCKET", path);
     }

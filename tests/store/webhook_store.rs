@@ -1,10 +1,7 @@
 //! `remember_delivery` / `forget_delivery` on both backends (PostgreSQL is
 //! skipped, loudly, unless `LINKFRESH_TEST_PG_URL` or `DATABASE_URL` is set).
 
-#[path = "common/store.rs"]
-mod store_common;
-
-use store_common::{TestDb, t};
+use crate::store_common::{TestDb, t};
 
 async fn an_idempotency_key_is_new_once_until_it_expires(db: &TestDb) {
     let store = linkfresh::store::connect(&db.url).await.unwrap();

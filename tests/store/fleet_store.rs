@@ -1,11 +1,8 @@
 //! The fleet queries behave alike on SQLite and PostgreSQL: counts by
 //! state, attempt classes, the due histogram, data age and keyset search.
 
-#[path = "common/store.rs"]
-mod common;
-
+use crate::store_common::TestDb;
 use chrono::{TimeDelta, TimeZone, Utc};
-use common::TestDb;
 use linkfresh::domain::{LinkId, LinkState, Product, ProductSet};
 use linkfresh::store::fleet::LinkSearch;
 use linkfresh::store::{Intent, LinkPatch, LinkSource, LinkSpec, Outcome};

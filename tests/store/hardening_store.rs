@@ -1,13 +1,11 @@
 //! Issue 14, items 2, 3 and 4: the SQLite store under a full disk, a
 //! damaged file, and a second daemon reaching the file by another name.
 
-#[path = "common/daemon.rs"]
-mod daemon;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use daemon::{DaemonProcess, daemon_toml, fast_windows, free_port, link_ids, wait_until};
+use crate::daemon;
+use crate::daemon::{DaemonProcess, daemon_toml, fast_windows, free_port, link_ids, wait_until};
 use linkfresh::sim::{self, SimConfig};
 
 struct Setup {

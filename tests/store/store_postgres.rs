@@ -1,10 +1,9 @@
 //! The store conformance suite on PostgreSQL (skipped, loudly, unless
 //! `LINKFRESH_TEST_PG_URL` or `DATABASE_URL` names a server).
 
-#[path = "common/store.rs"]
-mod store_common;
-
-use store_common::TestDb;
+use crate::conformance_tests;
+use crate::store_common;
+use crate::store_common::TestDb;
 
 conformance_tests!(TestDb::postgres;
     syncing_the_same_revision_twice_is_skipped_and_changes_no_rows,

@@ -1,9 +1,8 @@
 //! The store conformance suite on SQLite, plus what only a file can show.
 
-#[path = "common/store.rs"]
-mod store_common;
-
-use store_common::{TestDb, id, spec, t};
+use crate::conformance_tests;
+use crate::store_common;
+use crate::store_common::{TestDb, id, spec, t};
 
 conformance_tests!(TestDb::sqlite;
     syncing_the_same_revision_twice_is_skipped_and_changes_no_rows,
