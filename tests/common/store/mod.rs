@@ -9,6 +9,7 @@
 mod optional;
 
 mod batches;
+mod budget;
 mod claims;
 mod controls;
 mod outcomes;
@@ -17,7 +18,7 @@ mod sync;
 // The checks, for `conformance_tests!`; binaries that only borrow the
 // fixtures (`tests/daemon`) leave them unused.
 #[allow(unused_imports)]
-pub use self::{batches::*, claims::*, controls::*, outcomes::*, sync::*};
+pub use self::{batches::*, budget::*, claims::*, controls::*, outcomes::*, sync::*};
 
 use std::sync::Arc;
 
