@@ -172,7 +172,7 @@ pub async fn budget_usage(
     now: DateTime<Utc>,
 ) -> Result<Vec<(DateTime<Utc>, u32)>, StoreError> {
     store
-        .posts_since(now - budget.window, budget.bucket(), None)
+        .posts_since(now - budget.span(), budget.bucket(), None)
         .await
 }
 

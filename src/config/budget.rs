@@ -9,8 +9,9 @@
 //! - `window` is the rolling window the cap counts over, 24 h by default.
 //!   It is a real setting, not a test knob: a team billed per week or per
 //!   hour sets it, and the end-to-end tests use it to compress the day.
-//!   It may not exceed `[database] history_retention`, since the count is
-//!   read from the stored history of POSTs.
+//!   It may not exceed `[database] history_retention` (less the slack of
+//!   [`Budget::slack`]), since the count is read from the stored history of
+//!   POSTs.
 //! - `currency` is a three-letter code (`USD`, `EUR`) and needs
 //!   `price_per_post`; a price without a currency is printed as a bare
 //!   number.
@@ -102,11 +103,11 @@ pub(super) fn check_budget(
             "must be at least 1s",
         ));
     }
-    if window > retention {
+    if duration::to_delta(window) + slack > duration::to_delta(retention) {
         return Err(invalid(
             "window",
             format!("{window_raw:?}"),
-            "must not exceed [database] history_retention: the budget counts the POSTs kept in the history",
+            "with [moneykit] request_timeout and [limits] margin, must not exceed [database] history_retention: the budget counts the POSTs kept in the history",
         ));
     }
     if let Some(p) = raw.price_per_post

@@ -5,8 +5,9 @@
 //! saying `budget`, until the allocator's retry time.
 //!
 //! The POSTs already spent come from the store at start (every replica's,
-//! across restarts) and are then kept here, one entry per [`Budget::bucket`], so the allocator's fold stays
-//! short whatever the rate. A POST counts from the moment it is admitted,
+//! across restarts) and are then kept here, one entry per
+//! [`Budget::bucket`], so the allocator's fold stays short whatever the
+//! rate. A POST counts from the moment it is admitted,
 //! before its intent is committed: one that is then not sent still counts
 //! until it leaves the window (spending less, never more). Replicas sharing
 //! a store re-read the count each second (see [`BudgetGate::refresh`]).
@@ -182,7 +183,7 @@ impl BudgetGate {
     /// at `read_at`) and counts this process's own from memory: from the
     /// first refresh on, the history the gate started with is replaced.
     pub fn refresh(&mut self, others: Vec<(DateTime<Utc>, u32)>, read_at: DateTime<Utc>) {
-        let start = read_at - self.config.budget.window;
+        let start = read_at - self.config.budget.span();
         let old = self.own.partition_point(|(t, _)| *t <= start);
         self.own.drain(..old);
         let mut usage = others;
@@ -199,9 +200,11 @@ impl BudgetGate {
     }
 
     fn forget_before(&mut self, now: DateTime<Utc>) {
-        let start = now - self.config.budget.window;
-        let old = self.usage.partition_point(|(t, _)| *t <= start);
-        self.usage.drain(..old);
+        let start = now - self.config.budget.span();
+        for history in [&mut self.usage, &mut self.own] {
+            let old = history.partition_point(|(t, _)| *t <= start);
+            history.drain(..old);
+        }
     }
 
     fn note_exhaustion(&mut self, after: &Standing, deferred: usize) {
@@ -241,4 +244,61 @@ fn budget_exhausted(standing: &Standing, window: TimeDelta, waiting: usize) {
         waiting,
         "budget exhausted: no more POSTs until the oldest in the window leave it"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+    }
+
+    fn on_demand() -> Candidate {
+        Candidate {
+            on_demand: true,
+            priority: 0,
+            stale_since: None,
+        }
+    }
+
+    #[test]
+    fn a_post_keeps_counting_for_the_window_and_the_slack() {
+        let config = BudgetConfig {
+            budget: Budget {
+                posts_per_day: 2,
+                window: TimeDelta::seconds(10),
+                slack: TimeDelta::seconds(5),
+            },
+            price_per_post: None,
+            currency: None,
+        };
+        let mut gate = BudgetGate::new(config, Vec::new());
+        gate.offer(1, on_demand(), at(0));
+        gate.offer(2, on_demand(), at(0));
+        assert_eq!(gate.admit(at(0), 10, |_| true).len(), 2);
+        // Past the window, inside window + slack: the cap is still full.
+        gate.offer(3, on_demand(), at(12_000));
+        assert_eq!(gate.admit(at(12_000), 10, |_| true), Vec::<usize>::new());
+        assert_eq!(gate.wake_at(), Some(at(15_000)));
+        assert_eq!(gate.admit(at(15_000), 10, |_| true), vec![3]);
+    }
+
+    #[test]
+    fn a_link_that_can_no_longer_be_sent_takes_no_budget() {
+        let config = BudgetConfig {
+            budget: Budget {
+                posts_per_day: 1,
+                window: TimeDelta::seconds(10),
+                slack: TimeDelta::zero(),
+            },
+            price_per_post: None,
+            currency: None,
+        };
+        let mut gate = BudgetGate::new(config, Vec::new());
+        gate.offer(1, on_demand(), at(0));
+        gate.offer(2, on_demand(), at(0));
+        assert_eq!(gate.admit(at(0), 10, |i| i != 1), vec![2]);
+        assert_eq!(gate.standing(at(0)).used, 1);
+    }
 }

@@ -150,7 +150,7 @@ impl Scheduler {
         match self
             .store
             .posts_since(
-                read_at - budget.window,
+                read_at - budget.span(),
                 budget.bucket(),
                 Some(&self.replica),
             )

@@ -177,7 +177,7 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
 
     let budget = match &config.budget {
         Some(b) => {
-            let since = clock.now() - b.budget.window;
+            let since = clock.now() - b.budget.span();
             let usage = store
                 .posts_since(since, b.budget.bucket(), None)
                 .await
