@@ -1,9 +1,10 @@
 //! Bringing what the store knows into the table: the pages of the load at
 //! start, the changes made through the store (operator, API), the links
-//! other replicas claimed or finished, the links whose claim was refused, and
-//! the links of a reloaded configuration (streamed in pages, as at start). Each merges records into the
-//! [`LinkTable`](super::super::table::LinkTable) and lets the loop decide for
-//! them again.
+//! other replicas claimed or finished, the links whose claim was refused,
+//! and the links of a reloaded configuration (streamed in pages, as at
+//! start). Each merges records into the
+//! [`LinkTable`](super::super::table::LinkTable) and lets the loop decide
+//! for them again.
 
 use std::sync::Arc;
 
@@ -195,5 +196,108 @@ pub(super) async fn next_page(
     match loading {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeDelta;
+    use tokio::sync::{mpsc, watch};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::{Reloading, Scheduler};
+    use crate::clock::Clock;
+    use crate::daemon::limiter::Limiter;
+    use crate::daemon::table::{LinkTable, fresh_record};
+    use crate::daemon::timer::Timer;
+    use crate::domain::{LinkId, ProductSet};
+    use crate::health::Heartbeat;
+    use crate::policy::Rules;
+    use crate::store::health::StoreHealth;
+    use crate::store::{LinkRecord, LinkSource, LinkSpec, Store};
+
+    /// A loop over a real SQLite file, not running: the test drives its steps.
+    /// The channels' other ends are returned so that nothing it sends fails.
+    async fn scheduler(store: Arc<dyn Store>) -> (Scheduler, impl Sized) {
+        let (jobs, jobs_rx) = mpsc::channel(64);
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let (writes, writes_rx) = mpsc::unbounded_channel();
+        let (reload_tx, reload) = mpsc::channel(1);
+        let (published_rules, rules_rx) = watch::channel(Arc::new(Rules::default()));
+        let change_seq = store.change_mark().await.unwrap();
+        let s = Scheduler {
+            table: LinkTable::default(),
+            timer: Timer::default(),
+            rules: Rules::default(),
+            published_rules,
+            clock: Clock::default(),
+            store,
+            jobs,
+            done,
+            writes,
+            limiter: Limiter::new(10),
+            activity: None,
+            heartbeat: Heartbeat::default(),
+            reload,
+            config_path: std::path::PathBuf::new(),
+            change_seq,
+            in_flight: 0,
+            history_retention: TimeDelta::days(30),
+            shared: false,
+            claim_seq: 0,
+            refused: Vec::new(),
+            tasks: TaskTracker::new(),
+            loading: None,
+            reloading: None,
+            store_health: StoreHealth::new(),
+        };
+        (s, (jobs_rx, done_tx, writes_rx, reload_tx, rules_rx))
+    }
+
+    fn removed(s: &Scheduler, id: &str) -> bool {
+        let i = s.table.find(&LinkId::parse(id).unwrap()).unwrap();
+        s.table.get(i).removed
+    }
+
+    #[tokio::test]
+    async fn a_paged_reload_removes_only_links_no_read_since_its_sync_brought_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("lf.db").display());
+        let store = crate::store::connect(&url).await.unwrap();
+        let (mut s, _ends) = scheduler(store.clone()).await;
+        // Running with mk_a, mk_b and mk_c; the new config drops mk_c.
+        for id in ["mk_a", "mk_b", "mk_c"] {
+            s.table.merge(&fresh_record(id, "accounts"));
+        }
+        let (pages, rx) = mpsc::channel::<Vec<LinkRecord>>(4);
+        s.reloading = Some(Reloading {
+            pages: rx,
+            seen: Vec::new(),
+            _stop: CancellationToken::new().drop_guard(),
+        });
+        s.reload_page(&[fresh_record("mk_a", "accounts")]);
+        // While the reload streams, an operator adds mk_0d through the API.
+        // It sorts before the reload's position, so no page brings it back;
+        // the change poll merges it.
+        let now = s.clock.now();
+        let d = LinkSpec {
+            id: LinkId::parse("mk_0d").unwrap(),
+            products: ProductSet::parse_list("accounts").unwrap(),
+            cadence: None,
+            source: LinkSource::Api,
+        };
+        store.upsert_link(&d, now).await.unwrap();
+        s.poll_changes().await;
+        s.reload_page(&[fresh_record("mk_b", "accounts")]);
+        drop(pages);
+        s.reload_done();
+        assert!(s.reloading.is_none());
+        assert!(removed(&s, "mk_c"), "dropped from the config");
+        for kept in ["mk_a", "mk_b", "mk_0d"] {
+            assert!(!removed(&s, kept), "{kept} was taken for removed");
+        }
     }
 }
