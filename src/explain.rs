@@ -7,9 +7,10 @@ use serde::Serialize;
 
 use crate::domain::{LinkId, LinkState, Product};
 use crate::policy::budget::{Budget, Candidate, Usage, allocate};
-use crate::policy::cadences::cadences_of;
+use crate::policy::cadences::resolve;
+use crate::policy::demand::{activity_from_secs, activity_secs};
 use crate::policy::phase::link_hash;
-use crate::policy::{Evaluation, LinkSchedule, ProductState, Rules, Why, evaluate};
+use crate::policy::{Evaluation, LinkSchedule, ProductState, Profiles, Rules, Why, evaluate};
 use crate::store::{LinkRecord, Store, StoreError};
 
 /// One product's line in `status --json`.
@@ -36,6 +37,10 @@ pub struct ProductStatus {
 pub struct LinkStatus {
     /// The link id.
     pub link: LinkId,
+    /// Its profile (`default` for `[defaults]`).
+    pub profile: String,
+    /// The owning app's last activity call.
+    pub last_activity_at: Option<DateTime<Utc>>,
     /// Its state.
     pub state: LinkState,
     /// Why it is parked or paused, if it is.
@@ -59,6 +64,13 @@ pub fn why_text(why: &Why, state: LinkState, reason: Option<&str>, parked: Optio
         Why::DueNow => "due now".into(),
         Why::Window { until } => format!("window until {}", fmt_time(*until)),
         Why::Cadence { until } => format!("cadence (every/cron) until {}", fmt_time(*until)),
+        Why::Idle { until: Some(until) } => {
+            format!(
+                "idle (no activity within active_for) until {}",
+                fmt_time(*until)
+            )
+        }
+        Why::Idle { until: None } => "idle: refreshed only on demand (idle = never)".into(),
         Why::FirstPhase { until } => format!("first request phased to {}", fmt_time(*until)),
         Why::Backoff { until } => format!("backoff after rate_limit until {}", fmt_time(*until)),
         Why::LinkBackoff { until } => format!("backoff after failures until {}", fmt_time(*until)),
@@ -81,13 +93,15 @@ pub fn why_text(why: &Why, state: LinkState, reason: Option<&str>, parked: Optio
 /// The policy's input for a stored link, as the daemon's table builds it
 /// (times to the store's millisecond; a test in `daemon::table` holds the
 /// two equal), so that what is explained is what the daemon decides.
-pub(crate) fn schedule_of(rec: &LinkRecord) -> LinkSchedule {
-    let cadences = cadences_of(rec.cadence.as_deref());
+pub(crate) fn schedule_of(rec: &LinkRecord, profiles: &Profiles) -> LinkSchedule {
+    let (_, cadences) = resolve(rec.cadence.as_deref(), &rec.tags, profiles);
     LinkSchedule {
         hash: link_hash(&rec.id),
         first_seen_at: rec.created_at,
         runnable: rec.state == LinkState::Active && !rec.removed,
         backoff_until: rec.backoff_until,
+        // Rounded as the daemon's table keeps it.
+        last_activity_at: activity_from_secs(activity_secs(rec.last_activity_at)),
         products: rec
             .products
             .iter()
@@ -131,6 +145,7 @@ pub fn hold_for_budget(status: &mut LinkStatus, until: DateTime<Utc>) {
 /// the link meets on its own.
 pub fn budget_hold(
     rec: &LinkRecord,
+    priority: i32,
     status: &LinkStatus,
     budget: &Budget,
     usage: Usage<'_>,
@@ -158,7 +173,7 @@ pub fn budget_hold(
     });
     let candidate = Candidate {
         on_demand,
-        priority: 0,
+        priority,
         stale_since,
     };
     allocate(budget, usage, now, &[candidate]).retry_at
@@ -185,8 +200,13 @@ pub fn link_status_within(
     now: DateTime<Utc>,
 ) -> LinkStatus {
     let mut status = link_status(rec, rules, now);
+    let priority = || {
+        resolve(rec.cadence.as_deref(), &rec.tags, &rules.profiles)
+            .0
+            .priority
+    };
     if let Some((budget, usage)) = budget
-        && let Some(until) = budget_hold(rec, &status, budget, usage, now)
+        && let Some(until) = budget_hold(rec, priority(), &status, budget, usage, now)
     {
         hold_for_budget(&mut status, until);
     }
@@ -196,10 +216,13 @@ pub fn link_status_within(
 /// The policy's view of one stored link (`explain`, `status`, the fleet page
 /// and the admin API all show this, so they never disagree).
 pub fn link_status(rec: &LinkRecord, rules: &Rules, now: DateTime<Utc>) -> LinkStatus {
-    let schedule = schedule_of(rec);
+    let schedule = schedule_of(rec, &rules.profiles);
     let Evaluation { products, .. } = evaluate(&schedule, rules, now);
+    let (profile, _) = resolve(rec.cadence.as_deref(), &rec.tags, &rules.profiles);
     LinkStatus {
         link: rec.id.clone(),
+        profile: profile.name.to_string(),
+        last_activity_at: rec.last_activity_at,
         state: rec.state,
         reason: rec.reason.clone(),
         failures: rec.failures,

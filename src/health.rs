@@ -17,6 +17,11 @@ pub struct Heartbeat {
     /// Set by the loop when MoneyKit's answer means the daemon must stop,
     /// or by a supervised server task that ended early.
     pub fatal: Arc<Mutex<Option<String>>>,
+    /// Rung by the admin API after it wrote a change the loop must act on
+    /// at once (an on-demand refresh, an activity): the loop polls the
+    /// store's changes now instead of at its next one-second tick, so a
+    /// refresh the window allows leaves within milliseconds.
+    pub changed: Arc<tokio::sync::Notify>,
 }
 
 impl Heartbeat {

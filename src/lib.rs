@@ -36,11 +36,17 @@
 //!   (`outcome.rs` for a POST, `read_outcome.rs` for a read, park reasons
 //!   once in `parked.rs`) → writer (group commit). A reload syncs the
 //!   config, publishes the new rules on a `watch` channel and streams the
-//!   links back through the paged loader. With a `[budget]`, what the
-//!   policy wants to send waits at the budget gate (`budget.rs`, asked by
-//!   the loop through `budget_round.rs`), which admits by the pure allocator.
+//!   links back through the paged loader. The table keeps each link's
+//!   profile and last activity (`table.rs`, product slots in `slot.rs`);
+//!   tags a read returns may select another profile (`tags.rs`). With a
+//!   `[budget]`, what the policy wants to send waits at the budget gate
+//!   (`budget.rs`, asked by the loop through `budget_round.rs`), which
+//!   admits by the pure allocator.
 //! - [`server`]: metrics, health, fleet pages (`fleet.rs`, its sections and
-//!   the link page below `fleet/`) and admin API; [`webhook`]: the
+//!   the link page below `fleet/`) and admin API (`admin_api.rs`; the
+//!   owning app's `activity` and `refresh` with `max_age` in
+//!   `demand_api.rs`, which ring `Heartbeat::changed` so the loop
+//!   acts at once); [`webhook`]: the
 //!   verified webhook receiver. They read shared handles only: the
 //!   [`health::Heartbeat`], the store's health, the rules in force (the
 //!   `watch` receiver the daemon publishes to), and write through the store.
@@ -59,7 +65,10 @@
 //! - [`policy`]: the pure scheduling rules (windows, cadence and its stored
 //!   form, backoff, riding along, coalescing, batching), the budget
 //!   allocator (`budget.rs`: cap, order, pacing) and the forward
-//!   simulation behind `plan`. No clock, no I/O; proven by property tests.
+//!   simulation behind `plan`; profiles (`profile.rs`: a link's tier,
+//!   priority and cadences) and demand (`demand.rs`: active and idle
+//!   cadences). No clock, no I/O; proven by property tests. `config`
+//!   checks `[defaults]` and `[profiles.NAME]` in `config/profiles.rs`.
 //! - [`domain`], [`duration`], [`secret`], [`retry_after`], [`clock`],
 //!   [`health`]: shared vocabulary — link ids, products, link states, the one
 //!   bounded duration parse, redacted secrets, `Retry-After`, the one clock

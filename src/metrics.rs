@@ -44,6 +44,22 @@ pub const BUDGET_REMAINING: &str = "linkfresh_budget_remaining";
 pub const DEFERRED_TOTAL: &str = "linkfresh_deferred_total";
 /// The labels of [`DEFERRED_TOTAL`], exported at 0.
 pub const DEFER_REASONS: [&str; 2] = ["budget", "pacing"];
+/// `linkfresh_demand_requests_total{result}`: the owning app's demand calls
+/// (`POST /api/links/{id}/activity` and `refresh` with `max_age`) by what
+/// they did (see [`DEMAND_RESULTS`]).
+pub const DEMAND_REQUESTS_TOTAL: &str = "linkfresh_demand_requests_total";
+
+/// The `result` labels of [`DEMAND_REQUESTS_TOTAL`]: `fresh` (every asked
+/// product younger than `max_age`: nothing sent), `queued` (a refresh was
+/// queued), `activity` (an activity stored), `activity_repeat` (an activity
+/// already stored moments ago: nothing written), `unknown_link`.
+pub const DEMAND_RESULTS: &[&str] = &[
+    "fresh",
+    "queued",
+    "activity",
+    "activity_repeat",
+    "unknown_link",
+];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -103,6 +119,9 @@ fn register_at_zero() {
         counter!(DEFERRED_TOTAL, "reason" => reason).increment(0);
     }
     counter!("linkfresh_webhook_transactions_updates_total").increment(0);
+    for result in DEMAND_RESULTS {
+        counter!(DEMAND_REQUESTS_TOTAL, "result" => *result).increment(0);
+    }
     for p in crate::domain::Product::ALL {
         counter!(PRODUCTS_REQUESTED_TOTAL, "product" => p.as_str()).increment(0);
     }
@@ -145,6 +164,10 @@ fn describe() {
     describe_counter!(
         DEFERRED_TOTAL,
         "Due refresh POSTs held back, by reason (budget, pacing)"
+    );
+    describe_counter!(
+        DEMAND_REQUESTS_TOTAL,
+        "Demand calls from the owning app (activity, refresh with max_age) by result"
     );
     describe_counter!(
         CLAIMS_REFUSED_TOTAL,

@@ -5,6 +5,7 @@
 //! [`fleet`]) and `/api/...` (the admin API, see [`admin_api`]).
 
 pub(crate) mod admin_api;
+pub(crate) mod demand_api;
 pub mod fleet;
 mod html;
 pub(crate) mod listener;

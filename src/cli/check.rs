@@ -31,8 +31,13 @@ fn per_day(config: &Config) -> ([u64; Product::ALL.len()], u64) {
         let mut fastest = f64::MAX;
         for p in link.products.iter() {
             let spacing = config.rules.limits.spacing(p);
-            let spacing = match link.cadence_of(p) {
+            let spacing = match link.cadence_in(&config.rules, p) {
                 Cadence::Every(e) => e.max(spacing),
+                // At most: as if the user were always active.
+                Cadence::Demand(d) => match d.active {
+                    Cadence::Every(e) => e.max(spacing),
+                    _ => spacing,
+                },
                 _ => spacing,
             };
             let ms = spacing.num_milliseconds().max(1) as f64;
@@ -42,6 +47,41 @@ fn per_day(config: &Config) -> ([u64; Product::ALL.len()], u64) {
         posts += (day / fastest).ceil() as u64;
     }
     (per_product, posts)
+}
+
+/// `profiles: default (3 links), premium (priority 10, tags plan:premium,
+/// demand; 1 link by name)`: links by name only, tags are learned at run time.
+fn profiles_line(config: &Config) -> String {
+    let profiles = &config.rules.profiles;
+    let mut parts = Vec::new();
+    for p in std::iter::once(profiles.default_profile()).chain(profiles.named()) {
+        let named = config
+            .links
+            .iter()
+            .filter(|l| std::sync::Arc::ptr_eq(profiles.select(l.profile.as_deref(), &[]), p))
+            .count();
+        let mut about = Vec::new();
+        if p.priority != 0 {
+            about.push(format!("priority {}", p.priority));
+        }
+        if !p.tags.is_empty() {
+            about.push(format!("tags {}", p.tags.join(" ")));
+        }
+        if p.has_demand() {
+            about.push("active/idle".to_owned());
+        }
+        let about = if about.is_empty() {
+            String::new()
+        } else {
+            format!("{}; ", about.join(", "))
+        };
+        parts.push(format!(
+            "{} ({about}{named} link{})",
+            p.name,
+            if named == 1 { "" } else { "s" }
+        ));
+    }
+    format!("profiles: {}\n", parts.join(", "))
 }
 
 fn human(d: TimeDelta) -> String {
@@ -88,6 +128,7 @@ pub fn summary(config: &Config) -> String {
         .map(|(p, n)| format!("{p} {n}"))
         .collect();
     out += &format!("products: {}\n", counts.join(", "));
+    out += &profiles_line(config);
     let limits: Vec<String> = Product::ALL
         .iter()
         .map(|p| format!("{p} {}", human(config.rules.limits.window(*p))))

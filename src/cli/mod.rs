@@ -79,6 +79,9 @@ enum Command {
     Refresh(ops::RefreshArgs),
     /// Remove a link added through the admin API (config links: edit the config).
     Remove(ops::LinkArgs),
+    /// The link's user is active now: its profile's `active` cadence applies
+    /// for `active_for` (the offline counterpart of `POST .../activity`).
+    Touch(ops::LinkArgs),
     /// The built-in simulator and the daemon, with windows of seconds.
     Demo(demo::DemoArgs),
     /// The MoneyKit simulator on its own.
@@ -111,6 +114,7 @@ pub fn main() -> ExitCode {
                     Command::Resume(args) => ops::pause(&args, false).await,
                     Command::Refresh(args) => ops::refresh(&args).await,
                     Command::Remove(args) => ops::remove(&args).await,
+                    Command::Touch(args) => ops::touch(&args).await,
                     Command::Demo(args) => demo::run(&args).await,
                     Command::Sim(args) => serve::sim(&args).await,
                     Command::Check(_) | Command::Plan(_) => unreachable!("handled above"),

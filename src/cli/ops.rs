@@ -170,6 +170,19 @@ pub async fn explain(args: &LinkArgs) -> Result<(), Failure> {
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
     );
+    println!(
+        "profile {}; last activity {}{}",
+        status.profile,
+        status
+            .last_activity_at
+            .map(fmt_time)
+            .unwrap_or_else(|| "never".into()),
+        if rec.tags.is_empty() {
+            String::new()
+        } else {
+            format!("; tags {}", rec.tags.join(" "))
+        }
+    );
     if rec.removed {
         println!("removed from the configuration: not refreshed (history kept)");
     }
@@ -311,5 +324,34 @@ pub async fn remove(args: &LinkArgs) -> Result<(), Failure> {
         return Err(unknown(&id, &config));
     }
     println!("{id}: removed ({} link; history kept)", rec.source.as_str());
+    Ok(())
+}
+
+/// Runs `touch LINK`: stores "the user is active now" in the store, as
+/// `POST /api/links/{id}/activity` does; a running daemon picks it up within
+/// a second (its change poll). Always written: an operator's touch is rare.
+pub async fn touch(args: &LinkArgs) -> Result<(), Failure> {
+    let config = args.config.load()?;
+    let id = parse_link(&args.link)?;
+    let store = open(&config).await?;
+    let now = Utc::now();
+    match store
+        .record_activity(&id, now, chrono::TimeDelta::zero())
+        .await
+        .context("while updating the link")?
+    {
+        crate::store::Activity::UnknownLink => return Err(unknown(&id, &config)),
+        crate::store::Activity::Recorded | crate::store::Activity::Recent => {}
+    }
+    let rec = store
+        .load_link(&id)
+        .await
+        .context("while reading the link")?
+        .ok_or_else(|| unknown(&id, &config))?;
+    let status = link_status(&rec, &config.rules, now);
+    println!("{id}: active now (profile {})", status.profile);
+    for p in &status.products {
+        println!("  {:<16} {}", p.product.as_str(), p.why_text);
+    }
     Ok(())
 }

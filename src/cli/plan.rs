@@ -110,11 +110,12 @@ pub fn run(args: &PlanArgs) -> Result<(), Failure> {
             first_seen_at: now,
             runnable: true,
             backoff_until: None,
+            last_activity_at: None,
             products: l
                 .products
                 .iter()
                 .map(|p| ProductState {
-                    cadence: l.cadence_of(p),
+                    cadence: l.cadence_in(&config.rules, p),
                     ..ProductState::new(p)
                 })
                 .collect(),

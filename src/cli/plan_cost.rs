@@ -1,8 +1,10 @@
 //! What a plan costs: POSTs and money per day per profile, and what the
 //! `[budget]` would hold back, for `linkfresh plan`.
 //!
-//! Every link belongs to the profile `defaults` until profiles land (then
-//! one line per `[profiles.NAME]`). "Per day" scales the plan to 24 hours.
+//! One line per profile a link names (`[profiles.NAME]`; `default` for the
+//! rest, as `[defaults]` is called). Tags select profiles only at run time,
+//! from MoneyKit's answers, so a plan groups by the profile named in the
+//! configuration. "Per day" scales the plan to 24 hours.
 //! The budget's part replays the planned POSTs, in time order, through the
 //! daemon's own allocator: a POST it would not admit when planned counts as
 //! deferred. In the daemon a deferred POST goes later, in place of a later
@@ -18,7 +20,7 @@ use crate::policy::plan::PlannedPost;
 /// One profile's share of the plan.
 #[derive(Debug, Serialize)]
 pub struct ProfileCost {
-    /// The profile (`defaults` for links without one).
+    /// The profile (`default` for links without one).
     pub profile: String,
     /// Links in it.
     pub links: usize,
@@ -57,22 +59,47 @@ pub fn cost(config: &Config, posts: &[PlannedPost], horizon: TimeDelta) -> PlanC
     let days =
         horizon.num_milliseconds().max(1) as f64 / TimeDelta::days(1).num_milliseconds() as f64;
     let price = config.budget.as_ref().and_then(|b| b.price_per_post);
-    let per_day = posts.len() as f64 / days;
-    let profiles = vec![ProfileCost {
-        profile: "defaults".into(),
-        links: config.links.len(),
-        posts_per_day: per_day,
-        money_per_day: price.map(|p| p * per_day),
-    }];
+    let profile_of = |link: usize| {
+        config
+            .rules
+            .profiles
+            .select(config.links[link].profile.as_deref(), &[])
+    };
+    // (links, posts) per profile name, in name order.
+    let mut groups: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for link in 0..config.links.len() {
+        groups
+            .entry(profile_of(link).name.to_string())
+            .or_default()
+            .0 += 1;
+    }
+    for post in posts {
+        groups
+            .entry(profile_of(post.link).name.to_string())
+            .or_default()
+            .1 += 1;
+    }
+    let profiles = groups
+        .into_iter()
+        .map(|(profile, (links, n))| {
+            let per_day = n as f64 / days;
+            ProfileCost {
+                profile,
+                links,
+                posts_per_day: per_day,
+                money_per_day: price.map(|p| p * per_day),
+            }
+        })
+        .collect();
     let budget = config.budget.as_ref().map(|b| {
         let mut usage = Vec::new();
         let (mut sent, mut deferred) = (0, 0);
-        let candidate = Candidate {
-            on_demand: false,
-            priority: 0,
-            stale_since: None,
-        };
         for post in posts {
+            let candidate = Candidate {
+                on_demand: false,
+                priority: profile_of(post.link).priority,
+                stale_since: None,
+            };
             if allocate(&b.budget, &usage, post.at, &[candidate])
                 .admitted
                 .is_empty()

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use chrono::TimeDelta;
 
-use super::check_links::{check_link, first_duplicate, revision};
+use super::check_links::{check_link, first_duplicate, profile_of, revision};
 use super::checker::{Checker, database_url};
 use super::raw::RawSettings;
 use super::{
@@ -116,6 +116,7 @@ pub(super) fn check(
         backoff_max: c.delta("[schedule] backoff_max", &s.backoff_max, false)?,
         first_spread: c.delta("[schedule] first_spread", &s.first_spread, true)?,
         ride_along_share: s.ride_along_share,
+        profiles: Default::default(),
     };
     if rules.backoff_max < rules.backoff_base {
         return Err(c.invalid(
@@ -201,7 +202,12 @@ pub(super) fn check(
         products: c.products("[discovery] products", &dc.products)?,
         tags: dc.tags,
     };
-    let default_products = c.products("[defaults] products", &raw.defaults.products)?;
+    let profiles = super::profiles::check(&c.file, &rules, raw.defaults, raw.profiles)?;
+    let default_products = profiles.default_profile().products;
+    let rules = Rules {
+        profiles: std::sync::Arc::new(profiles),
+        ..rules
+    };
 
     let mut links = Vec::new();
     for (i, rl) in raw.links.into_iter().enumerate() {
@@ -221,14 +227,38 @@ pub(super) fn check(
             problem: e.problem,
         })?;
         drop(text);
+        let name_of_file = name.clone();
         links.reserve_exact(lines.len());
         file_lines.reserve_exact(lines.len());
         for line in lines {
             file_lines.push(u32::try_from(line.line).unwrap_or(u32::MAX));
             links.push(LinkConfig {
                 id: line.id,
-                products: line.products.unwrap_or(default_products),
+                products: match (line.products, &line.profile) {
+                    (Some(p), _) => p,
+                    (None, Some(name)) => {
+                        profile_of(&rules, name)
+                            .map_err(|problem| ConfigError::LinksFile {
+                                file: name_of_file.clone(),
+                                line: line.line,
+                                problem,
+                            })?
+                            .products
+                    }
+                    (None, None) => default_products,
+                },
                 cadence: BTreeMap::new(),
+                profile: match line.profile {
+                    Some(name) => {
+                        profile_of(&rules, &name).map_err(|problem| ConfigError::LinksFile {
+                            file: name_of_file.clone(),
+                            line: line.line,
+                            problem,
+                        })?;
+                        Some(name)
+                    }
+                    None => None,
+                },
             });
         }
     }

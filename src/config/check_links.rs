@@ -13,7 +13,8 @@ use super::raw::RawLink;
 use crate::domain::{LinkId, Product, ProductSet};
 use crate::policy::{Cadence, CronSchedule, Rules};
 
-/// Checks the `[[links]]` entry at `index` (0-based), filling in `defaults`.
+/// Checks the `[[links]]` entry at `index` (0-based), filling in the
+/// products of the profile it names, else `defaults`.
 pub(super) fn check_link(
     c: &Checker<'_>,
     rules: &Rules,
@@ -23,9 +24,16 @@ pub(super) fn check_link(
 ) -> Result<LinkConfig, ConfigError> {
     let at = |key: &str| format!("[[links]] #{} {key}", index + 1);
     let id = LinkId::parse(&rl.id).map_err(|e| c.invalid(&at("id"), &rl.id, e.to_string()))?;
-    let products = match &rl.products {
-        Some(names) => c.products(&at("products"), names)?,
-        None => defaults,
+    let profile = match &rl.profile {
+        Some(name) => Some(
+            profile_of(rules, name).map_err(|problem| c.invalid(&at("profile"), name, problem))?,
+        ),
+        None => None,
+    };
+    let products = match (&rl.products, profile) {
+        (Some(names), _) => c.products(&at("products"), names)?,
+        (None, Some(profile)) => profile.products,
+        (None, None) => defaults,
     };
     let mut cadence = BTreeMap::new();
     for (name, raw) in &rl.every {
@@ -72,6 +80,21 @@ pub(super) fn check_link(
         id,
         products,
         cadence,
+        profile: rl.profile,
+    })
+}
+
+/// A profile a link names (on `[[links]]` or a links file line), or what
+/// is allowed.
+pub(super) fn profile_of<'r>(
+    rules: &'r Rules,
+    name: &str,
+) -> Result<&'r crate::policy::Profile, String> {
+    rules.profiles.get(name).map(|p| &**p).ok_or_else(|| {
+        format!(
+            "no such profile; allowed: {} (define it as [profiles.NAME])",
+            rules.profiles.names().join(", ")
+        )
     })
 }
 

@@ -1,5 +1,8 @@
 //! The links file: one link a line, `ID` or `ID product,product`, with `#`
-//! comments and blank lines, for fleets too large to list in TOML.
+//! comments and blank lines, for fleets too large to list in TOML. Either
+//! form may end with `profile=NAME` (e.g. `ID accounts,transactions
+//! profile=premium` or `ID profile=free`), which names the link's profile
+//! as `profile = "..."` does on `[[links]]`.
 //!
 //! Parsing is a single pass over the bytes with no regex and no per-line
 //! allocation beyond the id, so a million lines take well under a second.
@@ -14,8 +17,11 @@ pub struct LinkLine {
     pub line: usize,
     /// The link id.
     pub id: LinkId,
-    /// Products given on the line; `None` means `[defaults] products`.
+    /// Products given on the line; `None` means the profile's products.
     pub products: Option<ProductSet>,
+    /// `profile=NAME` given on the line (checked against the profiles by
+    /// the caller).
+    pub profile: Option<String>,
 }
 
 /// A bad line: its number and what is wrong.
@@ -53,13 +59,30 @@ pub fn parse(text: &str) -> Result<Vec<LinkLine>, LineError> {
         }
         let mut fields = content.split_whitespace();
         let id_field = fields.next().unwrap_or_default();
-        let products_field = fields.next();
-        if fields.next().is_some() {
+        let (second, third, fourth) = (fields.next(), fields.next(), fields.next());
+        let is_profile = |f: &str| f.starts_with("profile=");
+        let (products_field, profile_field) = match (second, third) {
+            (Some(s), None) if is_profile(s) => (None, Some(s)),
+            pair => pair,
+        };
+        if fourth.is_some()
+            || products_field.is_some_and(is_profile)
+            || profile_field.is_some_and(|f| !is_profile(f))
+        {
             return Err(LineError {
                 line,
-                problem: "more than two fields; a line is \"ID\" or \"ID product,product\" (no spaces inside the product list)".into(),
+                problem: "too many fields; a line is \"ID\" or \"ID product,product\", either followed by \"profile=NAME\" (no spaces inside the product list)".into(),
             });
         }
+        let profile = match profile_field.map(|f| &f["profile=".len()..]) {
+            Some("") => {
+                return Err(LineError {
+                    line,
+                    problem: "profile= without a name; write profile=NAME with a configured [profiles.NAME]".into(),
+                });
+            }
+            other => other.map(str::to_owned),
+        };
         let id = LinkId::parse(id_field).map_err(|e| LineError {
             line,
             problem: without(&e.to_string(), id_field, "the link id (first field)"),
@@ -87,7 +110,12 @@ pub fn parse(text: &str) -> Result<Vec<LinkLine>, LineError> {
                 Some(set)
             }
         };
-        out.push(LinkLine { line, id, products });
+        out.push(LinkLine {
+            line,
+            id,
+            products,
+            profile,
+        });
     }
     Ok(out)
 }
@@ -112,17 +140,28 @@ mod tests {
     }
 
     #[test]
+    fn a_line_may_name_its_profile_after_the_products_or_alone() {
+        let lines =
+            parse("mk_a accounts profile=premium\nmk_b profile=free\nmk_c identity\n").unwrap();
+        assert_eq!(lines[0].profile.as_deref(), Some("premium"));
+        assert_eq!(lines[0].products, Some(ProductSet::of(Product::Accounts)));
+        assert_eq!(lines[1].profile.as_deref(), Some("free"));
+        assert_eq!(lines[1].products, None);
+        assert_eq!(lines[2].profile, None);
+    }
+
+    #[test]
     fn bad_lines_name_their_number_and_what_is_allowed() {
         let err = parse("mk_a\nmk_b balances\n").unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.problem.contains("allowed: accounts"), "{}", err.problem);
         assert!(!err.problem.contains("balances"), "{}", err.problem);
         let err = parse("mk_a accounts, identity\n").unwrap_err();
-        assert!(
-            err.problem.contains("more than two fields"),
-            "{}",
-            err.problem
-        );
+        assert!(err.problem.contains("too many fields"), "{}", err.problem);
+        let err = parse("mk_a accounts profile=a profile=b\n").unwrap_err();
+        assert!(err.problem.contains("too many fields"), "{}", err.problem);
+        let err = parse("mk_a profile=\n").unwrap_err();
+        assert!(err.problem.contains("profile=NAME"), "{}", err.problem);
         let err = parse("PATH=/usr/bin:/secret\n").unwrap_err();
         assert!(!err.problem.contains("secret"), "{}", err.problem);
         assert!(err.problem.contains("'/'"), "{}", err.problem);

@@ -32,6 +32,7 @@ mod checker;
 mod credentials;
 mod env;
 pub(crate) mod links_file;
+mod profiles;
 mod raw;
 mod toml_error;
 
@@ -42,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::domain::{LinkId, Product, ProductSet};
-use crate::policy::cadences::cadence_to_json;
+use crate::policy::cadences::{cadence_to_json, with_profile};
 use crate::policy::{Cadence, Rules};
 use crate::secret::Secret;
 
@@ -199,6 +200,7 @@ pub const RESERVED_ROUTES: &[&str] = &[
     "/api/links/{id}/pause",
     "/api/links/{id}/resume",
     "/api/links/{id}/refresh",
+    "/api/links/{id}/activity",
 ];
 
 /// `[discovery]`.
@@ -223,18 +225,29 @@ pub struct LinkConfig {
     pub products: ProductSet,
     /// Per-product cadence other than "as often as allowed".
     pub cadence: BTreeMap<Product, Cadence>,
+    /// `profile = "..."` on the link (or `profile=` in the links file).
+    pub profile: Option<String>,
 }
 
 impl LinkConfig {
-    /// The cadence of one product.
+    /// The link's own cadence of one product (`every`/`cron` on the link).
     pub fn cadence_of(&self, p: Product) -> Cadence {
         self.cadence.get(&p).cloned().unwrap_or_default()
     }
 
+    /// The cadence of one product as the daemon schedules it: the link's
+    /// own, else its profile's (by name; tags are learned only at run time).
+    pub fn cadence_in(&self, rules: &Rules, p: Product) -> Cadence {
+        self.cadence.get(&p).cloned().unwrap_or_else(|| {
+            rules.profiles.select(self.profile.as_deref(), &[]).cadences[p.index()].clone()
+        })
+    }
+
     /// The cadence as a small JSON object for the store (`None` when default),
-    /// e.g. `{"every":{"transactions":"4h"},"cron":{"identity":"0 0 6 * * *"}}`.
+    /// e.g. `{"every":{"transactions":"4h"},"cron":{"identity":"0 0 6 * * *"}}`,
+    /// with the profile the link names, if any (`"profile":"premium"`).
     pub fn cadence_json(&self) -> Option<String> {
-        cadence_to_json(&self.cadence)
+        with_profile(cadence_to_json(&self.cadence), self.profile.as_deref())
     }
 }
 
@@ -253,7 +266,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[discovery]`.
     pub discovery: DiscoveryConfig,
-    /// `[defaults] products`.
+    /// `[defaults] products` (the default profile's; the profiles
+    /// themselves are in [`Rules::profiles`]).
     pub default_products: ProductSet,
     /// `[[links]]` and `links_file`, in file order.
     pub links: Vec<LinkConfig>,

@@ -21,7 +21,8 @@ pub struct RawSettings {
     pub schedule: RawSchedule,
     pub server: RawServer,
     pub discovery: RawDiscovery,
-    pub defaults: RawDefaults,
+    pub defaults: RawProfile,
+    pub profiles: BTreeMap<String, RawProfile>,
     pub links: Vec<RawLink>,
     pub budget: Option<super::budget::RawBudget>,
     /// The simulator's own table (`linkfresh sim --config`); checked by the
@@ -167,18 +168,27 @@ impl Default for RawDiscovery {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `[defaults]` or one `[profiles.NAME]` (see `config::profiles`).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawDefaults {
-    pub products: Vec<String>,
+pub struct RawProfile {
+    pub tags: Vec<String>,
+    /// `None`: `[defaults] products` (for `[defaults]`: accounts, transactions).
+    pub products: Option<Vec<String>>,
+    pub priority: i32,
+    pub active_for: Option<String>,
+    pub active: BTreeMap<String, String>,
+    pub idle: Option<RawIdle>,
+    pub every: BTreeMap<String, String>,
+    pub cron: BTreeMap<String, String>,
 }
 
-impl Default for RawDefaults {
-    fn default() -> Self {
-        Self {
-            products: vec!["accounts".into(), "transactions".into()],
-        }
-    }
+/// `idle = "never"` or `idle = { product = "24h" | "never" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawIdle {
+    Word(String),
+    Map(BTreeMap<String, String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,4 +200,5 @@ pub struct RawLink {
     pub every: BTreeMap<String, String>,
     #[serde(default)]
     pub cron: BTreeMap<String, String>,
+    pub profile: Option<String>,
 }

@@ -4,9 +4,9 @@
 //! deciding for each again at that moment (its products may have grown
 //! while it waited).
 //!
-//! Until profiles land, every link's priority is 0; "on demand" is an
-//! operator's or the API's refresh request (`linkfresh refresh`,
-//! `POST /api/links/{id}/refresh`).
+//! A link's priority is its profile's; "on demand" is a refresh asked for
+//! one of the products about to be sent (`linkfresh refresh`, the admin
+//! API's refresh, the app's refresh with `max_age`).
 
 use chrono::{DateTime, Utc};
 
@@ -24,8 +24,8 @@ use crate::policy::{Decision, evaluate};
 pub(crate) fn candidate_of(e: &Entry, products: ProductSet) -> Candidate {
     let slots = || e.products.iter().filter(|s| products.contains(s.product));
     Candidate {
-        on_demand: slots().any(|s| s.refresh_requested),
-        priority: 0,
+        on_demand: e.on_demand_of(products),
+        priority: e.profile().priority,
         stale_since: slots()
             .map(ProductSlot::last)
             .try_fold(None::<DateTime<Utc>>, |oldest, t| {

@@ -23,7 +23,9 @@ mod read_outcome;
 mod reload;
 mod replica;
 pub(crate) mod scheduler;
+mod slot;
 pub(crate) mod table;
+mod tags;
 pub(crate) mod timer;
 pub(crate) mod writer;
 
@@ -187,8 +189,10 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         None => None,
     };
     let current = Rules::clone(&rules.borrow());
+    let mut table = table::LinkTable::default();
+    table.set_profiles(current.profiles.clone());
     let scheduler = scheduler::Scheduler {
-        table: table::LinkTable::default(),
+        table,
         loading: Some(loading),
         reloading: None,
         store_health: store_health.clone(),

@@ -146,6 +146,8 @@ impl Scheduler {
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
                     () = tokio::time::sleep_until(budget_wake.unwrap_or_else(far_future)), if budget_wake.is_some() && room => Event::Budget,
                     _ = control.tick() => Event::Control,
+                    // The admin API wrote a change to act on now (issue 17).
+                    () = self.heartbeat.changed.notified() => Event::Control,
                     Some(()) = self.reload.recv() => Event::Reload,
                     _ = housekeeping.tick() => Event::Housekeeping,
                 }

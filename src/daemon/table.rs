@@ -17,98 +17,13 @@ use hashbrown::HashTable;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
-use crate::policy::cadences::{CadenceBook, Cadences};
+use crate::policy::cadences::{CadenceBook, LinkRules};
+use crate::policy::demand::{activity_from_secs, activity_secs};
 use crate::policy::phase::link_hash;
-use crate::policy::{LinkSchedule, ProductState};
+use crate::policy::{LinkSchedule, ProductState, Profile, Profiles};
 use crate::store::LinkRecord;
 
-/// One product of a link as the table stores it: the policy's
-/// [`ProductState`] without the cadence, which the link shares, and with its
-/// times to the millisecond (the store's precision; 8 bytes each instead of
-/// an `Option<DateTime>`'s 12). A time read back from the store after a
-/// restart is the same truncated value, so claims compare equal.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProductSlot {
-    /// Which product.
-    pub product: Product,
-    /// Forbidden (403) for this link: never requested.
-    pub parked: bool,
-    /// An operator asked for it as soon as the window allows.
-    pub refresh_requested: bool,
-    last_requested_ms: i64,
-    server_seen_ms: i64,
-    backoff_until_ms: i64,
-}
-
-/// The stored form of "no time".
-const NO_TIME: i64 = i64::MIN;
-
-fn to_ms(t: Option<DateTime<Utc>>) -> i64 {
-    t.map_or(NO_TIME, |t| t.timestamp_millis())
-}
-
-fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
-    (ms != NO_TIME)
-        .then(|| DateTime::from_timestamp_millis(ms))
-        .flatten()
-}
-
-impl ProductSlot {
-    /// A product with no history.
-    pub fn new(product: Product) -> Self {
-        Self {
-            product,
-            parked: false,
-            refresh_requested: false,
-            last_requested_ms: NO_TIME,
-            server_seen_ms: NO_TIME,
-            backoff_until_ms: NO_TIME,
-        }
-    }
-
-    /// Send time of our last request that may have reached MoneyKit.
-    pub fn last_requested_at(&self) -> Option<DateTime<Utc>> {
-        from_ms(self.last_requested_ms)
-    }
-
-    /// Sets [`last_requested_at`](Self::last_requested_at).
-    pub fn set_last_requested_at(&mut self, t: Option<DateTime<Utc>>) {
-        self.last_requested_ms = to_ms(t);
-    }
-
-    /// The later of `refreshed_at`/`last_attempted_at` the server reported.
-    pub fn server_seen_at(&self) -> Option<DateTime<Utc>> {
-        from_ms(self.server_seen_ms)
-    }
-
-    /// Moves [`server_seen_at`](Self::server_seen_at) forward to `t`, never back.
-    pub fn saw_server_time(&mut self, t: Option<DateTime<Utc>>) {
-        self.server_seen_ms = self.server_seen_ms.max(to_ms(t));
-    }
-
-    /// No request before this (a per-product `rate_limit` answer).
-    pub fn backoff_until(&self) -> Option<DateTime<Utc>> {
-        from_ms(self.backoff_until_ms)
-    }
-
-    /// Sets [`backoff_until`](Self::backoff_until).
-    pub fn set_backoff_until(&mut self, t: Option<DateTime<Utc>>) {
-        self.backoff_until_ms = to_ms(t);
-    }
-
-    /// The last time the product is known to have been requested.
-    pub fn last(&self) -> Option<DateTime<Utc>> {
-        from_ms(self.last_requested_ms.max(self.server_seen_ms))
-    }
-
-    /// Takes the later of each time from `other` (the same product, as
-    /// memory held it while the store's copy was read).
-    fn keep_later(&mut self, other: &ProductSlot) {
-        self.last_requested_ms = self.last_requested_ms.max(other.last_requested_ms);
-        self.server_seen_ms = self.server_seen_ms.max(other.server_seen_ms);
-        self.backoff_until_ms = self.backoff_until_ms.max(other.backoff_until_ms);
-    }
-}
+pub use super::slot::ProductSlot;
 
 /// One link as the daemon tracks it.
 #[derive(Debug, Clone)]
@@ -119,8 +34,14 @@ pub struct Entry {
     pub hash: u64,
     /// Its products, one slot each, in the stored order.
     pub products: Box<[ProductSlot]>,
-    /// The cadence of each product, shared with links configured alike.
-    pub cadences: Arc<Cadences>,
+    /// Its profile (by name, tags or `[defaults]`; name and `priority` for
+    /// the budget) and the cadence of each product, shared with links
+    /// configured alike.
+    pub rules: Arc<LinkRules>,
+    /// The owning app's last activity call, in whole unix seconds (0 for
+    /// none; [`activity_secs`]): 4 bytes where an `i64` of milliseconds
+    /// would have grown every link by 8, and activity is about minutes.
+    last_activity_s: u32,
     /// When linkfresh first saw the link; first requests are phased from here.
     pub first_seen_at: DateTime<Utc>,
     /// No request for this link before this (429, 5xx, timeouts).
@@ -147,8 +68,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Builds an entry from a stored link whose cadences are `cadences`.
-    pub fn from_record(rec: &LinkRecord, cadences: Arc<Cadences>) -> Self {
+    /// Builds an entry from a stored link whose profile and cadences are
+    /// `rules` (from the table's [`CadenceBook`]).
+    pub fn from_record(rec: &LinkRecord, rules: Arc<LinkRules>) -> Self {
         let products: Box<[ProductSlot]> = rec
             .products
             .iter()
@@ -161,6 +83,7 @@ impl Entry {
                     slot.set_backoff_until(s.backoff_until);
                     slot.parked = s.parked_reason.is_some();
                     slot.refresh_requested = s.refresh_requested;
+                    slot.refresh_seq = rec.change_seq as u32;
                 }
                 slot
             })
@@ -170,7 +93,8 @@ impl Entry {
             id: rec.id.clone(),
             hash: link_hash(&rec.id),
             products,
-            cadences,
+            rules,
+            last_activity_s: activity_secs(rec.last_activity_at),
             first_seen_at: rec.created_at,
             backoff_until: rec.backoff_until,
             recheck_at: None,
@@ -198,12 +122,13 @@ impl Entry {
             first_seen_at: self.first_seen_at,
             runnable: self.runnable(),
             backoff_until: self.backoff_until,
+            last_activity_at: self.last_activity_at(),
             products: self
                 .products
                 .iter()
                 .map(|s| ProductState {
                     product: s.product,
-                    cadence: self.cadences[s.product.index()].clone(),
+                    cadence: self.rules.cadences[s.product.index()].clone(),
                     last_requested_at: s.last_requested_at(),
                     server_seen_at: s.server_seen_at(),
                     backoff_until: s.backoff_until(),
@@ -212,6 +137,25 @@ impl Entry {
                 })
                 .collect(),
         }
+    }
+
+    /// The link's profile.
+    pub fn profile(&self) -> &Arc<Profile> {
+        &self.rules.profile
+    }
+
+    /// The owning app's last activity call.
+    pub fn last_activity_at(&self) -> Option<DateTime<Utc>> {
+        activity_from_secs(self.last_activity_s)
+    }
+
+    /// Whether one of `products` was asked for on demand (the admin API's
+    /// or the app's `refresh`): a POST carrying one goes first when the
+    /// budget is short.
+    pub fn on_demand_of(&self, products: ProductSet) -> bool {
+        self.products
+            .iter()
+            .any(|p| p.refresh_requested && products.contains(p.product))
     }
 
     /// The product's state, if the link has it.
@@ -229,15 +173,22 @@ impl Entry {
     /// products) comes from the store; times take the later of memory and
     /// store, because outcome writes may still be queued; what only the
     /// daemon knows (in flight, timer generation, isolation) is kept.
-    pub fn merge_from(&mut self, rec: &LinkRecord, cadences: Arc<Cadences>) {
-        let mut fresh = Entry::from_record(rec, cadences);
+    pub fn merge_from(&mut self, rec: &LinkRecord, rules: Arc<LinkRules>) {
+        let mut fresh = Entry::from_record(rec, rules);
         for p in fresh.products.iter_mut() {
             if let Some(old) = self.product(p.product) {
                 p.keep_later(old);
+                // The request this record carries was already served (the
+                // outcome that cleared it is not committed yet): not again.
+                if p.refresh_requested && !old.refresh_requested && p.refresh_seq == old.refresh_seq
+                {
+                    p.refresh_requested = false;
+                }
             }
         }
         fresh.backoff_until = fresh.backoff_until.max(self.backoff_until);
         fresh.failures = fresh.failures.max(self.failures);
+        fresh.last_activity_s = fresh.last_activity_s.max(self.last_activity_s);
         fresh.needs_reconcile = fresh.needs_reconcile && self.needs_reconcile;
         fresh.in_flight = self.in_flight;
         fresh.generation = self.generation;
@@ -264,9 +215,29 @@ pub struct LinkTable {
 }
 
 impl LinkTable {
+    /// Resolves profiles from `profiles` from now on (a reload); the caller
+    /// merges every link again, which re-resolves each.
+    pub fn set_profiles(&mut self, profiles: Arc<Profiles>) {
+        self.cadences = CadenceBook::new(profiles);
+    }
+
+    /// Resolves link `i`'s profile again for MoneyKit `tags` (learned by a
+    /// read); true when its profile changed.
+    pub fn retag(&mut self, i: usize, tags: &[String]) -> bool {
+        let rules = &self.entries[i].rules;
+        if rules.named {
+            return false;
+        }
+        let settings = rules.settings.clone();
+        let fresh = self.cadences.get(settings.as_deref(), tags);
+        let changed = !Arc::ptr_eq(&fresh.profile, &self.entries[i].rules.profile);
+        self.entries[i].rules = fresh;
+        changed
+    }
+
     /// Adds a link or merges a newer record of it; returns its index.
     pub fn merge(&mut self, rec: &LinkRecord) -> usize {
-        let cadences = self.cadences.get(rec.cadence.as_deref());
+        let cadences = self.cadences.get(rec.cadence.as_deref(), &rec.tags);
         if let Some(i) = self.find(&rec.id) {
             self.entries[i].merge_from(rec, cadences);
             return i;
@@ -329,6 +300,8 @@ pub(crate) fn fresh_record(id: &str, products: &str) -> LinkRecord {
         backoff_until: None,
         failures: 0,
         change_seq: 0,
+        tags: Vec::new(),
+        last_activity_at: None,
         schedules: Vec::new(),
     }
 }
@@ -361,8 +334,8 @@ mod tests {
         let b = table.merge(&record("mk_b", every));
         let c = table.merge(&record("mk_c", None));
         let (a, b, c) = (table.get(a), table.get(b), table.get(c));
-        assert!(Arc::ptr_eq(&a.cadences, &b.cadences));
-        assert!(!Arc::ptr_eq(&a.cadences, &c.cadences));
+        assert!(Arc::ptr_eq(&a.rules, &b.rules));
+        assert!(!Arc::ptr_eq(&a.rules, &c.rules));
         let cadence_of = |e: &Entry, p: Product| {
             e.schedule()
                 .products
@@ -429,17 +402,73 @@ mod tests {
         for rec in [rec, parked] {
             let mut table = LinkTable::default();
             let i = table.merge(&rec);
-            assert_eq!(table.get(i).schedule(), crate::explain::schedule_of(&rec));
+            assert_eq!(
+                table.get(i).schedule(),
+                crate::explain::schedule_of(&rec, &Profiles::default())
+            );
         }
+    }
+
+    /// Issue 17 (seen failing on PostgreSQL: two POSTs more than asked):
+    /// the claim poll echoes the daemon's own claim, read after the intent
+    /// and before the outcome that clears the refresh request is committed.
+    /// Merging it must not ask again for the refresh just sent; a new
+    /// request (a newer change) must.
+    #[test]
+    fn an_echo_of_a_served_refresh_request_does_not_ask_again_but_a_new_one_does() {
+        let mut rec = fresh_record("mk_echo", "accounts");
+        rec.change_seq = 7;
+        rec.schedules = vec![crate::store::ProductRecord {
+            product: Product::Accounts,
+            last_requested_at: None,
+            server_refreshed_at: None,
+            server_attempted_at: None,
+            next_due_at: None,
+            failures: 0,
+            backoff_until: None,
+            parked_reason: None,
+            refresh_requested: true,
+        }];
+        let mut table = LinkTable::default();
+        let i = table.merge(&rec);
+        assert!(
+            table
+                .get(i)
+                .on_demand_of(ProductSet::from_iter(Product::ALL))
+        );
+        // Sent and accepted: the daemon clears the request in memory.
+        table
+            .get_mut(i)
+            .product_mut(Product::Accounts)
+            .unwrap()
+            .refresh_requested = false;
+        table.merge(&rec);
+        assert!(
+            !table
+                .get(i)
+                .on_demand_of(ProductSet::from_iter(Product::ALL)),
+            "the echo asked again"
+        );
+        rec.change_seq = 9;
+        table.merge(&rec);
+        assert!(
+            table
+                .get(i)
+                .on_demand_of(ProductSet::from_iter(Product::ALL)),
+            "a new request is honoured"
+        );
     }
 
     /// The fleet-1m benchmark's memory target rests on these sizes: a link
     /// costs its entry, its products' slots and its id. Growing either is a
     /// decision to make knowingly (see the README's Performance section).
+    /// Issue 17 took 8 B (112 to 120, 8 MB per million links): the last
+    /// activity time, which the policy needs at every evaluation of a
+    /// demand-ruled link; the profile shares the cadences' pointer.
     #[test]
     fn a_link_stays_small_in_memory() {
         assert!(
-            size_of::<Entry>() <= 112,
+            size_of::<Entry>() <= 120,
             "Entry is {} B",
             size_of::<Entry>()
         );

@@ -88,6 +88,9 @@ pub enum Cadence {
     Every(TimeDelta),
     /// At each matching time; a match inside the window is served when the window ends.
     Cron(CronSchedule),
+    /// Follows demand from the owning app: the `active` cadence for a while
+    /// after an activity call, the `idle` one otherwise (from a profile).
+    Demand(Arc<super::demand::Demand>),
 }
 
 impl Cadence {
@@ -106,6 +109,13 @@ impl Cadence {
             // ended a few seconds after the match.
             (Cadence::Cron(_), None) => None,
             (Cadence::Cron(c), Some(last)) => c.next_after(last),
+            // Without knowing the link's activity: the idle cadence, and
+            // `never` as the end of time. The policy itself asks
+            // [`Demand::wanted_after`](super::demand::Demand::wanted_after).
+            (Cadence::Demand(d), last) => match &d.idle {
+                Some(idle) => idle.wanted_after(last),
+                None => Some(DateTime::<Utc>::MAX_UTC),
+            },
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::profile::{Profile, Profiles, link_cadences};
 use super::{Cadence, CronSchedule};
 use crate::domain::Product;
 
@@ -24,7 +25,8 @@ pub fn cadence_to_json(cadence: &BTreeMap<Product, Cadence>) -> Option<String> {
     let mut cron = serde_json::Map::new();
     for (p, c) in cadence {
         match c {
-            Cadence::AsOftenAsAllowed => {}
+            // A profile's demand rule lives in the config, never in a link's row.
+            Cadence::AsOftenAsAllowed | Cadence::Demand(_) => {}
             Cadence::Every(d) => {
                 let d = d.to_std().unwrap_or_default();
                 every.insert(
@@ -93,40 +95,123 @@ pub fn cadence_from_json(json: Option<&str>) -> BTreeMap<Product, Cadence> {
 }
 
 /// Parses a link's stored cadence text into a cadence per product (the
-/// default, as often as allowed, where it names none).
+/// default, as often as allowed, where it names none), without a profile.
 pub fn cadences_of(text: Option<&str>) -> Cadences {
     let parsed = cadence_from_json(text);
     std::array::from_fn(|i| parsed.get(&Product::ALL[i]).cloned().unwrap_or_default())
 }
 
-/// Parsed cadences by the stored text they came from, so that links
-/// configured alike share one [`Cadences`] (and the text is parsed once, not
-/// once per link). Grows with the number of distinct cadence settings, which
-/// a config names by hand; never with the fleet.
+/// Adds the profile a link names (`profile = "..."`, or the admin API's
+/// `profile`) to its stored cadence settings: the store keeps them as one
+/// opaque text, so a change of either is a change of the link, and links
+/// configured alike still share one parsed form.
+pub fn with_profile(json: Option<String>, profile: Option<&str>) -> Option<String> {
+    let Some(profile) = profile else {
+        return json;
+    };
+    let mut value = json
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    if let Some(map) = value.as_object_mut() {
+        map.insert("profile".into(), profile.into());
+    }
+    Some(value.to_string())
+}
+
+/// The profile named in stored cadence settings (see [`with_profile`]).
+pub fn profile_in(text: Option<&str>) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text?).ok()?;
+    Some(value.get("profile")?.as_str()?.to_owned())
+}
+
+/// A link's profile and cadences from its stored settings and MoneyKit tags.
+pub fn resolve(
+    text: Option<&str>,
+    tags: &[String],
+    profiles: &Profiles,
+) -> (Arc<Profile>, Cadences) {
+    let profile = profiles.select(profile_in(text).as_deref(), tags).clone();
+    let cadences = link_cadences(&cadence_from_json(text), &profile);
+    (profile, cadences)
+}
+
+/// A link's profile and the cadence of each of its products, shared by
+/// every link configured alike (same settings, same profile).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LinkRules {
+    /// The link's profile (`Default`: the default profile).
+    pub profile: Arc<Profile>,
+    /// The cadence of each product (by [`Product::index`]).
+    pub cadences: Cadences,
+    /// The stored settings these came from (`None`: none), so that a link
+    /// whose tags change can be resolved again without its record.
+    pub settings: Option<Arc<str>>,
+    /// The settings name the profile: tags do not change it.
+    pub named: bool,
+}
+
+/// One stored settings text, parsed once.
+#[derive(Debug)]
+struct Parsed {
+    own: BTreeMap<Product, Cadence>,
+    profile: Option<String>,
+    /// The cadences of links with this text, per profile they resolve to.
+    resolved: Vec<Arc<LinkRules>>,
+}
+
+/// Parsed cadences by the stored text they came from and the profile the
+/// link resolves to, so that links configured alike share one [`Cadences`]
+/// (and the text is parsed once, not once per link). Grows with the number
+/// of distinct settings times profiles, which a config names by hand; never
+/// with the fleet. Built for one set of profiles: a reload builds a new book.
 #[derive(Debug, Default)]
 pub struct CadenceBook {
-    unset: Option<Arc<Cadences>>,
-    by_text: HashMap<Box<str>, Arc<Cadences>>,
+    profiles: Arc<Profiles>,
+    by_text: HashMap<Box<str>, Parsed>,
 }
 
 impl CadenceBook {
-    /// The shared cadences for a link's stored cadence text.
-    pub fn get(&mut self, text: Option<&str>) -> Arc<Cadences> {
-        let found = match text {
-            None => self.unset.as_ref(),
-            Some(t) => self.by_text.get(t),
-        };
-        if let Some(found) = found {
+    /// An empty book resolving profiles from `profiles`.
+    pub fn new(profiles: Arc<Profiles>) -> Self {
+        Self {
+            profiles,
+            by_text: HashMap::new(),
+        }
+    }
+
+    /// The shared profile and cadences of a link with stored settings `text`
+    /// and MoneyKit `tags`.
+    pub fn get(&mut self, text: Option<&str>, tags: &[String]) -> Arc<LinkRules> {
+        let key = text.unwrap_or("");
+        if !self.by_text.contains_key(key) {
+            let parsed = Parsed {
+                own: cadence_from_json(text),
+                profile: profile_in(text),
+                resolved: Vec::new(),
+            };
+            self.by_text.insert(key.into(), parsed);
+        }
+        let parsed = self.by_text.get_mut(key).expect("inserted above");
+        let profile = self.profiles.select(parsed.profile.as_deref(), tags);
+        if let Some(found) = parsed
+            .resolved
+            .iter()
+            .find(|r| Arc::ptr_eq(&r.profile, profile))
+        {
             return found.clone();
         }
-        let shared = Arc::new(cadences_of(text));
-        match text {
-            None => self.unset = Some(shared.clone()),
-            Some(t) => {
-                self.by_text.insert(t.into(), shared.clone());
-            }
-        }
-        shared
+        let named = parsed
+            .profile
+            .as_deref()
+            .is_some_and(|n| self.profiles.get(n).is_some());
+        let rules = Arc::new(LinkRules {
+            profile: profile.clone(),
+            cadences: link_cadences(&parsed.own, profile),
+            settings: text.map(Arc::from),
+            named,
+        });
+        parsed.resolved.push(rules.clone());
+        rules
     }
 }
 

@@ -24,21 +24,31 @@
 //! 6. Batching: everything due goes in one POST. After downtime every overdue
 //!    product is simply due: one request per link, not one per missed slot.
 //!
-//! An operator's `refresh` marks products as wanted at their window end; such
-//! a product neither rides along nor coalesces.
+//! An operator's `refresh` (or the app's on-demand `refresh` with `max_age`)
+//! marks products as wanted at their window end; such a product neither
+//! rides along nor coalesces, and ignores its cadence, idle or not.
+//!
+//! A product whose profile has a demand rule ([`demand`]) follows its
+//! `active` cadence for `active_for` after the link's last activity call,
+//! and its `idle` cadence otherwise; with `idle = never` it is not due at
+//! all until asked. The window rules over both.
 
 pub(crate) mod backoff;
 pub mod budget;
 pub(crate) mod cadence;
 pub mod cadences;
+pub mod demand;
 pub mod phase;
 pub mod plan;
+pub mod profile;
 mod saturating;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 pub use cadence::{Cadence, CronSchedule};
+pub use demand::{Demand, Wanted};
+pub use profile::{Profile, Profiles};
 
 use crate::domain::{Product, ProductSet};
 
@@ -91,6 +101,9 @@ pub struct Rules {
     /// First requests of new links are spread over at most this long (and
     /// never over more than the link's shortest window).
     pub first_spread: TimeDelta,
+    /// `[defaults]` and `[profiles.NAME]`: which cadence and priority each
+    /// link follows (resolved by the daemon's table and by `explain`).
+    pub profiles: std::sync::Arc<Profiles>,
 }
 
 impl Default for Rules {
@@ -102,6 +115,7 @@ impl Default for Rules {
             backoff_max: TimeDelta::hours(6),
             ride_along_share: 0.05,
             first_spread: TimeDelta::minutes(1),
+            profiles: Default::default(),
         }
     }
 }
@@ -156,6 +170,9 @@ pub struct LinkSchedule {
     pub runnable: bool,
     /// No request for this link before this (429, 5xx, timeouts).
     pub backoff_until: Option<DateTime<Utc>>,
+    /// The owning app's last "this user is active" call, which moves
+    /// demand-ruled products to their `active` cadence.
+    pub last_activity_at: Option<DateTime<Utc>>,
     /// Its products, one entry each.
     pub products: Vec<ProductState>,
 }
@@ -191,10 +208,17 @@ pub enum Why {
         /// Window end.
         until: DateTime<Utc>,
     },
-    /// Its `every`/`cron` cadence wants it only then.
+    /// Its `every`/`cron` cadence (or its profile's `active` one) wants it
+    /// only then.
     Cadence {
         /// Next wanted time.
         until: DateTime<Utc>,
+    },
+    /// The link is idle (no activity within `active_for`) and the profile's
+    /// `idle` cadence wants it only then; `None`: `never`, only on demand.
+    Idle {
+        /// Next wanted time, if the idle cadence ever wants it.
+        until: Option<DateTime<Utc>>,
     },
     /// A new link: its first request is phased to then.
     FirstPhase {
@@ -262,8 +286,14 @@ pub fn decide(link: &LinkSchedule, rules: &Rules, now: DateTime<Utc>) -> Decisio
     evaluate(link, rules, now).decision
 }
 
-/// When a product is due and which constraint sets that time.
-fn product_due(link: &LinkSchedule, rules: &Rules, p: &ProductState) -> (DateTime<Utc>, Why) {
+/// When a product is due and which constraint sets that time; `None` when
+/// it is not wanted at all (idle with `never`).
+fn product_due(
+    link: &LinkSchedule,
+    rules: &Rules,
+    p: &ProductState,
+    now: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, Why)> {
     let spacing = rules.limits.spacing(p.product);
     let (mut due, mut why) = match p.last() {
         Some(last) => {
@@ -279,11 +309,25 @@ fn product_due(link: &LinkSchedule, rules: &Rules, p: &ProductState) -> (DateTim
             (at, Why::FirstPhase { until: at })
         }
     };
-    if !p.refresh_requested
-        && let Some(wanted) = p.cadence.wanted_after(p.last())
-        && wanted > due
-    {
-        (due, why) = (wanted, Why::Cadence { until: wanted });
+    if !p.refresh_requested {
+        let (wanted, idle) = match &p.cadence {
+            Cadence::Demand(d) => match d.wanted_after(p.last(), link.last_activity_at, now) {
+                Wanted::Active(w) => (w, false),
+                Wanted::Idle(w) => (w, true),
+                Wanted::Never => return None,
+            },
+            other => (other.wanted_after(p.last()), false),
+        };
+        if let Some(wanted) = wanted.filter(|w| *w > due) {
+            why = if idle {
+                Why::Idle {
+                    until: Some(wanted),
+                }
+            } else {
+                Why::Cadence { until: wanted }
+            };
+            due = wanted;
+        }
     }
     if let Some(b) = p.backoff_until.filter(|b| *b > due) {
         (due, why) = (b, Why::Backoff { until: b });
@@ -291,7 +335,7 @@ fn product_due(link: &LinkSchedule, rules: &Rules, p: &ProductState) -> (DateTim
     if let Some(b) = link.backoff_until.filter(|b| *b > due) {
         (due, why) = (b, Why::LinkBackoff { until: b });
     }
-    (due, why)
+    Some((due, why))
 }
 
 fn first_spread(link: &LinkSchedule, rules: &Rules) -> TimeDelta {
@@ -317,8 +361,10 @@ pub fn evaluate(link: &LinkSchedule, rules: &Rules, now: DateTime<Utc>) -> Evalu
             } else if p.parked {
                 (None, Why::Parked)
             } else {
-                let (due, why) = product_due(link, rules, p);
-                (Some(due), why)
+                match product_due(link, rules, p, now) {
+                    Some((due, why)) => (Some(due), why),
+                    None => (None, Why::Idle { until: None }),
+                }
             };
             ProductPlan {
                 product: p.product,

@@ -5,11 +5,12 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /api/links` `{"id","products",["every"],["cron"]}` | 201 new / 200 changed, the link view |
+//! | `POST /api/links` `{"id","products",["every"],["cron"],["profile"]}` | 201 new / 200 changed, the link view |
 //! | `GET /api/links/{id}` | 200, the link view |
 //! | `DELETE /api/links/{id}` | 200 `{"link","removed":true}` |
 //! | `POST /api/links/{id}/pause` / `resume` | 200, the link view |
-//! | `POST /api/links/{id}/refresh` `[{"products":[...]}]` | 202 `{"link","at","products":[{"product","at"}]}` |
+//! | `POST /api/links/{id}/refresh` `[{"max_age","products"}]` | 200 fresh / 202 queued (see [`super::demand_api`]) |
+//! | `POST /api/links/{id}/activity` | 200 `{"link","profile","last_activity_at","active_until"}` |
 //!
 //! Every request needs `Authorization: Bearer <[server] admin_token>`
 //! (401 otherwise; tokens are compared in constant time). With no token
@@ -34,10 +35,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::domain::{LinkId, LinkState, Product, ProductSet};
+use crate::domain::{LinkId, Product, ProductSet};
 use crate::duration::{self, parse_duration_bounded};
-use crate::explain::{LinkStatus, link_status};
-use crate::policy::cadences::cadence_to_json;
+use crate::explain::LinkStatus;
+use crate::policy::cadences::{cadence_to_json, with_profile};
 use crate::policy::{Cadence, CronSchedule};
 use crate::store::{AttemptRecord, LinkRecord, LinkSource, LinkSpec, StoreError};
 
@@ -51,7 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/links/{id}", get(view).delete(remove))
         .route("/api/links/{id}/pause", post(pause))
         .route("/api/links/{id}/resume", post(resume))
-        .route("/api/links/{id}/refresh", post(refresh))
+        .merge(super::demand_api::routes())
 }
 
 /// An API failure: an HTTP status and a JSON body naming what went wrong.
@@ -63,7 +64,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -71,7 +72,7 @@ impl ApiError {
         }
     }
 
-    fn not_found(id: &LinkId) -> Self {
+    pub(super) fn not_found(id: &LinkId) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "link_not_found",
@@ -151,12 +152,12 @@ pub fn tokens_match(given: &str, expected: &str) -> bool {
         == 0
 }
 
-fn parse_id(raw: &str) -> Result<LinkId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<LinkId, ApiError> {
     LinkId::parse(raw)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_link_id", e.to_string()))
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -166,7 +167,7 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> 
     })
 }
 
-fn parse_products(names: &[String]) -> Result<ProductSet, ApiError> {
+pub(super) fn parse_products(names: &[String]) -> Result<ProductSet, ApiError> {
     names
         .iter()
         .map(|n| Product::parse(n))
@@ -236,7 +237,7 @@ async fn link_view(s: &AppState, rec: &LinkRecord) -> Result<LinkView, ApiError>
 }
 
 /// A live (not removed) link, or 404.
-async fn live(s: &AppState, id: &LinkId) -> Result<LinkRecord, ApiError> {
+pub(super) async fn live(s: &AppState, id: &LinkId) -> Result<LinkRecord, ApiError> {
     match s.store.load_link(id).await? {
         Some(rec) if !rec.removed => Ok(rec),
         _ => Err(ApiError::not_found(id)),
@@ -261,6 +262,8 @@ struct LinkBody {
     every: BTreeMap<String, String>,
     #[serde(default)]
     cron: BTreeMap<String, String>,
+    /// A `[profiles.NAME]` (or `default`) the link follows, whatever its tags.
+    profile: Option<String>,
 }
 
 fn cadence(
@@ -322,6 +325,20 @@ async fn upsert(_: Admin, State(s): State<AppState>, body: Bytes) -> Result<Resp
         ));
     }
     let cadence = cadence(&s, &body, products)?;
+    if let Some(name) = &body.profile {
+        let rules = s.fleet.rules();
+        if rules.profiles.get(name).is_none() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_profile",
+                format!(
+                    "profile {name:?} is not configured; allowed: {}",
+                    rules.profiles.names().join(", ")
+                ),
+            ));
+        }
+    }
+    let cadence = with_profile(cadence, body.profile.as_deref());
     let existing = s.store.load_link(&id).await?;
     if let Some(rec) = &existing
         && rec.source == LinkSource::Config
@@ -401,84 +418,6 @@ async fn resume(
     Path(raw): Path<String>,
 ) -> Result<Json<LinkView>, ApiError> {
     set_paused(&s, &raw, false).await
-}
-
-/// Body of `POST /api/links/{id}/refresh` (optional; default: every product).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefreshBody {
-    #[serde(default)]
-    products: Vec<String>,
-}
-
-/// When each requested product goes out.
-#[derive(Debug, Serialize)]
-struct RefreshAnswer {
-    link: LinkId,
-    /// When every requested product will have been sent (the latest below).
-    at: DateTime<Utc>,
-    products: Vec<ProductWhen>,
-}
-
-#[derive(Debug, Serialize)]
-struct ProductWhen {
-    product: Product,
-    /// As soon as its window (and any backoff) allows.
-    at: DateTime<Utc>,
-}
-
-async fn refresh(
-    _: Admin,
-    State(s): State<AppState>,
-    Path(raw): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let id = parse_id(&raw)?;
-    let body: RefreshBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RefreshBody::default()
-    } else {
-        parse_json(&body)?
-    };
-    let products = parse_products(&body.products)?;
-    let rec = live(&s, &id).await?;
-    let foreign: ProductSet = products
-        .iter()
-        .filter(|p| !rec.products.contains(*p))
-        .collect();
-    if !foreign.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "product_not_on_link",
-            format!("{foreign} not among {id}'s products ({})", rec.products),
-        ));
-    }
-    if rec.state != LinkState::Active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "link_not_active",
-            format!("link {id} is {}: resume it first", rec.state),
-        ));
-    }
-    let now = s.fleet.clock.now();
-    s.store.request_refresh(&id, products, now).await?;
-    let rec = live(&s, &id).await?;
-    let status = link_status(&rec, &s.fleet.rules(), now);
-    let wanted: Vec<ProductWhen> = status
-        .products
-        .iter()
-        .filter(|p| products.is_empty() || products.contains(p.product))
-        .map(|p| ProductWhen {
-            product: p.product,
-            at: p.next_due_at.unwrap_or(now).max(now),
-        })
-        .collect();
-    let answer = RefreshAnswer {
-        link: id.clone(),
-        at: wanted.iter().map(|p| p.at).max().unwrap_or(now),
-        products: wanted,
-    };
-    tracing::info!(link = %id, at = %answer.at, "admin API: refresh requested");
-    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
 #[cfg(test)]

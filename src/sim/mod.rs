@@ -155,7 +155,7 @@ impl SimHandle {
         {
             self.shared
                 .webhooks
-                .state_changed(url.clone(), &link.id, link.state);
+                .state_changed(url.clone(), &link.id, &link.tags, link.state);
         }
     }
 

@@ -297,7 +297,9 @@ fn refresh_inner(sh: &Shared, raw_id: &str, headers: &HeaderMap, body: &[u8]) ->
                 let failed = st.links[&id].cfg.rate_limited_products;
                 let refreshed = asked.iter().filter(|p| !failed.contains(*p)).collect();
                 let failed = asked.iter().filter(|p| failed.contains(*p)).collect();
-                sh.webhooks.refresh_accepted(url, &id, refreshed, failed);
+                let tags = &st.links[&id].cfg.tags;
+                sh.webhooks
+                    .refresh_accepted(url, &id, tags, refreshed, failed);
             }
             if rand::random::<f64>() < st.cfg.faults.malformed_202_rate {
                 let mut resp = (StatusCode::ACCEPTED, r#"{"link_id": "trunc"#).into_response();

@@ -319,6 +319,7 @@ impl Webhooks {
         &self,
         url: String,
         link: &LinkId,
+        tags: &[String],
         refreshed: ProductSet,
         failed: ProductSet,
     ) {
@@ -331,19 +332,25 @@ impl Webhooks {
                     .iter()
                     .map(|p| product_refresh_event(link, p, "failed", at)),
             )
+            .map(|mut body| {
+                body["link_tags"] = json!(tags);
+                body
+            })
             .collect();
         self.spawn(url, bodies, COMPLETION_DELAY);
     }
 
-    /// After a test changed a link's condition.
-    pub fn state_changed(&self, url: String, link: &LinkId, state: SimLinkState) {
+    /// After a test changed a link's condition. Like every delivery, it
+    /// carries the link's tags, as MoneyKit's do.
+    pub fn state_changed(&self, url: String, link: &LinkId, tags: &[String], state: SimLinkState) {
         let name = match state {
             SimLinkState::Healthy => "connected",
             SimLinkState::Deleted => "deleted",
             SimLinkState::NeedsUserAction => "error",
             SimLinkState::NotFound => return,
         };
-        let body = state_changed_event(link, name, self.inner.clock.now());
+        let mut body = state_changed_event(link, name, self.inner.clock.now());
+        body["link_tags"] = json!(tags);
         self.spawn(url, vec![body], Duration::ZERO);
     }
 }

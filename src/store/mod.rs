@@ -181,6 +181,12 @@ pub struct LinkRecord {
     pub failures: u32,
     /// Global change sequence of the last operator change, for `changes_since`.
     pub change_seq: i64,
+    /// MoneyKit's `link_tags`, as reconciliation and discovery last saw
+    /// them; they select the link's profile (see [`crate::policy::profile`]).
+    pub tags: Vec<String>,
+    /// The owning app's last "this user is active" call
+    /// ([`Store::record_activity`]).
+    pub last_activity_at: Option<Timestamp>,
     /// One entry per product in `products`, in wire order.
     pub schedules: Vec<ProductRecord>,
 }
@@ -207,6 +213,18 @@ pub struct ProductRecord {
     pub parked_reason: Option<String>,
     /// An operator asked for a refresh as soon as the window allows.
     pub refresh_requested: bool,
+}
+
+/// What [`Store::record_activity`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Stored: the daemon will apply the active cadence.
+    Recorded,
+    /// An activity within the coarse interval is already stored: nothing
+    /// written (the call is idempotent).
+    Recent,
+    /// No such link (or removed).
+    UnknownLink,
 }
 
 /// What `sync_config` did, for the start-up log line and `check`.
@@ -336,6 +354,23 @@ pub trait Store: FleetQueries + Send + Sync + 'static {
         products: ProductSet,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+
+    /// The owning app says the link's user is active now: stores `now` as
+    /// the link's last activity (durably; the daemon learns of it through
+    /// [`changes_since`](Store::changes_since)), unless the stored one is
+    /// within `coarse` of it, so that a busy app calling many times a second
+    /// costs one read per call and one write per `coarse`.
+    async fn record_activity(
+        &self,
+        id: &LinkId,
+        now: Timestamp,
+        coarse: chrono::TimeDelta,
+    ) -> Result<Activity, StoreError>;
+
+    /// Stores MoneyKit's `link_tags` of a link (they select its profile);
+    /// bumps the change sequence when they differ from the stored ones (the
+    /// same tags again write nothing). False if the link is unknown.
+    async fn set_tags(&self, id: &LinkId, tags: &[String]) -> Result<bool, StoreError>;
 
     /// Links changed by operators/API after `seq`, and the new high-water mark
     /// to pass next time; polled by the daemon about once a second.

@@ -59,7 +59,7 @@ const JSON_PAGE: &str = "SELECT COALESCE(json_agg(json_build_array(\
     (SELECT COALESCE(json_agg(json_build_array(s.product, s.last_requested_at, \
         s.server_refreshed_at, s.server_attempted_at, s.next_due_at, s.failures, \
         s.backoff_until, s.parked_reason, s.refresh_requested)), '[]'::json) \
-        FROM schedules s WHERE s.link_id = l.id)) ORDER BY l.id), '[]'::json)::text, max(l.id) \
+        FROM schedules s WHERE s.link_id = l.id), l.tags, l.last_activity_at) ORDER BY l.id), '[]'::json)::text, max(l.id) \
     FROM (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l";
 
 #[async_trait]

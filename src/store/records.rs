@@ -106,6 +106,19 @@ pub(crate) fn decode_prev(raw: &str) -> Result<Vec<(Product, Option<i64>)>, Stor
     Ok(out)
 }
 
+/// `links.tags`: MoneyKit's `link_tags` as a JSON array; `None` for none.
+pub(crate) fn encode_tags(tags: &[String]) -> Option<String> {
+    (!tags.is_empty())
+        .then(|| serde_json::to_string(tags).expect("a list of strings always serializes"))
+}
+
+/// Reads `links.tags` back; a value that is not a list of strings reads as
+/// no tags (tags only select a profile: the default is the safe reading).
+pub(crate) fn decode_tags(raw: Option<&str>) -> Vec<String> {
+    raw.and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default()
+}
+
 /// A `links` row as read, before validation.
 pub(crate) struct RawLink {
     pub id: String,
@@ -120,6 +133,9 @@ pub(crate) struct RawLink {
     pub backoff_until: Option<i64>,
     pub failures: i32,
     pub change_seq: i64,
+    /// MoneyKit `link_tags` as a JSON array of strings.
+    pub tags: Option<String>,
+    pub last_activity_at: Option<i64>,
 }
 
 /// A `schedules` row as read, before validation.
@@ -152,6 +168,8 @@ impl RawLink {
             backoff_until: opt_time(self.backoff_until)?,
             failures: count(self.failures),
             change_seq: self.change_seq,
+            tags: decode_tags(self.tags.as_deref()),
+            last_activity_at: opt_time(self.last_activity_at)?,
             schedules: Vec::new(),
         })
     }
@@ -192,6 +210,8 @@ pub(crate) struct JsonLink(
     i32,
     i64,
     Vec<JsonSchedule>,
+    Option<String>,
+    Option<i64>,
 );
 
 #[derive(serde::Deserialize)]
@@ -244,6 +264,8 @@ pub(crate) fn parse_page(doc: &str) -> Result<Vec<LinkRecord>, StoreError> {
                 backoff_until: l.9,
                 failures: l.10,
                 change_seq: l.11,
+                tags: l.13,
+                last_activity_at: l.14,
             }
             .into_record()?;
             for s in l.12 {

@@ -137,7 +137,7 @@ const JSON_PAGE: &str = "SELECT json_group_array(json_array(\
     json((SELECT json_group_array(json_array(s.product, s.last_requested_at, \
         s.server_refreshed_at, s.server_attempted_at, s.next_due_at, s.failures, \
         s.backoff_until, s.parked_reason, s.refresh_requested)) \
-        FROM schedules s WHERE s.link_id = l.id)))), max(l.id) \
+        FROM schedules s WHERE s.link_id = l.id)), l.tags, l.last_activity_at)), max(l.id) \
     FROM (SELECT * FROM links WHERE removed = FALSE AND id > $1 ORDER BY id LIMIT $2) l";
 
 /// Links whose schedule rows one statement writes (passed as one JSON text).

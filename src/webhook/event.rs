@@ -26,6 +26,10 @@ pub(crate) struct Envelope {
     state_changed_at: Option<String>,
     #[serde(default)]
     error_message: Option<String>,
+    /// Every delivery carries the link's tags: how linkfresh learns that a
+    /// user changed tier (the tags select the link's profile).
+    #[serde(default)]
+    link_tags: Option<Vec<String>>,
 }
 
 impl Envelope {
@@ -85,6 +89,11 @@ pub(crate) async fn apply(
         tracing::info!(event = %env.webhook_event, "webhook without a usable link_id; ignored");
         return Ok(Applied::Ignored);
     };
+    if let Some(tags) = &env.link_tags {
+        // Written only when they changed; the daemon re-resolves the
+        // link's profile when it polls the change.
+        store.set_tags(&link, tags).await?;
+    }
     let patch = match env.webhook_event.as_str() {
         PRODUCT_REFRESH => product_refresh(env, &link),
         STATE_CHANGED => match state_changed(store, env, &link).await? {

@@ -98,7 +98,7 @@ fn plan_prints_posts_and_money_per_day_and_what_the_budget_would_defer() {
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let total = doc["total_posts"].as_f64().unwrap();
     let profile = &doc["cost"]["profiles"][0];
-    assert_eq!(profile["profile"], "defaults");
+    assert_eq!(profile["profile"], "default");
     assert_eq!(profile["links"], 2);
     assert!(
         (profile["posts_per_day"].as_f64().unwrap() - total).abs() < 1e-6,
@@ -120,7 +120,7 @@ fn plan_prints_posts_and_money_per_day_and_what_the_budget_would_defer() {
 
     let (code, out, err) = linkfresh(&["plan", "--horizon", "24h"], &path);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("profile defaults: 2 links,"), "{out}");
+    assert!(out.contains("profile default: 2 links,"), "{out}");
     assert!(out.contains(" USD"), "{out}");
     assert!(
         out.contains("budget 24 POSTs per 1day: would send"),

@@ -14,3 +14,4 @@ mod hardening_config;
 mod hardening_durations;
 mod hardening_link_ids;
 mod hardening_watch;
+mod profiles_config;

@@ -12,6 +12,7 @@ mod store_common;
 mod budget_e2e;
 mod daemon_e2e;
 mod daemon_process;
+mod demand_e2e;
 mod deploy_runtime;
 mod notify_socket;
 mod replicas_pg;

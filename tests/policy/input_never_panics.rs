@@ -106,6 +106,7 @@ fn schedule(id: &LinkId, cadences: &[(Product, Cadence)], now: DateTime<Utc>) ->
         first_seen_at: now,
         runnable: true,
         backoff_until: None,
+        last_activity_at: None,
         products: cadences
             .iter()
             .map(|(p, c)| ProductState {

@@ -5,6 +5,7 @@
 //! crate); the helpers are shared with the other areas' binaries.
 
 mod budget_properties;
+mod demand_properties;
 mod input_never_panics;
 mod policy_properties;
 mod policy_scenarios;

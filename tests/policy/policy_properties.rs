@@ -35,6 +35,7 @@ fn arb_rules() -> impl Strategy<Value = Rules> {
             backoff_max: secs(base + extra),
             ride_along_share: 0.05,
             first_spread: secs(60),
+            profiles: Default::default(),
         })
 }
 
@@ -87,6 +88,7 @@ fn arb_link() -> impl Strategy<Value = LinkSchedule> {
                 first_seen_at,
                 runnable,
                 backoff_until: backoff,
+                last_activity_at: None,
                 products,
             })
         })

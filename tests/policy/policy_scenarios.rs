@@ -19,6 +19,7 @@ fn link(products: &[Product]) -> LinkSchedule {
         first_seen_at: t0(),
         runnable: true,
         backoff_until: None,
+        last_activity_at: None,
         products: products.iter().copied().map(ProductState::new).collect(),
     }
 }

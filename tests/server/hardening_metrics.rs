@@ -64,6 +64,11 @@ async fn a_fresh_daemon_exports_its_counters_at_zero_before_any_event() {
         has("linkfresh_webhook_transactions_updates_total 0"),
         "{body}"
     );
+    // Issue 17: the owning app's demand calls, by result.
+    for result in linkfresh::metrics::DEMAND_RESULTS {
+        let line = format!("linkfresh_demand_requests_total{{result=\"{result}\"}} 0");
+        assert!(has(&line), "{line} missing:\n{body}");
+    }
     let (_, result) = tokio::time::timeout(Duration::from_secs(15), d.stop())
         .await
         .unwrap();

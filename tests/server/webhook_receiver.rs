@@ -50,6 +50,28 @@ async fn assert_refused(r: &Rig, status: Option<u16>, want: u16) {
     assert_eq!(r.snapshot().await, before);
 }
 
+/// Issue 17: every delivery carries the link's tags, which select its
+/// profile; a user changing tier shows there first.
+#[tokio::test]
+async fn a_delivery_stores_the_links_tags_and_the_same_tags_again_change_nothing() {
+    let r = rig().await;
+    let mut body = completed(60);
+    body["link_tags"] = json!(["plan:premium"]);
+    assert_eq!(r.sim.deliver(&r.url, &body).await, Some(200));
+    assert_eq!(r.link().await.tags, vec!["plan:premium".to_owned()]);
+    let before = r.snapshot().await;
+    let mut again = completed(30);
+    again["link_tags"] = json!(["plan:premium"]);
+    assert_eq!(r.sim.deliver(&r.url, &again).await, Some(200));
+    let after = r.snapshot().await;
+    assert_eq!(
+        after[0].change_seq,
+        before[0].change_seq + 1,
+        "only the refresh time moved"
+    );
+    assert_eq!(after[0].tags, before[0].tags);
+}
+
 #[tokio::test]
 async fn a_valid_product_refresh_webhook_moves_the_products_server_refreshed_at() {
     let r = rig().await;

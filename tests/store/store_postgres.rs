@@ -23,6 +23,7 @@ conformance_tests!(TestDb::postgres;
     a_lease_holds_off_other_replicas_until_released_or_expired,
     two_replicas_claiming_the_same_links_at_once_never_both_win,
     the_budget_counts_posts_per_bucket_and_can_leave_out_one_replica,
+    activity_and_tags_are_stored_and_a_repeated_activity_writes_nothing,
 );
 
 #[tokio::test]

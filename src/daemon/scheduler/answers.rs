@@ -100,8 +100,12 @@ impl Scheduler {
         outcome: crate::moneykit::LinkOutcome,
     ) {
         let entry = self.table.get_mut(idx);
+        let learned_tags = outcome.as_ref().ok().map(|l| l.link_tags.clone());
         let patch = resolve_read(entry, purpose, received_at, outcome, &self.rules);
         let link = entry.id.clone();
+        if let Some(tags) = learned_tags {
+            self.learned_tags(idx, &tags);
+        }
         if patch != LinkPatch::default() {
             let _ = self.writes.send(Write::Patch(link, patch));
         }

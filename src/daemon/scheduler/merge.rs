@@ -114,6 +114,9 @@ impl Scheduler {
         };
         self.rules = reloaded.rules;
         self.reload_budget(reloaded.budget).await;
+        // Profiles may have changed: each link is resolved again as its
+        // page of the reload arrives.
+        self.table.set_profiles(self.rules.profiles.clone());
         self.published_rules
             .send_replace(Arc::new(self.rules.clone()));
         let stop = CancellationToken::new();
@@ -253,6 +256,8 @@ mod tests {
             loading: None,
             reloading: None,
             store_health: StoreHealth::new(),
+            budget: None,
+            replica: "test".into(),
         };
         (s, (jobs_rx, done_tx, writes_rx, reload_tx, rules_rx))
     }

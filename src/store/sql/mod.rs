@@ -33,6 +33,7 @@
 
 mod claims;
 mod controls;
+mod demand;
 pub(crate) mod dialect;
 mod fleet;
 mod intents;
@@ -240,6 +241,21 @@ where
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         self.ask_refresh(id, products, now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(link = %id))]
+    async fn record_activity(
+        &self,
+        id: &LinkId,
+        now: Timestamp,
+        coarse: chrono::TimeDelta,
+    ) -> Result<crate::store::Activity, StoreError> {
+        self.activity(id, now, coarse).await
+    }
+
+    #[tracing::instrument(skip_all, fields(link = %id))]
+    async fn set_tags(&self, id: &LinkId, tags: &[String]) -> Result<bool, StoreError> {
+        self.tags(id, tags).await
     }
 
     async fn changes_since(&self, seq: i64) -> Result<(i64, Vec<LinkRecord>), StoreError> {

@@ -143,6 +143,8 @@ where
             backoff_until: row.try_get(9)?,
             failures: row.try_get(10)?,
             change_seq: row.try_get(11)?,
+            tags: row.try_get(21)?,
+            last_activity_at: row.try_get(22)?,
         })
     }
 

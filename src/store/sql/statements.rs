@@ -93,7 +93,8 @@ pub(crate) const BULK_PATCH_SCHEDULE_TAIL: &str =
 const LINK_AND_SCHEDULE_COLUMNS: &str = "l.id, l.products, l.cadence, l.source, l.state, \
      l.reason, l.removed, l.created_at, l.updated_at, l.backoff_until, l.failures, l.change_seq, \
      s.product, s.last_requested_at, s.server_refreshed_at, s.server_attempted_at, \
-     s.next_due_at, s.failures, s.backoff_until, s.parked_reason, s.refresh_requested";
+     s.next_due_at, s.failures, s.backoff_until, s.parked_reason, s.refresh_requested, \
+     l.tags, l.last_activity_at";
 
 pub(crate) fn select_one() -> String {
     format!(

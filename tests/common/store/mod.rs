@@ -12,13 +12,14 @@ mod batches;
 mod budget;
 mod claims;
 mod controls;
+mod demand;
 mod outcomes;
 mod sync;
 
 // The checks, for `conformance_tests!`; binaries that only borrow the
 // fixtures (`tests/daemon`) leave them unused.
 #[allow(unused_imports)]
-pub use self::{batches::*, budget::*, claims::*, controls::*, outcomes::*, sync::*};
+pub use self::{batches::*, budget::*, claims::*, controls::*, demand::*, outcomes::*, sync::*};
 
 use std::sync::Arc;
 
