@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Offline checks for deploy/: the systemd unit, the Kubernetes manifests (and
-# overlays) and the container recipe. Installs what it needs on a fresh Debian/Ubuntu machine
-# (apt-get, as root) and is quick when it is already there.
+# overlays, rendered), the container recipe and the alerting pack (Prometheus
+# rules and their unit tests, the Grafana dashboard, the monitoring
+# component). Installs what it needs on a fresh Debian/Ubuntu machine
+# (apt-get, pip download, as root) and is quick when it is already there; a
+# failed install fails the run.
 #
 #   .ci/deploy-checks.sh            # from anywhere; exits non-zero on any FAIL
 #
@@ -18,6 +21,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 UNIT=deploy/systemd/linkfresh.service
 K8S_DIR=deploy/kubernetes
+RULES=deploy/monitoring/prometheus/linkfresh.rules.yml
+RULE_TESTS=deploy/monitoring/prometheus/linkfresh.rules.test.yml
+DASHBOARD=deploy/monitoring/grafana/linkfresh.json
+PROMETHEUS_RULE=$K8S_DIR/components/monitoring/prometheusrule.yaml
 DOCKERFILE=deploy/container/Dockerfile
 MAX_EXPOSURE=${MAX_EXPOSURE:-2.0}
 KV_VERSION=1.37.0
@@ -69,8 +76,25 @@ else
     KV=$CACHE/venv/bin/kubernetes-validate
 fi
 
+# promtool and kubectl (kustomize built in): never skipped, installed when missing.
+if ! command -v promtool >/dev/null 2>&1 || ! kubectl kustomize --help >/dev/null 2>&1; then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "need root to install promtool and kubectl (.ci/install-monitoring-tools.sh)" >&2
+        exit 1
+    fi
+    bash .ci/install-monitoring-tools.sh
+    hash -r
+fi
+# A Python with PyYAML for splitting and comparing YAML: kubernetes-validate's own.
+KV_PY=$(sed -n '1s/^#!//p' "$KV")
+if [[ -z $KV_PY ]] || ! $KV_PY -c 'import yaml' 2>/dev/null; then
+    KV_PY=python3
+fi
+
 echo "systemd-analyze: $(systemd-analyze --version | head -n1)"
 echo "kubernetes-validate: $("$KV" --version) ($KV)"
+echo "promtool: $(promtool --version 2>&1 | head -n1)"
+echo "kubectl: $(kubectl version --client 2>&1 | head -n1) ($(command -v kubectl))"
 
 # --- systemd: verify ----------------------------------------------------------
 # `verify` insists that every Exec*= binary exists. Rather than editing the unit
@@ -181,53 +205,136 @@ check_kustomization() {
     fi
 }
 
-# Each overlay: every file it names exists, and, when kustomize (or kubectl,
-# which embeds it) is installed, its rendered output validates strictly, so
-# the partial patches are checked in the objects they produce.
-check_k8s_overlays() {
-    local dir name refs ref missing render out rc kv_args=(--strict)
+# Every kustomization renders, and what it renders validates: the base, the
+# overlays' base (manifests/Kustomization), every overlay (the monitoring
+# component through overlays/monitoring). Core objects go to
+# kubernetes-validate --strict, so the partial patches are checked in the
+# objects they produce; Prometheus Operator objects have no schema there: a
+# PrometheusRule's spec goes to `promtool check rules` instead (the
+# ServiceMonitor's selector and port are checked by tests/deploy/kustomize.rs).
+check_k8s_render() {
+    local dir name refs ref missing out rc kv_args=(--strict) dirs
     [[ -n ${KUBERNETES_VERSION:-} ]] && kv_args+=(-k "$KUBERNETES_VERSION")
-    if command -v kustomize >/dev/null 2>&1; then
-        render=(kustomize build)
-    elif command -v kubectl >/dev/null 2>&1; then
-        render=(kubectl kustomize)
-    else
-        render=()
-    fi
     shopt -s nullglob
-    for dir in "$K8S_DIR"/overlays/*/; do
+    dirs=("$K8S_DIR" "$K8S_DIR/manifests" "$K8S_DIR"/overlays/*/)
+    shopt -u nullglob
+    for dir in "${dirs[@]}"; do
         dir=${dir%/}
-        name=$(basename "$dir")
+        name=${dir#"$K8S_DIR"}
+        name=${name#/}
+        name=${name:-base}
         missing=()
-        refs=$(sed -nE 's/^[[:space:]]*-[[:space:]]*(path:[[:space:]]*)?([^[:space:]#]+).*/\2/p' "$dir/kustomization.yaml")
-        while read -r ref; do
-            [[ -z $ref || -e $dir/$ref ]] || missing+=("$ref")
-        done <<<"$refs"
+        if [[ -f $dir/kustomization.yaml ]]; then
+            refs=$(sed -nE 's/^[[:space:]]*-[[:space:]]*(path:[[:space:]]*)?([^[:space:]#]+).*/\2/p' "$dir/kustomization.yaml")
+            while read -r ref; do
+                [[ -z $ref || -e $dir/$ref ]] || missing+=("$ref")
+            done <<<"$refs"
+        fi
         if [[ ${#missing[@]} -gt 0 ]]; then
-            fail k8s-overlay "$name: kustomization.yaml names missing ${missing[*]}"
+            fail k8s-render "$name: kustomization.yaml names missing ${missing[*]}"
             continue
         fi
-        if [[ ${#render[@]} -eq 0 ]]; then
-            pass k8s-overlay "$name: files present (render skipped: no kustomize or kubectl)"
-            continue
-        fi
+        local rendered=$tmp/render-${name//\//-}
         rc=0
-        out=$("${render[@]}" "$dir" 2>&1 >"$tmp/overlay-$name.yaml") || rc=$?
+        out=$(kubectl kustomize "$dir" 2>&1 >"$rendered.yaml") || rc=$?
         if [[ $rc -ne 0 ]]; then
-            fail k8s-overlay "$name: ${render[*]} failed (exit $rc)"
+            fail k8s-render "$name: kubectl kustomize failed (exit $rc)"
             show "$out"
             continue
         fi
+        # Split: core objects, and each PrometheusRule's spec as a rules file.
         rc=0
-        out=$("$KV" "${kv_args[@]}" "$tmp/overlay-$name.yaml" 2>&1) || rc=$?
-        if [[ $rc -eq 0 ]] && ! grep -qE '^(WARN|ERROR)' <<<"$out"; then
-            pass k8s-overlay "$name: rendered with ${render[*]}, $(grep -c '^kind:' "$tmp/overlay-$name.yaml") objects valid"
-        else
-            fail k8s-overlay "$name: rendered output (exit $rc)"
+        out=$($KV_PY - "$rendered" <<'PY' 2>&1
+import sys, yaml
+base = sys.argv[1]
+docs = [d for d in yaml.safe_load_all(open(base + ".yaml")) if d]
+core = [d for d in docs if not d["apiVersion"].startswith("monitoring.coreos.com/")]
+rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+yaml.safe_dump_all(core, open(base + ".core.yaml", "w"), sort_keys=False)
+for i, r in enumerate(rules):
+    yaml.safe_dump(r["spec"], open(f"{base}.rules-{i}.yml", "w"), sort_keys=False)
+print(len(docs), len(core), len(rules))
+PY
+) || rc=$?
+        if [[ $rc -ne 0 ]]; then
+            fail k8s-render "$name: rendered output is not YAML objects"
             show "$out"
+            continue
+        fi
+        local counts problems=0
+        read -r -a counts <<<"$out"
+        rc=0
+        out=$("$KV" "${kv_args[@]}" "$rendered.core.yaml" 2>&1) || rc=$?
+        if [[ $rc -ne 0 ]] || grep -qE '^(WARN|ERROR)' <<<"$out"; then
+            fail k8s-render "$name: rendered objects do not validate (exit $rc)"
+            show "$out"
+            problems=1
+        fi
+        local rules_file
+        for rules_file in "$rendered".rules-*.yml; do
+            [[ -e $rules_file ]] || continue
+            rc=0
+            out=$(promtool check rules "$rules_file" 2>&1) || rc=$?
+            if [[ $rc -ne 0 ]]; then
+                fail k8s-render "$name: rendered PrometheusRule fails promtool check rules"
+                show "$out"
+                problems=1
+            fi
+        done
+        if [[ $problems -eq 0 ]]; then
+            pass k8s-render "$name: ${counts[0]} objects rendered, ${counts[1]} valid, ${counts[2]} PrometheusRule(s) pass promtool"
         fi
     done
-    shopt -u nullglob
+}
+
+# --- Alerting pack ------------------------------------------------------------
+check_promtool() {
+    local out rc=0
+    out=$(promtool check rules "$RULES" 2>&1) || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        pass promtool-check "$RULES: $(grep -oE '[0-9]+ rules found' <<<"$out")"
+    else
+        fail promtool-check "$RULES (exit $rc)"
+        show "$out"
+    fi
+    rc=0
+    # Rule files in the test file are relative to it.
+    out=$(cd "$(dirname "$RULE_TESTS")" && promtool test rules "$(basename "$RULE_TESTS")" 2>&1) || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        pass promtool-test "$RULE_TESTS"
+    else
+        fail promtool-test "$RULE_TESTS (exit $rc)"
+        show "$out"
+    fi
+}
+
+# The PrometheusRule must hold exactly the rules file's groups.
+check_rule_drift() {
+    local out rc=0
+    out=$($KV_PY - "$RULES" "$PROMETHEUS_RULE" <<'PY' 2>&1
+import sys, yaml
+rules = yaml.safe_load(open(sys.argv[1]))
+pr = yaml.safe_load(open(sys.argv[2]))
+sys.exit(0 if pr["kind"] == "PrometheusRule" and pr["spec"] == rules else "groups differ")
+PY
+) || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        pass rule-drift "$PROMETHEUS_RULE holds the groups of $RULES"
+    else
+        fail rule-drift "$PROMETHEUS_RULE differs from $RULES: copy its groups under spec:"
+        show "$out"
+    fi
+}
+
+check_dashboard() {
+    local out rc=0
+    out=$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(sum(len(p.get("targets", [])) for p in d["panels"]))' "$DASHBOARD" 2>&1) || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        pass dashboard-json "$DASHBOARD: $out queries"
+    else
+        fail dashboard-json "$DASHBOARD is not dashboard JSON"
+        show "$out"
+    fi
 }
 
 # The config must be mounted as a directory: a subPath mount never sees
@@ -297,10 +404,13 @@ check_verify
 check_security
 check_k8s_validate
 check_kustomization
-check_k8s_overlays
+check_k8s_render
 check_no_subpath
 check_toml
 check_dockerfile
+check_promtool
+check_rule_drift
+check_dashboard
 
 if [[ $failures -gt 0 ]]; then
     echo "deploy-checks: $failures check(s) FAILED"

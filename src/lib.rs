@@ -67,8 +67,10 @@
 //!   allocator (`budget.rs`: cap, order, pacing) and the forward
 //!   simulation behind `plan`; profiles (`profile.rs`: a link's tier,
 //!   priority and cadences) and demand (`demand.rs`: active and idle
-//!   cadences). No clock, no I/O; proven by property tests. `config`
-//!   checks `[defaults]` and `[profiles.NAME]` in `config/profiles.rs`.
+//!   cadences); `overdue.rs`: how far a product is past its promised
+//!   refresh (the stale-data gauge the daemon's `gauges.rs` publishes). No
+//!   clock, no I/O; proven by property tests. `config` checks `[defaults]`
+//!   and `[profiles.NAME]` in `config/profiles.rs`.
 //! - [`domain`], [`duration`], [`secret`], [`retry_after`], [`clock`],
 //!   [`health`]: shared vocabulary — link ids, products, link states, the one
 //!   bounded duration parse, redacted secrets, `Retry-After`, the one clock

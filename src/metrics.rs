@@ -23,6 +23,12 @@ pub const TOKEN_REFRESHES_TOTAL: &str = "linkfresh_token_refreshes_total";
 /// `linkfresh_data_age_seconds{product,quantile}`: age of the last
 /// successful request per product across links (0.5, 0.9, 0.99, 1).
 pub const DATA_AGE_SECONDS: &str = "linkfresh_data_age_seconds";
+/// `linkfresh_data_overdue_seconds{product}`: the longest time any active
+/// link's product is past the refresh the policy promised (its window end
+/// or cadence, plus the coalescing and riding-along it may wait); 0 when
+/// all are on time. The "stale data beyond its window" alert reads it
+/// (`policy::overdue`).
+pub const DATA_OVERDUE_SECONDS: &str = "linkfresh_data_overdue_seconds";
 /// `linkfresh_request_rate_limit`: the current global requests/second after AIMD.
 pub const REQUEST_RATE_LIMIT: &str = "linkfresh_request_rate_limit";
 /// `linkfresh_in_flight`: requests being sent now.
@@ -147,6 +153,10 @@ fn describe() {
     describe_gauge!(
         DATA_AGE_SECONDS,
         "Age of the last successful request per product, quantiles across links"
+    );
+    describe_gauge!(
+        DATA_OVERDUE_SECONDS,
+        "Longest time a product of an active link is past its promised refresh (0: on time)"
     );
     describe_gauge!(
         REQUEST_RATE_LIMIT,

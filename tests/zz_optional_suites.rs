@@ -20,15 +20,19 @@ fn main() -> ExitCode {
     }
     let skipped: Vec<String> = Suite::ALL
         .into_iter()
-        .filter_map(|s| s.probe().err().map(|why| format!("{} ({why})", s.name())))
+        .filter_map(|s| {
+            s.probe()
+                .err()
+                .map(|why| format!("  {} ({why}): {}", s.name(), s.hint()))
+        })
         .collect();
     if skipped.is_empty() {
         println!("\nall optional suites ran");
         return ExitCode::SUCCESS;
     }
     println!(
-        "\nskipped suites: {} -- run `{RUN_ALL}` to run them all",
-        skipped.join(", ")
+        "\nskipped suites, each with what enables it:\n{}\nor run `{RUN_ALL}` to run them all",
+        skipped.join("\n")
     );
     if required() {
         println!("{REQUIRE_ALL}=1: no suite may be skipped");

@@ -306,7 +306,7 @@ impl Scheduler {
         self.heartbeat.beat();
         crate::notify::watchdog_ping();
         self.limiter.tick();
-        super::gauges::publish(&self.table, self.clock.now());
+        super::gauges::publish(&self.table, &self.rules, self.clock.now());
         self.publish_budget();
     }
 

@@ -13,7 +13,6 @@ mod client;
 pub(crate) mod outcome;
 pub mod wire;
 
-pub use auth::renew_after;
 pub use client::{ClientConfig, MoneyKit};
 pub use outcome::{ApiError, AuthError, ClientError, LinkOutcome, RefreshOutcome};
 pub use wire::{Link, LinkPage, ProductState};

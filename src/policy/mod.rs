@@ -38,6 +38,7 @@ pub mod budget;
 pub(crate) mod cadence;
 pub mod cadences;
 pub mod demand;
+pub mod overdue;
 pub mod phase;
 pub mod plan;
 pub mod profile;

@@ -1,6 +1,6 @@
 //! The one place that decides, for each test suite needing something cargo
-//! does not install (Chromium, a PostgreSQL server, MoneyKit's Python SDK;
-//! `promtool` is next), whether it runs, is skipped or fails:
+//! does not install (Chromium, a PostgreSQL server, MoneyKit's Python SDK,
+//! `promtool`, `kubectl`), whether it runs, is skipped or fails:
 //! - what it needs is there: it runs;
 //! - it is missing: the test prints a loud line and passes, and the last
 //!   test target (`tests/zz_optional_suites.rs`) lists every skipped suite
@@ -30,11 +30,22 @@ pub enum Suite {
     Postgres,
     /// MoneyKit's Python SDK against the simulator (`tests/client/wire_fidelity.rs`).
     PythonSdk,
+    /// `promtool check rules` and `promtool test rules` on the alert rules
+    /// (`tests/deploy/promtool.rs`).
+    Promtool,
+    /// `kubectl kustomize` of every kustomization (`tests/deploy/kustomize.rs`).
+    Kubectl,
 }
 
 impl Suite {
     /// Every optional suite, in the order the summary lists them.
-    pub const ALL: [Suite; 3] = [Suite::Browser, Suite::Postgres, Suite::PythonSdk];
+    pub const ALL: [Suite; 5] = [
+        Suite::Browser,
+        Suite::Postgres,
+        Suite::PythonSdk,
+        Suite::Promtool,
+        Suite::Kubectl,
+    ];
 
     /// The suite's name in messages.
     pub fn name(self) -> &'static str {
@@ -42,6 +53,8 @@ impl Suite {
             Suite::Browser => "browser",
             Suite::Postgres => "postgres",
             Suite::PythonSdk => "python-sdk",
+            Suite::Promtool => "promtool",
+            Suite::Kubectl => "kubectl",
         }
     }
 
@@ -54,6 +67,9 @@ impl Suite {
                  postgres://postgres@127.0.0.1:5432/test"
             }
             Suite::PythonSdk => "pip install -r tests/wire_fidelity/requirements.txt",
+            Suite::Promtool | Suite::Kubectl => {
+                "install promtool and kubectl (as root): bash .ci/install-monitoring-tools.sh"
+            }
         }
     }
 
@@ -77,6 +93,11 @@ impl Suite {
                 Err("python module moneykit missing".into())
             }
             Suite::PythonSdk => Ok("python3".into()),
+            Suite::Promtool if runs("promtool", &["--version"]) => Ok("promtool".into()),
+            Suite::Promtool => Err("no promtool".into()),
+            // kustomize is built into kubectl since 1.14; ask for it, not just kubectl.
+            Suite::Kubectl if runs("kubectl", &["kustomize", "--help"]) => Ok("kubectl".into()),
+            Suite::Kubectl => Err("no kubectl with kustomize".into()),
         }
     }
 }

@@ -14,11 +14,11 @@ use serde_json::Value;
 use crate::daemon::{TestDaemon, link_ids, wait_until, wait_until_async};
 use crate::store_common::TestDb;
 
-const TOKEN: &str = "demand-t0ken";
+pub(crate) const TOKEN: &str = "demand-t0ken";
 
 /// Hourly products 400 ms, daily ones 2 s: rounds of on-demand refreshes
 /// a fraction of a second apart.
-fn short_windows() -> Windows {
+pub(crate) fn short_windows() -> Windows {
     let (h, d) = (Duration::from_millis(400), Duration::from_secs(2));
     Windows {
         accounts: h,
@@ -30,7 +30,7 @@ fn short_windows() -> Windows {
     }
 }
 
-fn sim_cfg(links: Vec<SimLink>) -> SimConfig {
+pub(crate) fn sim_cfg(links: Vec<SimLink>) -> SimConfig {
     SimConfig {
         windows: short_windows(),
         links,
@@ -40,7 +40,7 @@ fn sim_cfg(links: Vec<SimLink>) -> SimConfig {
 
 /// The daemon with `profiles` (TOML after `[server]`), on SQLite or, with
 /// `pg`, on that PostgreSQL database.
-async fn start(
+pub(crate) async fn start(
     sim: SimConfig,
     links: &[String],
     profiles: &str,
@@ -65,7 +65,7 @@ async fn start(
     .await
 }
 
-async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value) {
+pub(crate) async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!("http://{addr}{path}"))
         .header("authorization", format!("Bearer {TOKEN}"))
@@ -78,7 +78,7 @@ async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn view(addr: std::net::SocketAddr, id: &str) -> Value {
+pub(crate) async fn view(addr: std::net::SocketAddr, id: &str) -> Value {
     reqwest::Client::new()
         .get(format!("http://{addr}/api/links/{id}"))
         .header("authorization", format!("Bearer {TOKEN}"))
@@ -91,7 +91,7 @@ async fn view(addr: std::net::SocketAddr, id: &str) -> Value {
 }
 
 /// When MoneyKit last saw the link's accounts requested.
-fn attempted(sim: &SimHandle, id: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn attempted(sim: &SimHandle, id: &str) -> Option<DateTime<Utc>> {
     let link = sim.link(&LinkId::parse(id).unwrap())?;
     link.product(Product::Accounts)?.last_attempted_at
 }
@@ -111,7 +111,7 @@ async fn reconciled(d: &mut TestDaemon, n: usize) {
 }
 
 /// Links refreshed only on demand, for the latency test.
-const ON_DEMAND: &str = "[defaults]\nactive_for = \"1s\"\nidle = \"never\"\n";
+pub(crate) const ON_DEMAND: &str = "[defaults]\nactive_for = \"1s\"\nidle = \"never\"\n";
 
 async fn stale_refreshes_leave_within_a_second_and_fresh_ones_not_at_all(pg: Option<&TestDb>) {
     let links = link_ids("mk_dem", 10);
@@ -230,7 +230,7 @@ async fn a_stale_links_refresh_leaves_within_a_second_and_a_fresh_ones_is_never_
 const ACTIVE_THEN_NEVER: &str =
     "[defaults]\nactive_for = \"3s\"\nactive = { accounts = \"400ms\" }\nidle = \"never\"\n";
 
-fn why(view: &Value) -> Value {
+pub(crate) fn why(view: &Value) -> Value {
     view["products"][0]["why"].clone()
 }
 
@@ -349,51 +349,5 @@ async fn moneykit_link_tags_select_a_profile() {
         "the free profile refreshes only on demand"
     );
     assert_eq!(why(&view(addr, free).await)["kind"], "idle");
-    d.stop().await.1.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_api_sets_a_links_profile_and_refuses_an_unknown_one_naming_the_allowed() {
-    let profiles = "[profiles.free]\nactive_for = \"1h\"\nidle = \"never\"\n";
-    let d = start(sim_cfg(Vec::new()), &[], profiles, None).await;
-    let (status, body) = post(
-        d.addr,
-        "/api/links",
-        r#"{"id": "mk_api_free", "products": ["accounts"], "profile": "free"}"#,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(body["profile"], "free", "{body}");
-    assert_eq!(body["products"][0]["why"]["kind"], "idle", "{body}");
-    let (status, body) = post(
-        d.addr,
-        "/api/links",
-        r#"{"id": "mk_api_gold", "products": ["accounts"], "profile": "gold"}"#,
-    )
-    .await;
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(body["error"], "unknown_profile", "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("allowed: default, free"),
-        "{body}"
-    );
-    // Unknown links are 404 for both demand calls, counted as such.
-    let (status, _) = post(d.addr, "/api/links/mk_nobody/activity", "").await;
-    assert_eq!(status, 404);
-    let (status, _) = post(
-        d.addr,
-        "/api/links/mk_nobody/refresh",
-        r#"{"max_age": "1h"}"#,
-    )
-    .await;
-    assert_eq!(status, 404);
-    let (_, metrics) = crate::daemon::http_get(d.addr, "/metrics").await;
-    assert!(
-        metrics.contains("linkfresh_demand_requests_total{result=\"unknown_link\"}"),
-        "{metrics}"
-    );
     d.stop().await.1.unwrap();
 }

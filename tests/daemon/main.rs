@@ -6,6 +6,8 @@
 
 #[path = "../common/daemon.rs"]
 mod daemon;
+#[path = "../common/monitoring.rs"]
+mod monitoring;
 #[path = "../common/store/mod.rs"]
 mod store_common;
 
@@ -13,6 +15,9 @@ mod budget_e2e;
 mod daemon_e2e;
 mod daemon_process;
 mod demand_e2e;
+mod demand_ops;
 mod deploy_runtime;
+mod monitoring_names;
 mod notify_socket;
+mod overdue_metric;
 mod replicas_pg;

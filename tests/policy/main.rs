@@ -7,5 +7,6 @@
 mod budget_properties;
 mod demand_properties;
 mod input_never_panics;
+mod overdue_properties;
 mod policy_properties;
 mod policy_scenarios;

@@ -9,18 +9,18 @@ use linkfresh::policy::{
 };
 use proptest::prelude::*;
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
         .unwrap()
         .with_timezone(&Utc)
 }
 
-fn secs(s: i64) -> TimeDelta {
+pub(crate) fn secs(s: i64) -> TimeDelta {
     TimeDelta::seconds(s)
 }
 
 /// Rules with short, random windows so that random states hit every branch.
-fn arb_rules() -> impl Strategy<Value = Rules> {
+pub(crate) fn arb_rules() -> impl Strategy<Value = Rules> {
     (
         prop::array::uniform6(60i64..7200),
         0i64..60,
@@ -73,7 +73,7 @@ fn arb_product_state(p: Product) -> impl Strategy<Value = ProductState> {
         )
 }
 
-fn arb_link() -> impl Strategy<Value = LinkSchedule> {
+pub(crate) fn arb_link() -> impl Strategy<Value = LinkSchedule> {
     (
         any::<u64>(),
         (-20_000i64..0).prop_map(|s| t0() + secs(s)),
