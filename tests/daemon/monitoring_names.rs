@@ -26,8 +26,10 @@ const SERVED_ONCE_LANDED: &[(&str, &str)] = &[
         "linkfresh_events_oldest_pending_seconds",
         "issue 18 (outbound events)",
     ),
-    ("linkfresh_budget_remaining", "issue 17 (budget)"),
-    ("linkfresh_deferred_total", "issue 17 (budget)"),
+    (
+        "linkfresh_budget_remaining",
+        "served only with a [budget] (issue 17); this daemon has none",
+    ),
     (
         "linkfresh_partitions_owned",
         "issue 16 (partitioned ownership)",
