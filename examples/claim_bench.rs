@@ -141,6 +141,7 @@ async fn run_replica(
                     known: products.iter().map(|p| (p, known[i])).collect(),
                     owner: owner.to_owned(),
                     lease_until: now + TimeDelta::seconds(15),
+                    fence: None,
                 }),
             })
             .collect();

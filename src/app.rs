@@ -94,10 +94,34 @@ impl Application {
         // now on, and a reload re-reads the file.
         let specs = daemon::link_specs(std::mem::take(&mut config.links));
         let report = store
-            .sync_config(&config.revision, &specs, clock.now())
+            .sync_config_numbered(
+                config.revision_number,
+                &config.revision,
+                &specs,
+                clock.now(),
+            )
             .await
             .context("while syncing the configured links into the store")?;
         drop(specs);
+        // Event rows are written only while `[events]` is configured.
+        store
+            .set_event_endpoint(config.events.as_ref().map(|e| e.url.as_str()))
+            .await
+            .context("while recording the [events] endpoint in the store")?;
+        daemon::log_if_behind(&report, config.revision_number);
+        if let Some(ownership) = store.ownership() {
+            ownership
+                .join(config.database.partitions)
+                .await
+                .map_err(|e| match e {
+                    store::StoreError::PartitionsMismatch { .. } => {
+                        DaemonError::Config(format!("{}: {e}", config.path.display()))
+                    }
+                    e => DaemonError::Runtime(
+                        anyhow::Error::new(e).context("while joining the replicas' partitions"),
+                    ),
+                })?;
+        }
         tracing::info!(store = %store.describe(), added = report.added, removed = report.removed, changed = report.changed, unchanged = report.unchanged, "configuration synced");
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -217,6 +241,14 @@ impl Application {
             watch_config: options.watch_config,
         };
         let config_watch = reload_sources::spawn(&tracker, &config, sources, reload_tx, &stop);
+        // Outbound events (issue 18); `[events]` changes apply at restart.
+        if let Some(events) = config.events.clone() {
+            tracker.spawn(crate::events::deliver::run(
+                store.clone(),
+                events,
+                stop.clone(),
+            ));
+        }
         let parts = daemon::Parts {
             config,
             store,

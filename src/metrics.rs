@@ -38,6 +38,14 @@ pub const IN_FLIGHT: &str = "linkfresh_in_flight";
 /// replicas contend.
 pub const CLAIMS_REFUSED_TOTAL: &str = "linkfresh_claims_refused_total";
 
+/// `linkfresh_partitions_owned`: partitions this replica holds (PostgreSQL;
+/// see "Several replicas" in [`crate::store`]); 0 on SQLite, whose one
+/// daemon owns every link without partitions.
+pub const PARTITIONS_OWNED: &str = "linkfresh_partitions_owned";
+/// `linkfresh_rebalances_total`: heartbeats in which this replica acquired
+/// or released partitions.
+pub const REBALANCES_TOTAL: &str = "linkfresh_rebalances_total";
+
 /// `linkfresh_store_writable`: 1 while the store commits, 0 while its
 /// writes fail (a full disk, a damaged file), when `/readyz` answers 503.
 pub const STORE_WRITABLE: &str = "linkfresh_store_writable";
@@ -50,6 +58,18 @@ pub const BUDGET_REMAINING: &str = "linkfresh_budget_remaining";
 pub const DEFERRED_TOTAL: &str = "linkfresh_deferred_total";
 /// The labels of [`DEFERRED_TOTAL`], exported at 0.
 pub const DEFER_REASONS: [&str; 2] = ["budget", "pacing"];
+/// `linkfresh_events_total{type,result}`: outbound event deliveries tried,
+/// by event type and result (`delivered`, `retried`, `failed`, `gone`).
+pub const EVENTS_TOTAL: &str = "linkfresh_events_total";
+/// `linkfresh_events_pending`: events in the outbox not yet delivered.
+pub const EVENTS_PENDING: &str = "linkfresh_events_pending";
+/// `linkfresh_events_oldest_pending_seconds`: age of the oldest pending
+/// event (0 when none), the backlog alert's measure.
+pub const EVENTS_OLDEST_PENDING_SECONDS: &str = "linkfresh_events_oldest_pending_seconds";
+
+/// Results of `linkfresh_events_total`, exported at 0 for every type.
+const EVENT_RESULTS: [&str; 4] = ["delivered", "retried", "failed", "gone"];
+
 /// `linkfresh_demand_requests_total{result}`: the owning app's demand calls
 /// (`POST /api/links/{id}/activity` and `refresh` with `max_age`) by what
 /// they did (see [`DEMAND_RESULTS`]).
@@ -124,6 +144,8 @@ fn register_at_zero() {
     for reason in DEFER_REASONS {
         counter!(DEFERRED_TOTAL, "reason" => reason).increment(0);
     }
+    counter!(REBALANCES_TOTAL).increment(0);
+    metrics::gauge!(PARTITIONS_OWNED).set(0.0);
     counter!("linkfresh_webhook_transactions_updates_total").increment(0);
     for result in DEMAND_RESULTS {
         counter!(DEMAND_REQUESTS_TOTAL, "result" => *result).increment(0);
@@ -134,6 +156,13 @@ fn register_at_zero() {
     for (endpoint, status) in KNOWN_REQUESTS {
         counter!(REQUESTS_TOTAL, "endpoint" => *endpoint, "status" => *status).increment(0);
     }
+    for kind in crate::events::kind::EventType::ALL {
+        for result in EVENT_RESULTS {
+            counter!(EVENTS_TOTAL, "type" => kind.as_str(), "result" => result).increment(0);
+        }
+    }
+    metrics::gauge!(EVENTS_PENDING).set(0.0);
+    metrics::gauge!(EVENTS_OLDEST_PENDING_SECONDS).set(0.0);
     for event in KNOWN_WEBHOOK_EVENTS {
         counter!("linkfresh_webhooks_total", "event" => *event, "result" => "applied").increment(0);
     }
@@ -174,6 +203,20 @@ fn describe() {
     describe_counter!(
         DEFERRED_TOTAL,
         "Due refresh POSTs held back, by reason (budget, pacing)"
+    );
+    describe_gauge!(PARTITIONS_OWNED, "Partitions this replica holds");
+    describe_counter!(
+        REBALANCES_TOTAL,
+        "Heartbeats in which this replica acquired or released partitions"
+    );
+    describe_counter!(
+        EVENTS_TOTAL,
+        "Outbound event deliveries tried, by type and result"
+    );
+    describe_gauge!(EVENTS_PENDING, "Outbound events not yet delivered");
+    describe_gauge!(
+        EVENTS_OLDEST_PENDING_SECONDS,
+        "Age of the oldest pending outbound event"
     );
     describe_counter!(
         DEMAND_REQUESTS_TOTAL,

@@ -9,6 +9,7 @@ pub(crate) mod demand_api;
 pub mod fleet;
 mod html;
 pub(crate) mod listener;
+pub(crate) mod replicas;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +86,7 @@ fn routes() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(fleet::routes())
+        .merge(replicas::routes())
         .merge(admin_api::routes())
 }
 

@@ -29,6 +29,8 @@ pub(crate) async fn lateness(args: &Args, dir: &Path) -> Result<Report> {
         list_sim_links: false,
     };
     let config = write_config(dir, &setup, &base_url, listen)?;
+    let events = enable_events(&config, args.events_rate).await?;
+    report.info("events_rate", json!(args.events_rate));
     let mut sim = start_sim(&c, dir, &config, sim_addr).await?;
     let mut daemon = start_daemon(dir, &config, &args.daemon_log, "daemon")?;
     let pid = daemon.pid();
@@ -171,5 +173,8 @@ pub(crate) async fn lateness(args: &Args, dir: &Path) -> Result<Report> {
     report.info("daemon_vmhwm_mib", json!(hwm as f64 / 1024.0));
     report.info("daemon_cpu_cores", json!(cpu));
     sim.stop(Duration::from_secs(5));
+    if let Some(events) = &events {
+        report.info("events_delivered", json!(events.count()));
+    }
     Ok(report)
 }

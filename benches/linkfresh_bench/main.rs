@@ -32,6 +32,7 @@ use linkfresh::secret::Secret;
 
 mod demand;
 mod efficiency;
+mod events;
 mod fleet;
 mod helpers;
 mod lateness;
@@ -42,6 +43,7 @@ mod throughput;
 
 use demand::*;
 use efficiency::*;
+use events::*;
 use fleet::*;
 use helpers::*;
 use lateness::*;
@@ -100,6 +102,10 @@ struct Args {
     /// Work directory (kept); default: a fresh temporary one, removed at the end.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Outbound events per POST (throughput, lateness): 0 = `[events]` off;
+    /// e.g. 0.01 for 1 % (see `events.rs`).
+    #[arg(long, default_value_t = 0.0)]
+    events_rate: f64,
     /// Python interpreter for the baseline.
     #[arg(long, default_value = "python3")]
     python: String,

@@ -90,6 +90,8 @@ pub(crate) async fn throughput(args: &Args, dir: &Path) -> Result<Report> {
         list_sim_links: false,
     };
     let config = write_config(dir, &setup, &base_url, free_addr()?)?;
+    let events = enable_events(&config, args.events_rate).await?;
+    report.info("events_rate", json!(args.events_rate));
     let mut sim = start_sim(&c, dir, &config, sim_addr).await?;
 
     // 1. The bare loop against the same simulator.
@@ -216,5 +218,8 @@ pub(crate) async fn throughput(args: &Args, dir: &Path) -> Result<Report> {
         Some(v == 0),
     );
     sim.stop(Duration::from_secs(5));
+    if let Some(events) = &events {
+        report.info("events_delivered", json!(events.count()));
+    }
     Ok(report)
 }

@@ -174,6 +174,23 @@ pub fn summary(config: &Config) -> String {
             humantime::format_duration(config.discovery.every)
         );
     }
+    if let Some(events) = &config.events {
+        let stale: Vec<String> = events
+            .stale_after
+            .iter()
+            .map(|(p, d)| format!("{p} {}", humantime::format_duration(*d)))
+            .collect();
+        out += &format!(
+            "events: {} (secret set; retry for {}; stale after: {})\n",
+            crate::secret::redact_url(&events.url),
+            humantime::format_duration(events.retry_for),
+            if stale.is_empty() {
+                "not checked".to_owned()
+            } else {
+                stale.join(", ")
+            }
+        );
+    }
     out += "ok\n";
     out
 }

@@ -1,12 +1,21 @@
 //! `linkfresh demo`: the simulator and the daemon in one process, with
 //! windows of seconds and a few links that misbehave, printing one line per
 //! request so a newcomer sees what linkfresh does without credentials.
+//!
+//! Outbound events (issue 18) are on: with `--events URL` they go to the
+//! user's receiver (signed with [`DEMO_SECRET`], which the demo prints and
+//! `examples/events_receiver.py` uses by default); without it a built-in
+//! receiver verifies and prints each one, so the `link.needs_user_action`
+//! of the demo's broken link shows up seconds after its 422.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::Failure;
+
+#[path = "demo_receiver.rs"]
+mod receiver;
 use crate::app::{Application, Options};
 use crate::config;
 use crate::daemon::Activity;
@@ -20,7 +29,15 @@ pub struct DemoArgs {
     /// Stop after this long (default: until Ctrl-C).
     #[arg(long = "for", value_name = "DURATION", value_parser = crate::duration::parse_duration_bounded)]
     duration: Option<Duration>,
+    /// Send the demo's outbound events to this URL (signed with the demo
+    /// secret it prints) instead of printing them.
+    #[arg(long = "events", value_name = "URL")]
+    events: Option<String>,
 }
+
+/// The signing secret of the demo's events: `whsec_` and the base64 of
+/// `linkfresh-demo-secret-do-not-use`. Public on purpose: only for the demo.
+pub const DEMO_SECRET: &str = "whsec_bGlua2ZyZXNoLWRlbW8tc2VjcmV0LWRvLW5vdC11c2U=";
 
 const HEALTHY: [&str; 5] = [
     "mk_demo_alice",
@@ -61,7 +78,7 @@ fn sim_config() -> SimConfig {
     }
 }
 
-fn daemon_toml(base_url: &str, db: &std::path::Path, sim: &SimConfig) -> String {
+fn daemon_toml(base_url: &str, db: &std::path::Path, sim: &SimConfig, events: &str) -> String {
     let mut links = String::new();
     for l in &sim.links {
         links += &format!(
@@ -92,6 +109,12 @@ backoff_max = "12s"
 first_spread = "3s"
 [server]
 listen = "127.0.0.1:0"
+[events]
+url = "{events}"
+secret = "{DEMO_SECRET}"
+stale_after = {{ transactions = "20s" }}
+backoff_base = "1s"
+backoff_max = "5s"
 {links}"#,
         id = sim.client_id,
         secret = sim.client_secret,
@@ -127,12 +150,21 @@ fn print_line(a: &Activity) {
 pub async fn run(args: &DemoArgs) -> Result<(), Failure> {
     let sim_cfg = sim_config();
     let sim = crate::sim::spawn(sim_cfg.clone()).await;
+    let (events_url, receiver) = match &args.events {
+        Some(url) => (url.clone(), None),
+        None => {
+            let (url, task) = receiver::spawn()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot start the demo's events receiver: {e}"))?;
+            (url, Some(task))
+        }
+    };
     let dir = std::env::temp_dir().join(format!("linkfresh-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
     let path = dir.join("linkfresh.toml");
     std::fs::write(
         &path,
-        daemon_toml(&sim.base_url(), &dir.join("demo.db"), &sim_cfg),
+        daemon_toml(&sim.base_url(), &dir.join("demo.db"), &sim_cfg, &events_url),
     )
     .map_err(anyhow::Error::from)?;
     let config = config::load(&path)?;
@@ -146,6 +178,14 @@ pub async fn run(args: &DemoArgs) -> Result<(), Failure> {
     println!(
         "one unknown (404), one needing the user (422), one without identity permission (403); some random 429s."
     );
+    match &args.events {
+        Some(url) => println!(
+            "Events go to {url}, signed with secret {DEMO_SECRET} (examples/events_receiver.py uses it)."
+        ),
+        None => println!(
+            "Events (EVENT lines) go to a built-in receiver that verifies and prints them; --events URL sends them to yours."
+        ),
+    }
     println!("Press Ctrl-C to stop.\n");
     let (tx, mut rx) = mpsc::unbounded_channel();
     let app = Application::build(
@@ -176,6 +216,9 @@ pub async fn run(args: &DemoArgs) -> Result<(), Failure> {
     });
     let result = app.run_until_stopped(cancel).await;
     let _ = printer.await;
+    if let Some(task) = receiver {
+        task.abort();
+    }
     let stats = sim.stats();
     println!(
         "\nsimulator saw: {} refresh POSTs, {} requests inside a window, {} before a Retry-After ended, {} tokens issued",

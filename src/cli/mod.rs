@@ -5,6 +5,7 @@
 
 mod check;
 mod demo;
+mod events;
 pub(crate) mod ops;
 mod plan;
 mod plan_cost;
@@ -79,6 +80,8 @@ enum Command {
     Refresh(ops::RefreshArgs),
     /// Remove a link added through the admin API (config links: edit the config).
     Remove(ops::LinkArgs),
+    /// Outbound events: pending (or --failed) with ages; --replay ID.
+    Events(events::EventsArgs),
     /// The link's user is active now: its profile's `active` cadence applies
     /// for `active_for` (the offline counterpart of `POST .../activity`).
     Touch(ops::LinkArgs),
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
                     Command::Resume(args) => ops::pause(&args, false).await,
                     Command::Refresh(args) => ops::refresh(&args).await,
                     Command::Remove(args) => ops::remove(&args).await,
+                    Command::Events(args) => events::run(&args).await,
                     Command::Touch(args) => ops::touch(&args).await,
                     Command::Demo(args) => demo::run(&args).await,
                     Command::Sim(args) => serve::sim(&args).await,

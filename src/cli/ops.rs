@@ -57,7 +57,8 @@ async fn open(config: &Config) -> Result<Arc<dyn Store>, Failure> {
             )
         })?;
     store
-        .sync_config(
+        .sync_config_numbered(
+            config.revision_number,
             &config.revision,
             &link_specs(config.links.clone()),
             Utc::now(),
@@ -106,8 +107,17 @@ pub async fn status(args: &StatusArgs) -> Result<(), Failure> {
         .iter()
         .map(|r| link_status_within(r, &config.rules, budget, now))
         .collect();
+    let fleet = match store.ownership() {
+        Some(ownership) => Some(
+            ownership
+                .view()
+                .await
+                .context("while reading the replicas")?,
+        ),
+        None => None,
+    };
     if args.json {
-        let doc = serde_json::json!({ "generated_at": now, "links": links });
+        let doc = serde_json::json!({ "generated_at": now, "links": links, "replicas": fleet });
         println!(
             "{}",
             serde_json::to_string_pretty(&doc).map_err(anyhow::Error::from)?
@@ -144,7 +154,44 @@ pub async fn status(args: &StatusArgs) -> Result<(), Failure> {
             &rows
         )
     );
+    if let Some(fleet) = fleet {
+        print!("{}", replicas_table(&fleet));
+    }
     Ok(())
+}
+
+/// The replicas sharing a PostgreSQL store, their partitions and lease
+/// ages, under the links of `status`.
+fn replicas_table(fleet: &crate::store::ownership::FleetView) -> String {
+    let secs = |ms: i64| format!("{:.1}s", ms as f64 / 1000.0);
+    let rows: Vec<Vec<String>> = fleet
+        .replicas
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.partitions.len().to_string(),
+                crate::store::ownership::ranges(&r.partitions),
+                secs(r.heartbeat_age_ms),
+                secs(r.lease_left_ms),
+            ]
+        })
+        .collect();
+    format!(
+        "\nreplicas ({} partitions, unheld: {}):\n{}",
+        fleet.partitions,
+        crate::store::ownership::ranges(&fleet.unheld),
+        table::render(
+            &[
+                "REPLICA",
+                "PARTITIONS",
+                "HELD",
+                "HEARTBEAT AGE",
+                "LEASE LEFT"
+            ],
+            &rows
+        )
+    )
 }
 
 /// Runs `explain LINK`.

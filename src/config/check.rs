@@ -13,6 +13,7 @@ use super::{
     ServerConfig, links_file,
 };
 use crate::domain::Product;
+use crate::policy::partitions::{DEFAULT_PARTITIONS, MAX_PARTITIONS};
 use crate::policy::{Limits, Rules};
 
 /// Checks every value of `raw` read from `path`.
@@ -92,7 +93,23 @@ pub(super) fn check(
             &d.history_retention,
             false,
         )?,
+        partitions: d.partitions,
     };
+    if !(1..=MAX_PARTITIONS).contains(&d.partitions) {
+        return Err(c.invalid(
+            "[database] partitions",
+            &d.partitions.to_string(),
+            format!("must be from 1 to {MAX_PARTITIONS}; the default is {DEFAULT_PARTITIONS}"),
+        ));
+    }
+    let revision_number = raw.revision.unwrap_or(0);
+    if revision_number < 0 {
+        return Err(c.invalid(
+            "revision",
+            &revision_number.to_string(),
+            "must be a whole number of at least 0, raised with every config change a rolling update deploys",
+        ));
+    }
 
     let l = raw.limits;
     let mut windows = [TimeDelta::zero(); Product::ALL.len()];
@@ -282,6 +299,7 @@ pub(super) fn check(
     let slack = crate::duration::to_delta(moneykit.request_timeout) + rules.limits.margin;
     let budget =
         super::budget::check_budget(&c.file, raw.budget, database.history_retention, slack)?;
+    let events = super::events::check(&c.file, c.dir, raw.events)?;
     Ok(Config {
         path: path.to_path_buf(),
         moneykit,
@@ -294,6 +312,8 @@ pub(super) fn check(
         links_file,
         revision,
         budget,
+        events,
+        revision_number,
     })
 }
 

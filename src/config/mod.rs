@@ -31,6 +31,7 @@ mod check_links;
 mod checker;
 mod credentials;
 mod env;
+mod events;
 pub(crate) mod links_file;
 mod profiles;
 mod raw;
@@ -49,6 +50,7 @@ use crate::secret::Secret;
 
 pub use budget::BudgetConfig;
 pub(crate) use credentials::{Stage, credentials};
+pub use events::EventsConfig;
 
 /// The default config path when neither `--config` nor `LINKFRESH_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "linkfresh.toml";
@@ -164,6 +166,11 @@ pub struct DatabaseConfig {
     pub lease: Duration,
     /// How long attempt history is kept.
     pub history_retention: Duration,
+    /// How many partitions the link space is split into among replicas
+    /// (PostgreSQL; see [`crate::policy::partitions`]). Fixed per
+    /// database: the first replica stores it, and a replica configured
+    /// otherwise refuses to start (exit 2).
+    pub partitions: u32,
 }
 
 /// `[server]`.
@@ -195,6 +202,8 @@ pub const RESERVED_ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
     "/links/{id}",
+    "/replicas",
+    "/api/replicas",
     "/api/links",
     "/api/links/{id}",
     "/api/links/{id}/pause",
@@ -277,6 +286,13 @@ pub struct Config {
     pub revision: String,
     /// `[budget]`, if set: never more POSTs than this in any rolling window.
     pub budget: Option<BudgetConfig>,
+    /// `[events]`: outbound events to the owning app, when configured.
+    pub events: Option<EventsConfig>,
+    /// The top-level `revision` key (0 when absent): orders the config
+    /// versions of a rolling update. The store never lets a sync of a lower
+    /// number overwrite the link set a higher one wrote (the replica logs
+    /// that it is behind); equal numbers sync as before (last one wins).
+    pub revision_number: i64,
 }
 
 impl fmt::Display for Config {

@@ -15,6 +15,7 @@ use crate::secret::Secret;
 #[serde(deny_unknown_fields, default)]
 pub struct RawSettings {
     pub links_file: Option<String>,
+    pub revision: Option<i64>,
     pub moneykit: RawMoneyKit,
     pub database: RawDatabase,
     pub limits: RawLimits,
@@ -25,6 +26,8 @@ pub struct RawSettings {
     pub profiles: BTreeMap<String, RawProfile>,
     pub links: Vec<RawLink>,
     pub budget: Option<super::budget::RawBudget>,
+    /// `[events]` (see `config::events`).
+    pub events: Option<super::events::RawEvents>,
     /// The simulator's own table (`linkfresh sim --config`); checked by the
     /// simulator, ignored by the daemon.
     pub sim: Option<serde_json::Value>,
@@ -66,6 +69,7 @@ pub struct RawDatabase {
     pub url: String,
     pub lease: String,
     pub history_retention: String,
+    pub partitions: u32,
 }
 
 impl Default for RawDatabase {
@@ -74,6 +78,7 @@ impl Default for RawDatabase {
             url: "sqlite://linkfresh.db".into(),
             lease: "15s".into(),
             history_retention: "30d".into(),
+            partitions: crate::policy::partitions::DEFAULT_PARTITIONS,
         }
     }
 }

@@ -19,15 +19,17 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::limiter::Limiter;
+use super::membership::Holdings;
 use super::writer::Write;
 use crate::clock::Clock;
 use crate::domain::{LinkId, Product, ProductSet};
 use crate::moneykit::{LinkOutcome, MoneyKit, RefreshOutcome};
+use crate::store::ownership::Fence;
 use crate::store::{AttemptId, Claim, Intent};
 
 /// Most jobs whose intents share one transaction.
@@ -45,6 +47,9 @@ pub enum NotSentReason {
     ShuttingDown,
     /// The intent could not be committed.
     Store(String),
+    /// The link's partition is no longer held by this replica, or no
+    /// longer for certain (its heartbeat is late): the holder sends for it.
+    NotHeld,
 }
 
 impl std::fmt::Display for NotSentReason {
@@ -53,6 +58,7 @@ impl std::fmt::Display for NotSentReason {
             NotSentReason::ClaimedElsewhere => f.write_str("claimed by another replica"),
             NotSentReason::ShuttingDown => f.write_str("shutting down"),
             NotSentReason::Store(e) => write!(f, "store: {e}"),
+            NotSentReason::NotHeld => f.write_str("partition not held"),
         }
     }
 }
@@ -174,6 +180,11 @@ pub struct Dispatcher {
     pub claims: bool,
     /// How long a claim's lease lasts (`[database] lease`).
     pub lease: TimeDelta,
+    /// The partitions this replica holds (PostgreSQL): each intent is
+    /// fenced by its partition's epoch, and a committed POST leaves only
+    /// while the hold is still certain (see "Several replicas" in
+    /// [`crate::store`]). `None` on SQLite.
+    pub holdings: Option<watch::Receiver<Arc<Holdings>>>,
 }
 
 impl Dispatcher {
@@ -230,15 +241,47 @@ impl Dispatcher {
         }
     }
 
+    /// Each job with the fence of its link's partition; a POST for a link
+    /// whose partition is not held (for certain) is answered [`NotSentReason::NotHeld`]
+    /// here, before any intent.
+    fn fence(
+        &self,
+        batch: Vec<(Job, OwnedSemaphorePermit)>,
+        done: &mpsc::UnboundedSender<Done>,
+    ) -> Vec<(Job, OwnedSemaphorePermit, Option<Fence>)> {
+        let Some(holdings) = &self.holdings else {
+            return batch.into_iter().map(|(j, p)| (j, p, None)).collect();
+        };
+        let held = holdings.borrow().clone();
+        let now = tokio::time::Instant::now();
+        batch
+            .into_iter()
+            .filter_map(|(job, permit)| match &job {
+                Job::Refresh { idx, link, .. } => match held.fence(link.as_str(), now) {
+                    Some(fence) => Some((job, permit, Some(fence))),
+                    None => {
+                        let _ = done.send(Done::NotSent {
+                            idx: *idx,
+                            reason: NotSentReason::NotHeld,
+                        });
+                        None
+                    }
+                },
+                Job::Read { .. } => Some((job, permit, None)),
+            })
+            .collect()
+    }
+
     async fn send_batch(
         &self,
         batch: Vec<(Job, OwnedSemaphorePermit)>,
         done: &mpsc::UnboundedSender<Done>,
     ) {
+        let batch = self.fence(batch, done);
         let now = self.clock.now();
         let intents: Vec<Intent> = batch
             .iter()
-            .filter_map(|(job, _)| match job {
+            .filter_map(|(job, _, fence)| match job {
                 Job::Refresh {
                     link,
                     products,
@@ -252,6 +295,7 @@ impl Dispatcher {
                         known: known.clone(),
                         owner: self.replica.clone(),
                         lease_until: now + self.lease,
+                        fence: *fence,
                     }),
                 }),
                 Job::Read { .. } => None,
@@ -267,14 +311,14 @@ impl Dispatcher {
             Ok(ids) => ids.into_iter(),
             Err(e) => {
                 tracing::error!(error = %e, batch = count, "could not commit intents; not sending");
-                for (job, _) in batch {
+                for (job, _, _) in batch {
                     let _ = done.send(match job {
                         Job::Refresh { idx, .. } => Done::NotSent {
                             idx,
                             reason: NotSentReason::Store(e.clone()),
                         },
                         read @ Job::Read { .. } => {
-                            self.spawn(read, None, done.clone(), None);
+                            self.spawn(read, None, None, done.clone(), None);
                             continue;
                         }
                     });
@@ -282,7 +326,7 @@ impl Dispatcher {
                 return;
             }
         };
-        for (job, permit) in batch {
+        for (job, permit, fence) in batch {
             let attempt = match &job {
                 Job::Refresh { idx, .. } => match attempts.next().flatten() {
                     Some(id) => Some(id),
@@ -297,27 +341,45 @@ impl Dispatcher {
                 },
                 Job::Read { .. } => None,
             };
-            self.spawn(job, attempt, done.clone(), Some(permit));
+            self.spawn(job, attempt, fence, done.clone(), Some(permit));
         }
     }
 
     /// Sends one job on its own task; its place in staging (if any) is
-    /// given up once it has a place on the wire.
+    /// given up once it has a place on the wire. A fenced POST leaves only
+    /// if its partition is still held for certain once it has that place
+    /// (a pause or a late heartbeat in between: its intent already counts
+    /// it as sent, so at worst one refresh is skipped, never doubled).
     fn spawn(
         &self,
         job: Job,
         attempt: Option<AttemptId>,
+        fence: Option<Fence>,
         done: mpsc::UnboundedSender<Done>,
         staged: Option<OwnedSemaphorePermit>,
     ) {
         let client = self.client.clone();
         let clock = self.clock;
         let sem = self.in_flight.clone();
+        let holdings = self.holdings.clone();
         // The place on the wire is taken inside the task and held for the
         // whole request; only then is the place in staging given up.
         self.tracker.spawn(async move {
             let _permit = sem.acquire_owned().await.ok();
             drop(staged);
+            if let (Some(fence), Some(holdings), Job::Refresh { idx, link, .. }) =
+                (fence, &holdings, &job)
+                && !holdings
+                    .borrow()
+                    .still_holds(fence, tokio::time::Instant::now())
+            {
+                tracing::warn!(link = %link, partition = fence.part, "not sending: this replica no longer holds the link's partition for certain");
+                let _ = done.send(Done::NotSent {
+                    idx: *idx,
+                    reason: NotSentReason::NotHeld,
+                });
+                return;
+            }
             metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
             let message = match job {
                 Job::Refresh {

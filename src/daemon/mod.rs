@@ -17,12 +17,14 @@ pub(crate) mod dispatch;
 pub(crate) mod gauges;
 pub(crate) mod limiter;
 pub(crate) mod loader;
+pub(crate) mod membership;
 pub(crate) mod outcome;
 mod parked;
 mod read_outcome;
 mod reload;
 mod replica;
 pub(crate) mod scheduler;
+pub(crate) mod share;
 mod slot;
 pub(crate) mod table;
 mod tags;
@@ -38,7 +40,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub(crate) use self::reload::link_specs;
+pub(crate) use self::reload::{link_specs, log_if_behind};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{LinkId, LinkState};
@@ -135,12 +137,42 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     // Requests in flight, the loader and background store work: waited for
     // (at most 2 s) once the loop has ended.
     let tasks = TaskTracker::new();
-    let loading = loader::spawn(&tasks, store.clone(), cancel.clone(), store_health.clone());
 
     let (jobs_tx, jobs_rx) = mpsc::channel(job_queue_len(config.moneykit.max_in_flight));
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (writes_tx, writes_rx) = mpsc::unbounded_channel();
     let limiter = limiter::Limiter::new(config.moneykit.max_requests_per_second);
+    // Partitioned ownership (PostgreSQL): the heartbeat decides which links
+    // this replica schedules and what share of the fleet's limits it uses;
+    // until its first beat, none and nothing.
+    let replica = replica::replica_id();
+    let partitioned = store.ownership().is_some() && shared;
+    let in_flight = Arc::new(Semaphore::new(if partitioned {
+        0
+    } else {
+        config.moneykit.max_in_flight as usize
+    }));
+    // Not a child of `cancel`: the heartbeat goes on while requests drain.
+    let membership_cancel = CancellationToken::new();
+    let (holdings, membership) = if partitioned {
+        let (tx, rx) = watch::channel(Arc::new(membership::Holdings::default()));
+        let task = membership::Membership {
+            store: store.clone(),
+            replica: replica.clone(),
+            lease: config.database.lease,
+            request_timeout: config.moneykit.request_timeout,
+            share: share::FleetShare::new(
+                limiter.clone(),
+                in_flight.clone(),
+                config.moneykit.max_requests_per_second,
+                config.moneykit.max_in_flight,
+            ),
+        };
+        let handle = tokio::spawn(task.run(tx, membership_cancel.clone()));
+        (Some(rx), Some(handle))
+    } else {
+        (None, None)
+    };
     let writer = tokio::spawn(writer::run(
         store.clone(),
         writes_rx,
@@ -149,19 +181,19 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     ));
     // The dispatcher stops taking new work as soon as shutdown begins (its
     // token is a child of `cancel`); the scheduler drains answers itself.
-    let replica = replica::replica_id();
     let dispatch_cancel = cancel.child_token();
     let dispatcher = dispatch::Dispatcher {
         writes: writes_tx.clone(),
         client: client.clone(),
         limiter: limiter.clone(),
-        in_flight: Arc::new(Semaphore::new(config.moneykit.max_in_flight as usize)),
+        in_flight,
         staging: Arc::new(Semaphore::new(2 * config.moneykit.max_in_flight as usize)),
         clock,
         tracker: tasks.clone(),
         replica: replica.clone(),
         claims: shared,
         lease: TimeDelta::from_std(config.database.lease).unwrap_or(TimeDelta::seconds(15)),
+        holdings: holdings.clone(),
     };
     let dispatcher =
         tokio::spawn(Arc::new(dispatcher).run(jobs_rx, done_tx, dispatch_cancel.clone()));
@@ -193,7 +225,11 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     table.set_profiles(current.profiles.clone());
     let scheduler = scheduler::Scheduler {
         table,
-        loading: Some(loading),
+        // Every link at once on SQLite; on PostgreSQL those of each
+        // partition as it is gained (see `scheduler::Owned`).
+        loading: (!partitioned)
+            .then(|| loader::spawn(&tasks, store.clone(), cancel.clone(), store_health.clone())),
+        owned: holdings.map(scheduler::Owned::new),
         reloading: None,
         store_health: store_health.clone(),
         timer: timer::Timer::default(),
@@ -218,7 +254,7 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         refused: Vec::new(),
         tasks: tasks.clone(),
         budget,
-        replica,
+        replica: replica.clone(),
     };
     crate::notify::ready();
     tracing::info!(listen = %config.server.listen, "linkfresh is running");
@@ -243,6 +279,17 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     // The scheduler (and with it the writes sender) is gone: the writer
     // flushes what is queued and ends.
     let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+    // Last, once nothing of ours is in flight: the others take this
+    // replica's partitions at their next heartbeat rather than after a lease.
+    membership_cancel.cancel();
+    if let Some(membership) = membership {
+        let _ = membership.await;
+        if let Some(ownership) = store.ownership()
+            && let Err(e) = ownership.leave(&replica).await
+        {
+            tracing::warn!(error = %e, "could not release this replica's partitions; they will be taken when its lease expires");
+        }
+    }
     match ended {
         scheduler::Ended::Shutdown => Ok(()),
         scheduler::Ended::Fatal(msg) => Err(DaemonError::Runtime(anyhow::anyhow!(msg))),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::{self, LinkConfig};
 use crate::policy::Rules;
-use crate::store::{LinkSource, LinkSpec, Store};
+use crate::store::{LinkSource, LinkSpec, Store, SyncReport};
 
 /// What a reload produced for the loop.
 pub(crate) struct Reloaded {
@@ -34,6 +34,19 @@ pub(crate) fn link_specs(links: Vec<LinkConfig>) -> Vec<LinkSpec> {
         .collect()
 }
 
+/// Says so when a sync was refused because another replica synced a newer
+/// config (a rolling update in progress): this replica keeps scheduling the
+/// link set the store holds, which is the newer one.
+pub(crate) fn log_if_behind(report: &SyncReport, number: i64) {
+    if let Some(newer) = report.behind {
+        tracing::warn!(
+            revision = number,
+            stored_revision = newer,
+            "this replica's config is behind: the store holds the links of revision {newer}, newer than this config's revision {number}; not overwriting them (update this replica's config)"
+        );
+    }
+}
+
 /// Re-reads the config and syncs it into the store; returns the new rules,
 /// or `None` (the running configuration is kept) when the new one is
 /// invalid or the sync fails. The synced links are then streamed in pages by
@@ -52,9 +65,17 @@ pub(crate) async fn reload(path: &Path, store: &Arc<dyn Store>, clock: Clock) ->
     };
     let specs = link_specs(std::mem::take(&mut config.links));
     let result = store
-        .sync_config(&config.revision, &specs, clock.now())
+        .sync_config_numbered(
+            config.revision_number,
+            &config.revision,
+            &specs,
+            clock.now(),
+        )
         .await;
     drop(specs);
+    if let Ok(report) = &result {
+        log_if_behind(report, config.revision_number);
+    }
     crate::notify::ready();
     match result {
         Ok(report) => {

@@ -17,6 +17,7 @@
 
 mod answers;
 mod merge;
+mod owned;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::merge::{Reloading, next_page, next_reload_page};
+pub use self::owned::Owned;
+use self::owned::Wake;
 use super::Activity;
 use super::dispatch::{Done, Job, ReadPurpose};
 use super::limiter::Limiter;
@@ -72,6 +75,9 @@ pub struct Scheduler {
     pub(super) tasks: TaskTracker,
     /// Pages of stored links still arriving from the [`loader`](super::loader).
     pub(super) loading: Option<mpsc::Receiver<Vec<LinkRecord>>>,
+    /// This replica's partitions (PostgreSQL): it schedules only their
+    /// links (see [`owned`]). `None`: every link (SQLite).
+    pub(super) owned: Option<Owned>,
     /// A reload whose links are still arriving.
     pub(super) reloading: Option<Reloading>,
     /// Told when a page of links cannot be read (`/readyz`).
@@ -101,6 +107,7 @@ enum Event {
     Reload,
     Housekeeping,
     Loaded(Option<Vec<LinkRecord>>),
+    Owned(Wake),
     Reloaded(Option<Vec<LinkRecord>>),
     Budget,
 }
@@ -141,6 +148,7 @@ impl Scheduler {
                     // Before firing: a fleet that is always due must not
                     // starve the rest of its links still loading.
                     page = next_page(&mut self.loading), if self.loading.is_some() => Event::Loaded(page),
+                    wake = owned::next(&mut self.owned) => Event::Owned(wake),
                     page = next_reload_page(&mut self.reloading), if self.reloading.is_some() => Event::Reloaded(page),
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
@@ -166,6 +174,8 @@ impl Scheduler {
                 Event::Reload => self.reload().await,
                 Event::Loaded(Some(page)) => self.load(&page),
                 Event::Loaded(None) => self.loading = None,
+                Event::Owned(Wake::Holdings) => self.on_holdings(),
+                Event::Owned(Wake::Gained(page)) => self.gained(&page),
                 Event::Reloaded(Some(page)) => self.reload_page(&page),
                 Event::Reloaded(None) => self.reload_done(),
                 Event::Housekeeping => {
@@ -277,7 +287,9 @@ impl Scheduler {
             }
             Decision::Wait { until } => {
                 self.withdraw_from_budget(i);
-                let until = if self.shared {
+                // Only replicas racing for the same links need the jitter;
+                // with partitions each link has one.
+                let until = if self.shared && self.owned.is_none() {
                     until + TimeDelta::milliseconds(rand::random_range(0..CLAIM_JITTER_MS))
                 } else {
                     until

@@ -39,6 +39,7 @@ pub(crate) mod cadence;
 pub mod cadences;
 pub mod demand;
 pub mod overdue;
+pub mod partitions;
 pub mod phase;
 pub mod plan;
 pub mod profile;

@@ -1,6 +1,7 @@
 //! The read-only fleet pages on the private listener: `GET /` (counts by
 //! state, requests and 429s over the last hour and day, the POSTs due per
-//! minute over the next hour, data age per product and a searchable, paged
+//! minute over the next hour, data age per product, the outbound events'
+//! backlog and failures when `[events]` is set, and a searchable, paged
 //! table of links) and `GET /links/{id}` (one link's `explain` view and its
 //! history). Server-rendered HTML with inline CSS and SVG, so it works
 //! offline with no build step; every number comes from an indexed store
@@ -8,6 +9,7 @@
 //! hundred do. Nothing secret is shown: only ids, states and times.
 
 mod budget_card;
+mod events_section;
 mod link_page;
 mod sections;
 
@@ -284,6 +286,9 @@ async fn index(
     requests_section(&mut body, &sum);
     due_section(&mut body, &sum);
     age_section(&mut body, &sum.ages);
+    if let Err(e) = events_section::events_section(&mut body, &*s.store, now).await {
+        return store_failure(&s, &e);
+    }
     table_section(&mut body, &s, &sum, &search, &records, more, now);
     Html(page("linkfresh fleet", &s.store.describe(), now, &body)).into_response()
 }

@@ -55,7 +55,7 @@ pub fn page(title: &str, store: &str, now: DateTime<Utc>, body: &str) -> String 
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{}</title><style>{CSS}</style></head><body>\
-         <header><a href=\"/\">linkfresh</a><span>{}</span><span>store {}</span><span>{} UTC</span></header>\
+         <header><a href=\"/\">linkfresh</a><a href=\"/replicas\">replicas</a><span>{}</span><span>store {}</span><span>{} UTC</span></header>\
          <main>{body}</main></body></html>",
         escape(title),
         escape(title),

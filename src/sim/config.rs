@@ -197,6 +197,12 @@ pub struct Faults {
     pub outages: Vec<Outage>,
     /// Share of 202s whose body is cut short (the refresh still happens).
     pub malformed_202_rate: f64,
+    /// Share of refreshes answered 422 (`link_error_code` `item_locked`)
+    /// without refreshing, the link itself staying connected: a user who
+    /// reconnects at once, so the next re-check resumes the link. Makes
+    /// outbound events (a park and a resume each) at a chosen rate for the
+    /// benchmarks.
+    pub bad_state_rate: f64,
     /// Delay added to every link answer, after the request took effect.
     #[serde(with = "humantime_serde")]
     pub slow_response: Option<Duration>,

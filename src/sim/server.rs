@@ -244,7 +244,12 @@ fn refresh_inner(sh: &Shared, raw_id: &str, headers: &HeaderMap, body: &[u8]) ->
         }
     };
     let force_429 = rand::random::<f64>() < st.cfg.faults.rate_429;
-    let resp = match st.refresh(&id, asked, now, force_429) {
+    let decision = if rand::random::<f64>() < st.cfg.faults.bad_state_rate {
+        RefreshDecision::BadState("item_locked".into())
+    } else {
+        st.refresh(&id, asked, now, force_429)
+    };
+    let resp = match decision {
         RefreshDecision::NotFound => error(
             StatusCode::NOT_FOUND,
             "link_error.not_found",

@@ -32,6 +32,10 @@ pub struct SimStats {
     pub posts_per_link: BTreeMap<String, u64>,
     /// Requests that came without a `MoneyKit-Version` header.
     pub missing_version_header: u64,
+    /// Authenticated refresh POSTs by arrival, in buckets of 100 ms (key:
+    /// unix milliseconds / 100), to judge a fleet-wide rate limit.
+    #[serde(default)]
+    pub posts_per_100ms: BTreeMap<i64, u64>,
 }
 
 impl SimStats {
@@ -42,6 +46,27 @@ impl SimStats {
             .and_then(|m| m.get(&status.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The most authenticated refresh POSTs that arrived within any one
+    /// second (ten consecutive 100 ms buckets).
+    pub fn max_posts_in_any_second(&self) -> u64 {
+        self.max_posts_in(10)
+    }
+
+    /// The most authenticated refresh POSTs that arrived within any
+    /// `buckets` consecutive 100 ms buckets.
+    pub fn max_posts_in(&self, buckets: i64) -> u64 {
+        let mut best = 0;
+        for &start in self.posts_per_100ms.keys() {
+            let sum: u64 = self
+                .posts_per_100ms
+                .range(start..start + buckets)
+                .map(|(_, n)| n)
+                .sum();
+            best = best.max(sum);
+        }
+        best
     }
 
     /// All requests to `endpoint`.
@@ -344,6 +369,11 @@ impl State {
         self.stats
             .posts_per_link
             .insert(id.as_str().to_owned(), posts);
+        *self
+            .stats
+            .posts_per_100ms
+            .entry(now.timestamp_millis().div_euclid(100))
+            .or_default() += 1;
         if until.is_some_and(|u| now < u) {
             self.stats.retry_after_violations += 1;
         }

@@ -36,6 +36,10 @@ pub struct Claim {
     pub owner: String,
     /// The lease lasts until then, unless the outcome releases it first.
     pub lease_until: Timestamp,
+    /// The partition and epoch this replica holds the link's partition at
+    /// (PostgreSQL with partitioned ownership): the claim is refused unless
+    /// it still holds it so, under an unexpired lease.
+    pub fence: Option<super::ownership::Fence>,
 }
 
 /// MoneyKit's answer to one attempt and the state change it causes, written

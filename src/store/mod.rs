@@ -40,10 +40,34 @@
 //!
 //! # Several replicas
 //!
-//! Replicas sharing one PostgreSQL database each keep the whole link table in
-//! memory and decide with the same pure policy, so they all find a link due
-//! at about the same moment. What keeps them from both sending is that the
-//! intent commit is a guarded *claim* (a compare-and-set), not a blind write:
+//! Replicas sharing one PostgreSQL database split the links between them by
+//! *partition*, the way consumer groups do, on PostgreSQL itself
+//! ([`ownership`]; the pure rules in [`crate::policy::partitions`]):
+//!
+//! - A link's partition is a stable hash of its id modulo a fixed count
+//!   (`[database] partitions`, 64 by default). The first replica stores the
+//!   count (`fleet_settings`); one configured otherwise refuses to start,
+//!   naming both. `links.part_hash` is computed by PostgreSQL from the same
+//!   hash, so a replica reads only its partitions' links.
+//! - Every replica heartbeats once per a third of `[database] lease`, in one
+//!   short transaction serialized by an advisory lock: it renews its row in
+//!   `replicas` (`lease_until` in the *database's* clock, `now()`), computes
+//!   the target assignment from the live replicas and current holders
+//!   (balanced, sticky, deterministic), renews the partitions it keeps,
+//!   releases those the target gives to others, and acquires those the
+//!   target gives it that nobody holds under an unexpired lease. Every
+//!   acquisition bumps the partition's `epoch`: the fencing token. A clean
+//!   shutdown releases everything at once.
+//! - A replica loads, evaluates and schedules only the links of the
+//!   partitions it holds, and each intent carries its partition and epoch
+//!   ([`ownership::Fence`]). The intent transaction reads those partitions
+//!   (in ascending order, `FOR SHARE`) and writes the intent only if the
+//!   replica still holds the partition at that epoch and its lease has not
+//!   expired by the database's clock (`clock_timestamp()`). A heartbeat
+//!   that takes a partition locks it in the same order, so it waits for an
+//!   intent transaction in progress, and the new holder's load sees it.
+//!
+//! Inside that, the per-link claim stays as the last line of defence:
 //!
 //! - The link row is locked with `FOR UPDATE SKIP LOCKED`, and its schedule
 //!   rows too: a row another replica is writing right now is skipped, and the
@@ -62,21 +86,59 @@
 //!   expire after `[database] lease`; its intents already count as sent.
 //!
 //! A refused claim returns `None`; the daemon reloads that link and decides
-//! again, now seeing the other replica's send time. To make refusals rare,
-//! every claim and released lease stamps `links.intent_seq`, and replicas
-//! poll [`Store::claims_since`] each second and merge what changed. On
-//! PostgreSQL the stamp comes from a sequence, which costs no lock (a
-//! counter row would serialize every claim of every replica) but may commit
-//! out of order; the poll therefore re-reads a small overlap below its
-//! high-water mark, and a row missed anyway costs one refused claim, never a
-//! double send.
+//! again. Every claim and released lease stamps `links.intent_seq`, and
+//! replicas poll [`Store::claims_since`] each second and merge what changed
+//! in their partitions (after a rebalance, the previous holder's last
+//! outcomes). On PostgreSQL the stamp comes from a sequence, which costs no
+//! lock but may commit out of order; the poll therefore re-reads a small
+//! overlap below its high-water mark, and a row missed anyway costs one
+//! refused claim, never a double send.
 //!
-//! Clocks: send times and window ends are each replica's own clock; the
-//! database's clock is not consulted. A replica whose clock is ahead of
-//! another's by `s` may send `s` early against a time that replica stored,
-//! so clock skew between replicas must stay below `[limits] margin` (30 s by
-//! default; NTP keeps hosts within milliseconds). Lease expiry uses the same
-//! clocks, but only liveness depends on it.
+//! ## Failure analysis
+//!
+//! - **Death (kill -9, host lost)**: its partitions' leases run out after
+//!   `lease`; the next heartbeat of the others (a third of a lease later at
+//!   most) reassigns them, the new holders load their links and find the
+//!   dead one's intents (which count as sent), so each link is requested
+//!   again within lease + one window, never early.
+//! - **Pause (SIGSTOP, a long GC-like stall, a VM migration) past the
+//!   lease**: the database's clock decides, so the partitions go to the
+//!   others while the paused replica cannot object. On waking it can no
+//!   longer commit an intent for them (the lease check, and the epoch once
+//!   someone took them). A POST whose intent it committed *before* the
+//!   pause could still leave late: the dispatcher therefore checks, just
+//!   before sending, that the replica's hold is still valid by its own
+//!   monotonic clock (valid until the heartbeat's start + lease, which ends
+//!   no later than the database's lease) and drops the send otherwise (its
+//!   intent already counts it as sent, so at worst a refresh is skipped).
+//!   Only a pause between that check and the bytes leaving the socket
+//!   remains, microseconds wide. A replica paused *inside* a transaction
+//!   would hold its partitions' rows (and stall the others' heartbeats
+//!   waiting on them): the server ends any of our sessions idle in a
+//!   transaction for 5 s (`postgres::IDLE_IN_TRANSACTION`), heartbeats take
+//!   others' partitions with `SKIP LOCKED` and stop waiting for a lock after
+//!   a third of a lease, so the others go on and take its partitions a few
+//!   seconds later; its transaction fails, and its POSTs are not sent.
+//! - **Clock skew**: leases never use a replica's wall clock: the database
+//!   stamps and judges them, and each replica measures its own hold with a
+//!   monotonic clock from *before* the heartbeat, so it always stops
+//!   before the database would let another start. Send times and window
+//!   ends are still each replica's wall clock (they are compared with
+//!   MoneyKit's), so skew between replicas must stay below
+//!   `[limits] margin` (30 s by default) for the link-level guard; with
+//!   partitions two replicas no longer decide for one link at once except
+//!   across a handover.
+//! - **Split brain** (a replica cut off from the database but not from
+//!   MoneyKit): it cannot renew, so its hold lapses by its own monotonic
+//!   clock at the same moment the database lets others take over; it cannot
+//!   commit intents either, and without a committed intent nothing is sent.
+//! - **Database failover**: a promoted standby that lost the last
+//!   transactions may have lost heartbeats (replicas re-acquire, at a new
+//!   epoch) and intents (the POSTs they guarded were sent: as with a power
+//!   loss on SQLite, a handful of refreshes may be requested once more,
+//!   which MoneyKit may count inside a window). Synchronous replication
+//!   (`synchronous_commit = on` with a synchronous standby) closes this.
+//!   While no database answers, nobody commits, so nobody sends.
 //!
 //! SQLite serves one daemon, held by the [`owner`] lock on the file, so the
 //! daemon sends its intents there without a claim; the store still honours
@@ -96,7 +158,10 @@
 mod attempts;
 pub mod fleet;
 pub(crate) mod health;
+pub mod outbox;
 pub(crate) mod owner;
+pub mod ownership;
+mod pg_ownership;
 mod records;
 mod sql;
 
@@ -112,6 +177,7 @@ use crate::domain::{LinkId, LinkState, Product, ProductSet};
 
 pub use attempts::{AttemptRecord, Claim, Intent, LinkPatch, Outcome, OwnPatch, ProductPatch};
 pub use fleet::FleetQueries;
+pub use outbox::Outbox;
 pub use records::LinkSource;
 
 /// A moment as the store keeps it (UTC, millisecond precision).
@@ -138,6 +204,18 @@ pub enum StoreError {
     /// A stored value could not be read back (edited by hand, or a newer schema).
     #[error("stored value is invalid: {0}")]
     Corrupt(String),
+    /// `[database] partitions` differs from the count the database was
+    /// split into by the first replica: a replica hashing links into
+    /// another count would schedule links others own.
+    #[error(
+        "[database] partitions = {configured}, but this database is split into {stored} partitions (fixed by the first replica); set [database] partitions = {stored}"
+    )]
+    PartitionsMismatch {
+        /// The replica's setting.
+        configured: u32,
+        /// The database's.
+        stored: u32,
+    },
 }
 
 /// What the caller wants a link to be: config, admin API or discovery say this.
@@ -240,6 +318,10 @@ pub struct SyncReport {
     pub unchanged: u64,
     /// The revision was already synced; nothing was read or written.
     pub skipped_same_revision: bool,
+    /// Nothing was written because the store holds the link set of a
+    /// newer config (its revision number, see
+    /// [`sync_config_numbered`](Store::sync_config_numbered)).
+    pub behind: Option<i64>,
 }
 
 /// One product's new due time, as computed by the policy.
@@ -248,11 +330,28 @@ pub type DueUpdate = (LinkId, Product, Option<Timestamp>);
 /// The persistence boundary of linkfresh; one implementation per database so
 /// the daemon, CLI and server never care which one runs.
 #[async_trait]
-pub trait Store: FleetQueries + Send + Sync + 'static {
+pub trait Store: FleetQueries + Outbox + Send + Sync + 'static {
     /// Makes the stored links match the configuration (idempotent; skipped when
     /// `revision` was already synced). Only `Config`-managed links are removed.
+    /// A config without a revision number: [`sync_config_numbered`](Store::sync_config_numbered) with 0.
     async fn sync_config(
         &self,
+        revision: &str,
+        links: &[LinkSpec],
+        now: Timestamp,
+    ) -> Result<SyncReport, StoreError> {
+        self.sync_config_numbered(0, revision, links, now).await
+    }
+
+    /// [`sync_config`](Store::sync_config) of a config whose top-level
+    /// `revision` key is `number`: refused (nothing written,
+    /// [`SyncReport::behind`] set) when the store holds the link set of a
+    /// higher number, so that during a rolling update a replica still on
+    /// the old config never overwrites what the new one synced. Equal
+    /// numbers (a config that never sets one: 0) sync as before.
+    async fn sync_config_numbered(
+        &self,
+        number: i64,
         revision: &str,
         links: &[LinkSpec],
         now: Timestamp,
@@ -424,6 +523,12 @@ pub trait Store: FleetQueries + Send + Sync + 'static {
 
     /// Backend and location for logs and `status`, never with a password.
     fn describe(&self) -> String;
+
+    /// Partitioned ownership among replicas: PostgreSQL only; SQLite's one
+    /// daemon owns every link.
+    fn ownership(&self) -> Option<&dyn ownership::Ownership> {
+        None
+    }
 }
 
 /// Opens the store named by `url` (`sqlite://...` or `postgres://...`),

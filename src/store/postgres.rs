@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgConnection, Postgres};
 
+use super::ownership::Ownership;
 use super::records::{bits, ms, opt_ms};
 use super::sql::statements::{UPSERT_LINK_TAIL, UPSERT_SCHEDULE_TAIL};
 use super::sql::{Dialect, SqlStore};
@@ -24,7 +25,8 @@ pub type PgStore = SqlStore<Postgres>;
 impl SqlStore<Postgres> {
     /// Connects to `url` and applies the PostgreSQL migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?;
+        let options = PgConnectOptions::from_str(url)?
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]);
         let location = format!(
             "postgres://{}@{}:{}/{}",
             options.get_username(),
@@ -53,7 +55,7 @@ impl SqlStore<Postgres> {
 
 /// One page of links with their schedules as a JSON document (see
 /// `records::parse_page`).
-const JSON_PAGE: &str = "SELECT COALESCE(json_agg(json_build_array(\
+pub(super) const JSON_PAGE: &str = "SELECT COALESCE(json_agg(json_build_array(\
     l.id, l.products, l.cadence, l.source, l.state, l.reason, l.removed, l.created_at, \
     l.updated_at, l.backoff_until, l.failures, l.change_seq, \
     (SELECT COALESCE(json_agg(json_build_array(s.product, s.last_requested_at, \
@@ -68,7 +70,10 @@ impl Dialect for Postgres {
     const NUMBERED: bool = true;
     const JSON_PAGE: &'static str = JSON_PAGE;
     const LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    const ROW_LOCK: &'static str = " FOR UPDATE";
     const NEXT_SEQ: &'static str = "nextval('link_intent_seq')";
+    const CLOCK_MS: &'static str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
+    const SHARE: &'static str = " FOR SHARE";
     const OVERLAP: i64 = 1024;
 
     /// Upserts links and their schedule rows from column arrays (`UNNEST`): one
@@ -153,6 +158,10 @@ impl Dialect for Postgres {
         pool: &PgPool,
     ) -> Result<Option<sqlx::Transaction<'static, Postgres>>, StoreError> {
         let mut tx = pool.begin().await?;
+        // Held idle while other connections write the sync, maybe minutes.
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SYNC_LOCK)
             .execute(&mut *tx)
@@ -175,7 +184,21 @@ impl Dialect for Postgres {
     async fn verify_readable(_pool: &PgPool) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn ownership(store: &PgStore) -> Option<&dyn Ownership> {
+        Some(store)
+    }
 }
+
+/// How long the server lets a session of ours sit inside a transaction
+/// without a statement before it ends the session, releasing its locks. A
+/// replica paused (SIGSTOP, a frozen VM) in the middle of an intent
+/// transaction holds its partitions' rows; without this the others could
+/// neither take those partitions nor, waiting on them, renew their own.
+/// Our transactions send their statements back to back (milliseconds
+/// apart), so only a stopped process reaches it; the paused replica's
+/// transaction then fails, and its POSTs are not sent.
+pub const IDLE_IN_TRANSACTION: &str = "5s";
 
 /// Key of the advisory lock that serializes `sync_config` ("lfsync").
 const SYNC_LOCK: i64 = 0x6c66_7379_6e63;

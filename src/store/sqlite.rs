@@ -149,7 +149,10 @@ impl Dialect for Sqlite {
     const NUMBERED: bool = false;
     const JSON_PAGE: &'static str = JSON_PAGE;
     const LOCK: &'static str = "";
+    const ROW_LOCK: &'static str = "";
     const NEXT_SEQ: &'static str = "(SELECT COALESCE(MAX(intent_seq), 0) + 1 FROM links)";
+    const CLOCK_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+    const SHARE: &'static str = "";
     const OVERLAP: i64 = 0;
 
     /// Multi-row `VALUES` statements of plain `?` parameters (see
@@ -262,5 +265,10 @@ impl Dialect for Sqlite {
             "the SQLite file is damaged ({})",
             problems.join("; ")
         )))
+    }
+
+    /// One daemon per file (see [`super::owner`]) owns every link.
+    fn ownership(_store: &SqlStore<Sqlite>) -> Option<&dyn super::ownership::Ownership> {
+        None
     }
 }

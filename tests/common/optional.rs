@@ -1,6 +1,7 @@
 //! The one place that decides, for each test suite needing something cargo
 //! does not install (Chromium, a PostgreSQL server, MoneyKit's Python SDK,
-//! `promtool`, `kubectl`), whether it runs, is skipped or fails:
+//! `promtool`, `kubectl`, the Standard Webhooks Python package), whether it
+//! runs, is skipped or fails:
 //! - what it needs is there: it runs;
 //! - it is missing: the test prints a loud line and passes, and the last
 //!   test target (`tests/zz_optional_suites.rs`) lists every skipped suite
@@ -35,14 +36,17 @@ pub enum Suite {
     Promtool,
     /// `kubectl kustomize` of every kustomization (`tests/deploy/kustomize.rs`).
     Kubectl,
+    /// The Standard Webhooks Python package verifying outbound events (`tests/events/`).
+    PythonWebhooks,
 }
 
 impl Suite {
     /// Every optional suite, in the order the summary lists them.
-    pub const ALL: [Suite; 5] = [
+    pub const ALL: [Suite; 6] = [
         Suite::Browser,
         Suite::Postgres,
         Suite::PythonSdk,
+        Suite::PythonWebhooks,
         Suite::Promtool,
         Suite::Kubectl,
     ];
@@ -55,6 +59,7 @@ impl Suite {
             Suite::PythonSdk => "python-sdk",
             Suite::Promtool => "promtool",
             Suite::Kubectl => "kubectl",
+            Suite::PythonWebhooks => "python-webhooks",
         }
     }
 
@@ -70,6 +75,7 @@ impl Suite {
             Suite::Promtool | Suite::Kubectl => {
                 "install promtool and kubectl (as root): bash .ci/install-monitoring-tools.sh"
             }
+            Suite::PythonWebhooks => "pip install -r tests/events/requirements.txt",
         }
     }
 
@@ -98,6 +104,10 @@ impl Suite {
             // kustomize is built into kubectl since 1.14; ask for it, not just kubectl.
             Suite::Kubectl if runs("kubectl", &["kustomize", "--help"]) => Ok("kubectl".into()),
             Suite::Kubectl => Err("no kubectl with kustomize".into()),
+            Suite::PythonWebhooks if !runs("python3", &["-c", "import standardwebhooks"]) => {
+                Err("python module standardwebhooks missing".into())
+            }
+            Suite::PythonWebhooks => Ok("python3".into()),
         }
     }
 }

@@ -249,3 +249,18 @@ fn the_systemd_example_config_passes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_partition_count_or_revision_out_of_range_is_rejected_naming_the_key() {
+    assert_rejected(
+        "[database]\npartitions = 0\n",
+        &["[database] partitions", "from 1 to 4096", "default is 64"],
+    );
+    assert_rejected(
+        "[database]\npartitions = 5000\n",
+        &["[database] partitions", "from 1 to 4096"],
+    );
+    assert_rejected("revision = -1\n", &["revision", "at least 0"]);
+    let (code, _, err) = check("revision = 7\n[database]\npartitions = 16\n");
+    assert_eq!(code, 0, "{err}");
+}

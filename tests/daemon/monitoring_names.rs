@@ -19,26 +19,10 @@ use linkfresh::sim::{self, SimConfig};
 /// test, never skipped in silence; the test fails when one of them is
 /// served (then it belongs out of this list) or is no longer read.
 /// Empty this list when merging the branches that serve them.
-const SERVED_ONCE_LANDED: &[(&str, &str)] = &[
-    ("linkfresh_events_total", "issue 18 (outbound events)"),
-    ("linkfresh_events_pending", "issue 18 (outbound events)"),
-    (
-        "linkfresh_events_oldest_pending_seconds",
-        "issue 18 (outbound events)",
-    ),
-    (
-        "linkfresh_budget_remaining",
-        "served only with a [budget] (issue 17); this daemon has none",
-    ),
-    (
-        "linkfresh_partitions_owned",
-        "issue 16 (partitioned ownership)",
-    ),
-    (
-        "linkfresh_rebalances_total",
-        "issue 16 (partitioned ownership)",
-    ),
-];
+const SERVED_ONCE_LANDED: &[(&str, &str)] = &[(
+    "linkfresh_budget_remaining",
+    "served only with a [budget] (issue 17); this daemon has none",
+)];
 
 /// Series Prometheus makes itself for every target, never on `/metrics`.
 const SYNTHETIC: &[&str] = &["up"];

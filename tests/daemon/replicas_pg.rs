@@ -75,6 +75,7 @@ async fn three_replicas_share_the_links_break_no_window_and_survive_a_kill_9() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
+    let _fleet = crate::PG_FLEET.lock().await;
     let cfg = SimConfig {
         windows: fast_windows(),
         ..SimConfig::default()

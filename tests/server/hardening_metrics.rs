@@ -44,6 +44,9 @@ async fn a_fresh_daemon_exports_its_counters_at_zero_before_any_event() {
     let has = |line: &str| body.lines().any(|l| l == line);
     assert!(has("linkfresh_rate_limited_total 0"), "{body}");
     assert!(has("linkfresh_claims_refused_total 0"), "{body}");
+    // Partitioned ownership (issue 16): a SQLite daemon holds none.
+    assert!(has("linkfresh_rebalances_total 0"), "{body}");
+    assert!(has("linkfresh_partitions_owned 0"), "{body}");
     for p in Product::ALL {
         let line = format!(
             "linkfresh_products_requested_total{{product=\"{}\"}} 0",

@@ -12,6 +12,7 @@ mod store_common;
 
 mod fleet_store;
 mod hardening_store;
+mod partitions_pg;
 mod store_postgres;
 mod store_sqlite;
 mod webhook_store;

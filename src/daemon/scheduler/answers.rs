@@ -83,6 +83,18 @@ impl Scheduler {
                 tracing::debug!(link = %self.table.get(idx).id, "claimed by another replica; reloading");
                 self.refused.push(idx);
             }
+            Done::NotSent {
+                idx,
+                reason: NotSentReason::NotHeld,
+            } => {
+                // Dropped with its partition, or the hold is uncertain
+                // until the next heartbeat: decide again then.
+                tracing::debug!(link = %self.table.get(idx).id, "partition not held; not sent");
+                if !self.table.get(idx).removed {
+                    self.timer
+                        .schedule(&mut self.table, idx, now + TimeDelta::seconds(1));
+                }
+            }
             Done::NotSent { idx, reason } => {
                 tracing::warn!(link = %self.table.get(idx).id, %reason, "request not sent");
                 self.timer

@@ -53,12 +53,19 @@ impl Scheduler {
         self.change_seq = seq;
         let now = self.clock.now();
         for rec in &records {
+            if !self.mine(&rec.id) {
+                continue;
+            }
             let i = self.table.merge(rec);
             self.merged(i);
             tracing::debug!(link = %rec.id, state = %rec.state, "link changed in the store");
             self.consider(i, now);
         }
-        if self.shared {
+        // With partitions nobody else claims this replica's links (but for
+        // a handover's first moments, which a refused claim and its reload
+        // cover): reading every other replica's claims each second would
+        // cost each replica the whole fleet's traffic again.
+        if self.shared && self.owned.is_none() {
             self.poll_claims().await;
             self.refresh_budget().await;
         }
@@ -69,6 +76,9 @@ impl Scheduler {
     pub(super) async fn reload_refused(&mut self) {
         for idx in std::mem::take(&mut self.refused) {
             let id = self.table.get(idx).id.clone();
+            if !self.mine(&id) {
+                continue;
+            }
             match self.store.load_link(&id).await {
                 Ok(Some(rec)) => {
                     let i = self.table.merge(&rec);
@@ -94,6 +104,9 @@ impl Scheduler {
         self.claim_seq = seq;
         let now = self.clock.now();
         for rec in &records {
+            if !self.mine(&rec.id) {
+                continue;
+            }
             let i = self.table.merge(rec);
             self.merged(i);
             if !self.table.get(i).in_flight {
@@ -137,6 +150,9 @@ impl Scheduler {
     pub(super) fn reload_page(&mut self, page: &[LinkRecord]) {
         let now = self.clock.now();
         for rec in page {
+            if !self.mine(&rec.id) {
+                continue;
+            }
             let i = self.table.merge(rec);
             self.merged(i);
             self.consider(i, now);
@@ -255,6 +271,7 @@ mod tests {
             tasks: TaskTracker::new(),
             loading: None,
             reloading: None,
+            owned: None,
             store_health: StoreHealth::new(),
             budget: None,
             replica: "test".into(),

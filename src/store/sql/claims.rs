@@ -52,6 +52,26 @@ pub(crate) fn known_times_allow(
     })
 }
 
+/// A partition as a claim's fence check reads it: `(holder, epoch, lease
+/// unexpired by the database's clock)`.
+pub(crate) type Holding = (Option<String>, i64, bool);
+
+/// Whether `claim`'s fence still holds: no fence (SQLite, tools) always
+/// does; otherwise its replica must hold the partition at the epoch it
+/// believes, under a lease the database's clock says has not expired. A
+/// replica that was paused past its lease, or lost the partition to
+/// another, is refused here even if the link's own guards would pass.
+pub(crate) fn fence_allows(claim: &Claim, parts: &HashMap<i32, Holding>) -> bool {
+    let Some(fence) = claim.fence else {
+        return true;
+    };
+    let Ok(part) = i32::try_from(fence.part) else {
+        return false;
+    };
+    matches!(parts.get(&part), Some((Some(holder), epoch, true))
+        if *holder == claim.owner && *epoch == fence.epoch)
+}
+
 /// The leases that finished attempts give back, as `(link, replica)`:
 /// only attempts that were claimed (their replica is recorded), and only
 /// that replica's lease, so that an outcome never frees a lease another
@@ -86,6 +106,7 @@ mod tests {
             known: vec![(Product::Accounts, known)],
             owner: owner.into(),
             lease_until: t(at + 60_000),
+            fence: None,
         };
         let intent = Intent {
             link: LinkId::parse("mk_a").unwrap(),
@@ -135,6 +156,29 @@ mod tests {
         let (intent, claim) = claimed(Some(known), "r1", 2_000);
         assert!(known_times_allow(&intent, &claim, &stored(Some(1_501))));
         assert!(!known_times_allow(&intent, &claim, &stored(Some(1_502))));
+    }
+
+    #[test]
+    fn a_fence_passes_only_for_its_holder_at_its_epoch_under_a_live_lease() {
+        let (_, mut claim) = claimed(None, "r1", 1_000);
+        assert!(fence_allows(&claim, &HashMap::new()), "no fence, no check");
+        claim.fence = Some(crate::store::ownership::Fence { part: 3, epoch: 7 });
+        let with = |h: Holding| HashMap::from([(3, h)]);
+        assert!(fence_allows(&claim, &with((Some("r1".into()), 7, true))));
+        assert!(
+            !fence_allows(&claim, &with((Some("r1".into()), 8, true))),
+            "re-acquired since"
+        );
+        assert!(
+            !fence_allows(&claim, &with((Some("r1".into()), 7, false))),
+            "lease expired"
+        );
+        assert!(
+            !fence_allows(&claim, &with((Some("r2".into()), 7, true))),
+            "another holder"
+        );
+        assert!(!fence_allows(&claim, &with((None, 7, true))), "released");
+        assert!(!fence_allows(&claim, &HashMap::new()), "partition not read");
     }
 
     #[test]

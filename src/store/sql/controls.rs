@@ -51,6 +51,14 @@ where
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let seq = Self::bump(&mut tx).await?;
+        if !paused {
+            // An operator's resume of a parked link is a `link.resumed`.
+            let resume = LinkPatch {
+                state: Some((crate::domain::LinkState::Active, None)),
+                ..LinkPatch::default()
+            };
+            Self::record_events(&mut tx, id, &resume, now).await?;
+        }
         let text = if paused {
             "UPDATE links SET state = 'paused', updated_at = $2, change_seq = $3 WHERE id = $1"
         } else {

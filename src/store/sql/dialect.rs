@@ -11,6 +11,7 @@
 use async_trait::async_trait;
 use sqlx::{Database, Decode, Encode, Pool, Type};
 
+use crate::store::ownership::Ownership;
 use crate::store::{DueUpdate, LinkSpec, StoreError, Timestamp};
 
 /// The handful of things the two backends do differently; everything else
@@ -38,6 +39,22 @@ pub(crate) trait Dialect: Database<QueryResult: RowsAffected> {
     /// lock); empty on SQLite, whose `BEGIN IMMEDIATE` already excludes
     /// other writers.
     const LOCK: &'static str;
+
+    /// Appended to the outbox's read of a link's state before a change:
+    /// PostgreSQL's ` FOR UPDATE` (a concurrent change of the same link
+    /// waits, then sees the new state, so one transition makes one event);
+    /// empty on SQLite, whose single writer already serializes them.
+    const ROW_LOCK: &'static str;
+
+    /// The database's clock now (not at the transaction's start), in unix
+    /// milliseconds: partition leases are judged by it (see
+    /// [`claims::fence_allows`](super::claims::fence_allows)).
+    const CLOCK_MS: &'static str;
+
+    /// Appended to the read of the partitions that fence a batch of
+    /// claims: PostgreSQL's ` FOR SHARE`, so that an acquisition by another
+    /// replica waits for this commit; empty on SQLite.
+    const SHARE: &'static str;
 
     /// The SQL expression of the next `links.intent_seq`.
     const NEXT_SEQ: &'static str;
@@ -72,6 +89,9 @@ pub(crate) trait Dialect: Database<QueryResult: RowsAffected> {
 
     /// Reads the store once at start and fails when it is damaged.
     async fn verify_readable(pool: &Pool<Self>) -> Result<(), StoreError>;
+
+    /// Partitioned ownership, where the backend has it (PostgreSQL).
+    fn ownership(store: &super::SqlStore<Self>) -> Option<&dyn Ownership>;
 }
 
 /// A Rust type the shared SQL binds and reads on database `DB`; one bound

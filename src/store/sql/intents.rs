@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use sqlx::{AssertSqlSafe, ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
-use super::claims::{Lease, known_times_allow, lease_allows};
+use super::claims::{Holding, Lease, fence_allows, known_times_allow, lease_allows};
 use super::rows::rows;
 use super::statements::{BATCH_ROWS, BULK_LEASE_ROW, BULK_LEASE_TAIL, LEASE_HEAD, VALUES_OPEN};
 use super::{Column, Dialect, SqlStore};
@@ -97,8 +97,10 @@ where
         for row in &Self::select_in(conn, head, DB::LOCK, &ids).await? {
             leases.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
         }
+        let holdings = Self::read_fences(conn, &claimed).await?;
         let free: Vec<(usize, &Intent, &Claim)> = claimed
             .into_iter()
+            .filter(|(_, _, c)| fence_allows(c, &holdings))
             .filter(|(_, i, c)| lease_allows(i, c, leases.get(i.link.as_str())))
             .collect();
         let mut stored: HashMap<(String, String), Option<i64>> = HashMap::new();
@@ -127,6 +129,46 @@ where
             ok[n] = true;
         }
         Ok(ok)
+    }
+
+    /// The partitions that fence `claimed` (see
+    /// [`fence_allows`](super::claims::fence_allows)), read in ascending
+    /// order and share-locked on PostgreSQL: a heartbeat acquiring one of
+    /// them (which locks them in the same order) waits for this commit, so
+    /// the new holder's load sees these intents.
+    async fn read_fences(
+        conn: &mut DB::Connection,
+        claimed: &[(usize, &Intent, &Claim)],
+    ) -> Result<HashMap<i32, Holding>, StoreError> {
+        let mut parts: Vec<i32> = claimed
+            .iter()
+            .filter_map(|(_, _, c)| c.fence.and_then(|f| i32::try_from(f.part).ok()))
+            .collect();
+        parts.sort_unstable();
+        parts.dedup();
+        let mut out = HashMap::with_capacity(parts.len());
+        if parts.is_empty() {
+            return Ok(out);
+        }
+        let head = format!(
+            "SELECT part, holder, epoch, CASE WHEN lease_until > {} THEN 1 ELSE 0 END \
+             FROM partitions WHERE part IN (",
+            DB::CLOCK_MS
+        );
+        let tail = format!(") ORDER BY part{}", DB::SHARE);
+        let text = rows::<DB>(&[head.as_str()], "?", parts.len(), &tail);
+        let mut q = sqlx::query(AssertSqlSafe(text));
+        for part in &parts {
+            q = q.bind(*part);
+        }
+        for row in &q.fetch_all(&mut *conn).await? {
+            let live: i32 = row.try_get(3)?;
+            out.insert(
+                row.try_get(0)?,
+                (row.try_get(1)?, row.try_get(2)?, live == 1),
+            );
+        }
+        Ok(out)
     }
 
     /// Writes intents of distinct links whose claims were taken, in three

@@ -36,6 +36,7 @@ where
     /// `SYNC_TX_LINKS` links.
     pub(crate) async fn sync(
         &self,
+        number: i64,
         revision: &str,
         links: &[LinkSpec],
         now: Timestamp,
@@ -44,11 +45,29 @@ where
         // does the work, the others wait for it and then find the revision
         // synced.
         let lock = DB::lock_sync(&self.pool).await?;
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT revision FROM config_revision WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        if stored.as_deref() == Some(revision) {
+        let stored = sqlx::query("SELECT revision, number FROM config_revision WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        let stored: Option<(String, i64)> = match stored {
+            Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+            None => None,
+        };
+        if let Some((_, newer)) = stored.as_ref().filter(|(_, n)| *n > number) {
+            // A rolling update: a newer config's replica synced already.
+            return Ok(SyncReport {
+                unchanged: links.len() as u64,
+                skipped_same_revision: true,
+                behind: Some(*newer),
+                ..SyncReport::default()
+            });
+        }
+        if let Some((_, older)) = stored.as_ref().filter(|(r, _)| r == revision) {
+            if *older < number {
+                sqlx::query("UPDATE config_revision SET number = $1 WHERE id = 1")
+                    .bind(number)
+                    .execute(&self.writer)
+                    .await?;
+            }
             return Ok(SyncReport {
                 unchanged: links.len() as u64,
                 skipped_same_revision: true,
@@ -88,12 +107,13 @@ where
         // Recorded last: a crash part-way leaves the old revision, so the
         // next start repeats the (idempotent) diff.
         sqlx::query(
-            "INSERT INTO config_revision (id, revision, synced_at) VALUES (1, $1, $2) \
+            "INSERT INTO config_revision (id, revision, synced_at, number) VALUES (1, $1, $2, $3) \
              ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, \
-             synced_at = excluded.synced_at",
+             synced_at = excluded.synced_at, number = excluded.number",
         )
         .bind(revision)
         .bind(ms(now))
+        .bind(number)
         .execute(&self.writer)
         .await?;
         if let Some(lock) = lock {

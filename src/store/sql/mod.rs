@@ -11,6 +11,8 @@
 //!   one path for one intent or many (its decisions as plain functions in
 //!   `claims`);
 //! - `outcomes`: answers and patches;
+//! - `outbox` and `outbox_queue`: outbound events, written with the
+//!   changes that cause them, and their delivery queue;
 //! - `controls`: operator controls, history, idempotency keys;
 //! - `fleet`: the fleet page's aggregate queries;
 //! - `statements` and `rows`: shared statement texts and row decoding.
@@ -38,6 +40,8 @@ pub(crate) mod dialect;
 mod fleet;
 mod intents;
 mod links;
+mod outbox;
+mod outbox_queue;
 mod outcomes;
 pub(crate) mod rows;
 pub(crate) mod statements;
@@ -145,14 +149,15 @@ where
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'a> Option<&'a str>: Encode<'a, DB>,
 {
-    #[tracing::instrument(skip_all, fields(revision = %revision, links = links.len()))]
-    async fn sync_config(
+    #[tracing::instrument(skip_all, fields(number, revision = %revision, links = links.len()))]
+    async fn sync_config_numbered(
         &self,
+        number: i64,
         revision: &str,
         links: &[LinkSpec],
         now: Timestamp,
     ) -> Result<SyncReport, StoreError> {
-        self.sync(revision, links, now).await
+        self.sync(number, revision, links, now).await
     }
 
     #[tracing::instrument(skip_all, fields(link = %spec.id))]
@@ -313,5 +318,9 @@ where
 
     fn describe(&self) -> String {
         self.location.clone()
+    }
+
+    fn ownership(&self) -> Option<&dyn crate::store::ownership::Ownership> {
+        DB::ownership(self)
     }
 }

@@ -90,6 +90,8 @@ where
             Some((s, r)) => (Some(s.as_str()), r.as_deref()),
             None => (None, None),
         };
+        // The events this change causes, read against the state before it.
+        Self::record_events(conn, link, patch, now).await?;
         let text = patch_link(patch.state.is_some(), change_seq.is_some());
         let found = sqlx::query(AssertSqlSafe(text))
             .bind(link.as_str())
@@ -204,6 +206,9 @@ where
         // The link rows next (as every other writer locks them), and only
         // each attempt's replica's lease.
         Self::release_leases(conn, &leases_to_release(run, &finished)).await?;
+        for o in run {
+            Self::record_events(conn, &o.link, &o.patch, o.at).await?;
+        }
         let mut found: HashSet<String> = HashSet::new();
         for chunk in run.chunks(BATCH_ROWS) {
             let state = chunk.iter().any(|o| o.patch.state.is_some());

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 #[path = "../optional.rs"]
-mod optional;
+pub mod optional;
 
 mod batches;
 mod budget;
@@ -212,6 +212,7 @@ pub fn claimed(
         products: products(list),
         at,
         claim: Some(Claim {
+            fence: None,
             known: products(list).iter().map(|p| (p, known)).collect(),
             owner: owner.to_owned(),
             lease_until: at + chrono::TimeDelta::seconds(15),

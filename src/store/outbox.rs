@@ -1,0 +1,134 @@
+//! The outbox of outbound events (issue 18), as the store keeps it: rows
+//! written by the same transactions as the state changes that cause them
+//! (see [`crate::events`]), claimed and settled by the delivery task, and
+//! listed and replayed by `linkfresh events`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{StoreError, Timestamp};
+use crate::domain::Product;
+
+/// One event row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// Order of writing; deliveries of one link follow it.
+    pub seq: i64,
+    /// The stable id sent as `webhook-id` on every try.
+    pub id: String,
+    /// The link concerned.
+    pub link: String,
+    /// The event type's wire name (`link.needs_user_action`, ...).
+    pub kind: String,
+    /// When the change happened.
+    pub created_at: Timestamp,
+    /// When its `retry_for` started: its creation, or its last replay.
+    pub retry_since: Timestamp,
+    /// The JSON body sent, exactly as signed.
+    pub payload: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Tries so far.
+    pub attempts: u32,
+    /// The last failure, for operators.
+    pub last_error: Option<String>,
+}
+
+/// The configured endpoint as stored: shared by every replica, so that a
+/// 410 Gone seen by one stops them all, across restarts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointState {
+    /// `[events] url`.
+    pub url: String,
+    /// Set when the receiver answered 410 Gone: nothing is sent until the
+    /// url changes or an operator runs `linkfresh events --enable`.
+    pub disabled: Option<String>,
+}
+
+/// How an attempt to deliver a claimed event ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settle {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Try again at this time.
+    Retry(Timestamp, String),
+    /// Given up (past `retry_for`): kept as `failed`, visible and replayable.
+    Failed(String),
+    /// Not tried (shutdown, endpoint disabled): the lease is given back.
+    Release,
+}
+
+/// The outbox operations of a [`Store`](super::Store).
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Records the configured endpoint (`None`: `[events]` is not
+    /// configured; no event rows are written then). A changed url clears
+    /// a 410's disable. Returns the stored state.
+    async fn set_event_endpoint(
+        &self,
+        url: Option<&str>,
+    ) -> Result<Option<EndpointState>, StoreError>;
+
+    /// The stored endpoint, if events are configured.
+    async fn event_endpoint(&self) -> Result<Option<EndpointState>, StoreError>;
+
+    /// Disables (`Some(reason)`) or re-enables (`None`) the endpoint.
+    async fn disable_event_endpoint(&self, reason: Option<&str>) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` deliverable events for `owner` until
+    /// `now + lease`: each the oldest pending event of its link, due, and
+    /// not leased by another replica.
+    async fn claim_events(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Settles claimed events in one transaction (one commit per round,
+    /// not per event); returns how many `owner` still held.
+    async fn settle_events(
+        &self,
+        owner: &str,
+        settled: &[(i64, Settle)],
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+
+    /// Settles one claimed event; false if `owner` no longer holds it.
+    async fn settle_event(
+        &self,
+        seq: i64,
+        owner: &str,
+        how: &Settle,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let one = [(seq, how.clone())];
+        Ok(self.settle_events(owner, &one, now).await? == 1)
+    }
+
+    /// Pending (or failed) events, oldest first.
+    async fn list_events(&self, failed: bool, limit: u32) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Puts a failed event back in the queue; false if no failed event has
+    /// that id.
+    async fn replay_event(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// The number of pending events and the oldest one's creation time.
+    async fn pending_events(&self) -> Result<(u64, Option<Timestamp>), StoreError>;
+
+    /// Opens and closes `data.stale` episodes: per product of
+    /// `stale_after`, a product whose last refresh is older gets one
+    /// `data.stale` event and an episode row in one transaction; a product
+    /// with an episode that was refreshed since gets `data.fresh`. Returns
+    /// the number of events written.
+    async fn sweep_stale(
+        &self,
+        stale_after: &[(Product, Duration)],
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes delivered events finished before `older_than`.
+    async fn prune_events(&self, older_than: Timestamp) -> Result<u64, StoreError>;
+}
