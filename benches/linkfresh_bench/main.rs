@@ -6,8 +6,8 @@
 //! cargo run --release --bin linkfresh-bench -- SCENARIO [options]
 //! ```
 //!
-//! Scenarios: `fleet-1m`, `throughput`, `lateness`, `efficiency`, `scaleout`
-//! (needs `--pg-url`), `all` (every scenario but `scaleout`).
+//! Scenarios: `fleet-1m`, `throughput`, `lateness`, `efficiency`, `demand`,
+//! `scaleout` (needs `--pg-url`), `all` (every scenario but `scaleout`).
 //! Every scenario prints a table (figure, value, target, verdict) and one JSON
 //! line starting with `{"scenario":` for scripts. See `benches/PERFORMANCE.md`.
 //!
@@ -31,6 +31,7 @@ use linkfresh::domain::{LinkId, Product, ProductSet};
 use linkfresh::moneykit::{ClientConfig, MoneyKit, RefreshOutcome};
 use linkfresh::secret::Secret;
 
+mod demand;
 mod efficiency;
 mod events;
 mod fleet;
@@ -44,6 +45,7 @@ mod scaleout_phase;
 mod setup;
 mod throughput;
 
+use demand::*;
 use efficiency::*;
 use events::*;
 use fleet::*;
@@ -71,6 +73,9 @@ enum Scenario {
     /// The same fleet on 1 SQLite daemon, 1 and 3 PostgreSQL replicas, then
     /// a failover (kill -9 one of three, start a fourth); needs `--pg-url`.
     Scaleout,
+    /// 10,000 links, demand from the app (activity, refresh on login) vs
+    /// everyone hourly vs a budget of half the demand; 100 hour-equivalents.
+    Demand,
     /// Every scenario in turn, except `scaleout` (it needs a PostgreSQL server).
     All,
 }
@@ -81,13 +86,14 @@ enum Scenario {
 struct Args {
     /// Which scenario to run.
     scenario: Scenario,
-    /// Fleet size (default per scenario: 1,000,000 / 20,000 / 100,000 / 1,000).
+    /// Fleet size (default per scenario: 1,000,000 / 20,000 / 100,000 / 1,000 / 10,000).
     #[arg(long)]
     links: Option<usize>,
-    /// Measured duration in seconds (default per scenario: 30 / 60 / 180 / 300).
+    /// Measured duration in seconds (default per scenario: 30 / 60 / 180 / 300;
+    /// demand: 100 hour-equivalents).
     #[arg(long)]
     duration: Option<u64>,
-    /// The hourly window in seconds (default per scenario: 3600 / 1 / 60 / 6);
+    /// The hourly window in seconds (default per scenario: 3600 / 1 / 60 / 6 / 6);
     /// daily products get 24 times this.
     #[arg(long)]
     window: Option<f64>,
@@ -145,6 +151,7 @@ fn main() -> Result<()> {
             Scenario::Throughput,
             Scenario::Lateness,
             Scenario::Efficiency,
+            Scenario::Demand,
         ],
         s => vec![s],
     };
@@ -166,6 +173,7 @@ fn main() -> Result<()> {
                 Scenario::Lateness => lateness(&args, &dir).await,
                 Scenario::Efficiency => efficiency(&args, &dir).await,
                 Scenario::Scaleout => scaleout(&args, &dir).await,
+                Scenario::Demand => demand(&args, &dir).await,
                 Scenario::All => unreachable!(),
             }
         });

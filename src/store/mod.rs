@@ -482,6 +482,20 @@ pub trait Store: FleetQueries + Outbox + Send + Sync + 'static {
     /// Deletes attempts whose intent is older than `older_than`; bounded retention.
     async fn prune_attempts(&self, older_than: Timestamp) -> Result<u64, StoreError>;
 
+    /// The POSTs whose intents were committed after `since`, counted per
+    /// `bucket` of time and stamped with the bucket's latest intent, oldest
+    /// first: what the budget counts (every replica's, across restarts).
+    /// Stamped late, never early, so a bucket leaves a rolling window no
+    /// sooner than its last POST does. `except_replica` leaves out the
+    /// intents that replica claimed: a replica counts its own in memory,
+    /// exactly, and the others' from here.
+    async fn posts_since(
+        &self,
+        since: Timestamp,
+        bucket: chrono::TimeDelta,
+        except_replica: Option<&str>,
+    ) -> Result<Vec<(Timestamp, u32)>, StoreError>;
+
     /// Writes the policy's computed due times, batched, for status/fleet queries.
     async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError>;
 

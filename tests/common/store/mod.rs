@@ -9,6 +9,7 @@
 pub mod optional;
 
 mod batches;
+mod budget;
 mod claims;
 mod controls;
 mod demand;
@@ -20,7 +21,7 @@ mod write_path;
 // fixtures (`tests/daemon`) leave them unused.
 #[allow(unused_imports)]
 pub use self::{
-    batches::*, claims::*, controls::*, demand::*, outcomes::*, sync::*, write_path::*,
+    batches::*, budget::*, claims::*, controls::*, demand::*, outcomes::*, sync::*, write_path::*,
 };
 
 use std::sync::Arc;
