@@ -3,7 +3,7 @@
 //! answers as they return. One task owns all scheduling state, so there are
 //! no locks on the hot path.
 //!
-//! Replicas sharing a database (see "Several replicas" in [`crate::store`])
+//! Replicas sharing a database (see "Several replicas" in [`crate::store::ownership`])
 //! each run this loop over the whole table. A POST whose claim the store
 //! refused comes back unsent; the loop reloads that link from the store,
 //! merges it (now with the other replica's send time) and decides again a
