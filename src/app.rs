@@ -191,7 +191,7 @@ impl Application {
             store.clone(),
             client.clone(),
             heartbeat.clone(),
-            FleetContext::new(rules_rx, admin_token, clock),
+            FleetContext::new(rules_rx, admin_token, clock).with_budget(config.budget.clone()),
         )
         .with_store_health(store_health.clone());
         let webhooks = WebhookState::new(

@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::{LinkId, LinkState, Product};
+use crate::policy::budget::{Budget, Candidate, Usage, allocate};
 use crate::policy::cadences::resolve;
 use crate::policy::demand::{activity_from_secs, activity_secs};
 use crate::policy::phase::link_hash;
 use crate::policy::{Evaluation, LinkSchedule, ProductState, Profiles, Rules, Why, evaluate};
-use crate::store::LinkRecord;
+use crate::store::{LinkRecord, Store, StoreError};
 
 /// One product's line in `status --json`.
 #[derive(Debug, Serialize)]
@@ -79,6 +80,7 @@ pub fn why_text(why: &Why, state: LinkState, reason: Option<&str>, parked: Optio
         Why::RidingAlong { until } => {
             format!("riding along with the next POST at {}", fmt_time(*until))
         }
+        Why::Budget { until } => format!("waiting for budget until {}", fmt_time(*until)),
         Why::Parked => format!("parked: {}", parked.unwrap_or("forbidden")),
         Why::Inactive => match state {
             LinkState::Active => "removed from the configuration".into(),
@@ -124,6 +126,91 @@ pub(crate) fn schedule_of(rec: &LinkRecord, profiles: &Profiles) -> LinkSchedule
 /// A time truncated to the millisecond, the precision the table keeps.
 fn to_ms(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp_millis(t.timestamp_millis()))
+}
+
+/// Marks what is due now as waiting for budget until `until`: what the
+/// daemon's budget gate does with a link the allocator defers (see
+/// [`budget_hold`]).
+pub fn hold_for_budget(status: &mut LinkStatus, until: DateTime<Utc>) {
+    for p in status.products.iter_mut().filter(|p| p.why == Why::DueNow) {
+        p.why = Why::Budget { until };
+        p.why_text = why_text(&p.why, status.state, None, None);
+    }
+}
+
+/// Whether the budget holds back a link whose products in `status` are due
+/// now, and until when: the allocator asked about this link alone, given
+/// the POSTs spent in the window (`usage`, from the store). Other links
+/// due at the same moment may still take the budget first; this is what
+/// the link meets on its own.
+pub fn budget_hold(
+    rec: &LinkRecord,
+    priority: i32,
+    status: &LinkStatus,
+    budget: &Budget,
+    usage: Usage<'_>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let due: Vec<&ProductStatus> = status
+        .products
+        .iter()
+        .filter(|p| p.why == Why::DueNow)
+        .collect();
+    if due.is_empty() {
+        return None;
+    }
+    let stale_since = due
+        .iter()
+        .map(|p| p.last_requested_at.max(p.server_seen_at))
+        .try_fold(None::<DateTime<Utc>>, |oldest, t| {
+            t.map(|t| Some(oldest.map_or(t, |o| o.min(t))))
+        })
+        .flatten();
+    let on_demand = due.iter().any(|p| {
+        rec.schedules
+            .iter()
+            .any(|s| s.product == p.product && s.refresh_requested)
+    });
+    let candidate = Candidate {
+        on_demand,
+        priority,
+        stale_since,
+    };
+    allocate(budget, usage, now, &[candidate]).retry_at
+}
+
+/// The POSTs spent in the budget's window, as the store counts them (every
+/// replica's), for [`budget_hold`].
+pub async fn budget_usage(
+    store: &dyn Store,
+    budget: &Budget,
+    now: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, u32)>, StoreError> {
+    store
+        .posts_since(now - budget.span(), budget.bucket(), None)
+        .await
+}
+
+/// [`link_status`], with what is due now shown as waiting for budget when
+/// the budget holds it back (`budget`: the cap and the POSTs spent).
+pub fn link_status_within(
+    rec: &LinkRecord,
+    rules: &Rules,
+    budget: Option<(&Budget, Usage<'_>)>,
+    now: DateTime<Utc>,
+) -> LinkStatus {
+    let mut status = link_status(rec, rules, now);
+    let priority = || {
+        resolve(rec.cadence.as_deref(), &rec.tags, &rules.profiles)
+            .0
+            .priority
+    };
+    if let Some((budget, usage)) = budget
+        && let Some(until) = budget_hold(rec, priority(), &status, budget, usage, now)
+    {
+        hold_for_budget(&mut status, until);
+    }
+    status
 }
 
 /// The policy's view of one stored link (`explain`, `status`, the fleet page

@@ -44,6 +44,9 @@
 //!   PostgreSQL `membership.rs` heartbeats and holds partitions, `share.rs`
 //!   sizes this replica's share of the fleet's limits, and
 //!   `scheduler/owned.rs` keeps only the held partitions' links.
+//!   With a `[budget]`, what the policy wants to send waits at the budget
+//!   gate (`budget.rs`, asked by the loop through `budget_round.rs`), which
+//!   admits by the pure allocator.
 //! - [`server`]: metrics, health, fleet pages (`fleet.rs`, its sections and
 //!   the link page below `fleet/`; the replicas in `replicas.rs`) and admin API (`admin_api.rs`; the
 //!   owning app's `activity` and `refresh` with `max_age` in
@@ -71,7 +74,8 @@
 //!   (errors name file, key and what is allowed; exit 2): `check.rs` walks
 //!   the file, `checker.rs` checks single values, `check_links.rs` the links.
 //! - [`policy`]: the pure scheduling rules (windows, cadence and its stored
-//!   form, backoff, riding along, coalescing, batching) and the forward
+//!   form, backoff, riding along, coalescing, batching), the budget
+//!   allocator (`budget.rs`: cap, order, pacing) and the forward
 //!   simulation behind `plan`; profiles (`profile.rs`: a link's tier,
 //!   priority and cadences) and demand (`demand.rs`: active and idle
 //!   cadences); `overdue.rs`: how far a product is past its promised

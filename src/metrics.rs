@@ -50,6 +50,14 @@ pub const REBALANCES_TOTAL: &str = "linkfresh_rebalances_total";
 /// writes fail (a full disk, a damaged file), when `/readyz` answers 503.
 pub const STORE_WRITABLE: &str = "linkfresh_store_writable";
 
+/// `linkfresh_budget_remaining`: POSTs the `[budget]` cap still allows in
+/// the current rolling window (only with a budget).
+pub const BUDGET_REMAINING: &str = "linkfresh_budget_remaining";
+/// `linkfresh_deferred_total{reason}`: due POSTs held back, once per link
+/// and wait: `budget` (the cap is full) or `pacing` (spread over the day).
+pub const DEFERRED_TOTAL: &str = "linkfresh_deferred_total";
+/// The labels of [`DEFERRED_TOTAL`], exported at 0.
+pub const DEFER_REASONS: [&str; 2] = ["budget", "pacing"];
 /// `linkfresh_events_total{type,result}`: outbound event deliveries tried,
 /// by event type and result (`delivered`, `retried`, `failed`, `gone`).
 pub const EVENTS_TOTAL: &str = "linkfresh_events_total";
@@ -133,6 +141,9 @@ fn register_at_zero() {
     counter!(RATE_LIMITED_TOTAL).increment(0);
     counter!(TOKEN_REFRESHES_TOTAL).increment(0);
     counter!(CLAIMS_REFUSED_TOTAL).increment(0);
+    for reason in DEFER_REASONS {
+        counter!(DEFERRED_TOTAL, "reason" => reason).increment(0);
+    }
     counter!(REBALANCES_TOTAL).increment(0);
     metrics::gauge!(PARTITIONS_OWNED).set(0.0);
     counter!("linkfresh_webhook_transactions_updates_total").increment(0);
@@ -184,6 +195,14 @@ fn describe() {
     describe_gauge!(
         STORE_WRITABLE,
         "1 while the store commits, 0 while its writes or reads fail"
+    );
+    describe_gauge!(
+        BUDGET_REMAINING,
+        "POSTs the budget still allows in the current rolling window"
+    );
+    describe_counter!(
+        DEFERRED_TOTAL,
+        "Due refresh POSTs held back, by reason (budget, pacing)"
     );
     describe_gauge!(PARTITIONS_OWNED, "Partitions this replica holds");
     describe_counter!(

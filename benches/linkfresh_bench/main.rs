@@ -6,7 +6,8 @@
 //! cargo run --release --bin linkfresh-bench -- SCENARIO [options]
 //! ```
 //!
-//! Scenarios: `fleet-1m`, `throughput`, `lateness`, `efficiency`, `all`.
+//! Scenarios: `fleet-1m`, `throughput`, `lateness`, `efficiency`, `demand`,
+//! `scaleout` (needs `--pg-url`), `all` (every scenario but `scaleout`).
 //! Every scenario prints a table (figure, value, target, verdict) and one JSON
 //! line starting with `{"scenario":` for scripts. See `benches/PERFORMANCE.md`.
 //!
@@ -30,23 +31,31 @@ use linkfresh::domain::{LinkId, Product, ProductSet};
 use linkfresh::moneykit::{ClientConfig, MoneyKit, RefreshOutcome};
 use linkfresh::secret::Secret;
 
+mod demand;
 mod efficiency;
 mod events;
 mod fleet;
 mod helpers;
 mod lateness;
+mod pgstat;
 mod procs;
 mod report;
+mod scaleout;
+mod scaleout_phase;
 mod setup;
 mod throughput;
 
+use demand::*;
 use efficiency::*;
 use events::*;
 use fleet::*;
 use helpers::*;
 use lateness::*;
+use pgstat::*;
 use procs::*;
 use report::*;
+use scaleout::*;
+use scaleout_phase::*;
 use setup::*;
 use throughput::*;
 
@@ -61,7 +70,13 @@ enum Scenario {
     Lateness,
     /// 1,000 links x 4 products on compressed windows, against the Python SDK loop.
     Efficiency,
-    /// Every scenario in turn.
+    /// The same fleet on 1 SQLite daemon, 1 and 3 PostgreSQL replicas, then
+    /// a failover (kill -9 one of three, start a fourth); needs `--pg-url`.
+    Scaleout,
+    /// 10,000 links, demand from the app (activity, refresh on login) vs
+    /// everyone hourly vs a budget of half the demand; 100 hour-equivalents.
+    Demand,
+    /// Every scenario in turn, except `scaleout` (it needs a PostgreSQL server).
     All,
 }
 
@@ -71,13 +86,14 @@ enum Scenario {
 struct Args {
     /// Which scenario to run.
     scenario: Scenario,
-    /// Fleet size (default per scenario: 1,000,000 / 20,000 / 100,000 / 1,000).
+    /// Fleet size (default per scenario: 1,000,000 / 20,000 / 100,000 / 1,000 / 10,000).
     #[arg(long)]
     links: Option<usize>,
-    /// Measured duration in seconds (default per scenario: 30 / 60 / 180 / 300).
+    /// Measured duration in seconds (default per scenario: 30 / 60 / 180 / 300;
+    /// demand: 100 hour-equivalents).
     #[arg(long)]
     duration: Option<u64>,
-    /// The hourly window in seconds (default per scenario: 3600 / 1 / 60 / 6);
+    /// The hourly window in seconds (default per scenario: 3600 / 1 / 60 / 6 / 6);
     /// daily products get 24 times this.
     #[arg(long)]
     window: Option<f64>,
@@ -103,6 +119,18 @@ struct Args {
     /// Python interpreter for the baseline.
     #[arg(long, default_value = "python3")]
     python: String,
+    /// PostgreSQL server for `scaleout` (a user allowed to create
+    /// databases); each phase runs on a fresh database on it, dropped at
+    /// the end. Its query (`sslmode=...`) is passed on to the daemons as it is.
+    #[arg(long)]
+    pg_url: Option<String>,
+    /// Phases of `scaleout`, comma-separated: sqlite, pg1, pg3, failover.
+    #[arg(long, default_value = "sqlite,pg1,pg3,failover")]
+    phases: String,
+    /// The `linkfresh` binary to run (default: the one next to this binary),
+    /// so that one harness can measure an older build side by side.
+    #[arg(long)]
+    linkfresh_bin: Option<PathBuf>,
 }
 
 const CLIENT_ID: &str = "bench_client";
@@ -111,6 +139,9 @@ const ALL4: &str = "accounts,transactions,account_numbers,identity";
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(bin) = &args.linkfresh_bin {
+        set_linkfresh_bin(bin.clone());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -120,6 +151,7 @@ fn main() -> Result<()> {
             Scenario::Throughput,
             Scenario::Lateness,
             Scenario::Efficiency,
+            Scenario::Demand,
         ],
         s => vec![s],
     };
@@ -140,6 +172,8 @@ fn main() -> Result<()> {
                 Scenario::Throughput => throughput(&args, &dir).await,
                 Scenario::Lateness => lateness(&args, &dir).await,
                 Scenario::Efficiency => efficiency(&args, &dir).await,
+                Scenario::Scaleout => scaleout(&args, &dir).await,
+                Scenario::Demand => demand(&args, &dir).await,
                 Scenario::All => unreachable!(),
             }
         });

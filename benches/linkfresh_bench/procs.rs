@@ -3,7 +3,20 @@
 
 use super::*;
 
+/// `--linkfresh-bin`, when given.
+static LINKFRESH_BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+pub(crate) fn set_linkfresh_bin(bin: PathBuf) {
+    let _ = LINKFRESH_BIN.set(bin);
+}
+
 pub(crate) fn linkfresh_bin() -> Result<PathBuf> {
+    if let Some(bin) = LINKFRESH_BIN.get() {
+        if !bin.is_file() {
+            bail!("--linkfresh-bin {}: no such file", bin.display());
+        }
+        return Ok(bin.clone());
+    }
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("linkfresh");
     if !bin.is_file() {
@@ -71,6 +84,12 @@ impl Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
         false
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would: no drain, no lease given back.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub(crate) fn tail(&self) -> String {

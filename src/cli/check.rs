@@ -144,6 +144,9 @@ pub fn summary(config: &Config) -> String {
         posts as f64 / 86_400.0,
         config.moneykit.max_requests_per_second
     );
+    if let Some(b) = &config.budget {
+        out += &super::plan_cost::check_line(b, posts);
+    }
     out += &format!("database: {}\n", redact_url(&config.database.url));
     out += &format!(
         "moneykit: {} (version {})\n",

@@ -8,6 +8,7 @@ mod demo;
 mod events;
 pub(crate) mod ops;
 mod plan;
+mod plan_cost;
 mod serve;
 mod table;
 

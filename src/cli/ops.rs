@@ -11,7 +11,7 @@ use super::{ConfigArg, Failure, table};
 use crate::config::Config;
 use crate::daemon::link_specs;
 use crate::domain::{LinkId, ProductSet};
-use crate::explain::{LinkStatus, fmt_time, link_status};
+use crate::explain::{LinkStatus, budget_usage, fmt_time, link_status, link_status_within};
 use crate::store::{self, LinkSource, Store};
 
 /// Arguments of `status`.
@@ -79,17 +79,33 @@ fn unknown(id: &LinkId, config: &Config) -> Failure {
     ))
 }
 
+/// The POSTs the budget has spent in its window (empty without a budget).
+async fn spent(
+    store: &dyn crate::store::Store,
+    config: &crate::config::Config,
+    now: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, u32)>, Failure> {
+    match &config.budget {
+        Some(b) => Ok(budget_usage(store, &b.budget, now)
+            .await
+            .context("while counting the POSTs of the budget's window")?),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Runs `status`.
 pub async fn status(args: &StatusArgs) -> Result<(), Failure> {
     let config = args.config.load()?;
     let store = open(&config).await?;
     let now = Utc::now();
+    let usage = spent(&*store, &config, now).await?;
+    let budget = config.budget.as_ref().map(|b| (&b.budget, &usage[..]));
     let links: Vec<LinkStatus> = store
         .load_links()
         .await
         .context("while reading links")?
         .iter()
-        .map(|r| link_status(r, &config.rules, now))
+        .map(|r| link_status_within(r, &config.rules, budget, now))
         .collect();
     let fleet = match store.ownership() {
         Some(ownership) => Some(
@@ -189,7 +205,9 @@ pub async fn explain(args: &LinkArgs) -> Result<(), Failure> {
         .context("while reading the link")?
         .ok_or_else(|| unknown(&id, &config))?;
     let now = Utc::now();
-    let status = link_status(&rec, &config.rules, now);
+    let usage = spent(&*store, &config, now).await?;
+    let budget = config.budget.as_ref().map(|b| (&b.budget, &usage[..]));
+    let status = link_status_within(&rec, &config.rules, budget, now);
     println!(
         "link {} — state {}{}",
         rec.id,

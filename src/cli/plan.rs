@@ -59,6 +59,8 @@ pub struct PlanJson {
     pub total_posts: usize,
     /// Product refreshes per product.
     pub products_requested: std::collections::BTreeMap<Product, usize>,
+    /// POSTs and money per day per profile, and what the budget defers.
+    pub cost: super::plan_cost::PlanCost,
     /// The POSTs in time order.
     pub posts: Vec<PlannedPostJson>,
 }
@@ -126,12 +128,14 @@ pub fn run(args: &PlanArgs) -> Result<(), Failure> {
             *products_requested.entry(p).or_insert(0) += 1;
         }
     }
+    let cost = super::plan_cost::cost(&config, &posts, horizon);
     if args.json {
         let doc = PlanJson {
             from: now,
             horizon_seconds: horizon.num_seconds(),
             total_posts: posts.len(),
             products_requested,
+            cost,
             posts: posts
                 .iter()
                 .map(|p| PlannedPostJson {
@@ -166,6 +170,7 @@ pub fn run(args: &PlanArgs) -> Result<(), Failure> {
             posts.len(),
             humantime::format_duration(args.horizon)
         );
+        super::plan_cost::print(&cost);
     }
     Ok(())
 }

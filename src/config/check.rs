@@ -296,6 +296,9 @@ pub(super) fn check(
     }
 
     let revision = revision(&links);
+    let slack = crate::duration::to_delta(moneykit.request_timeout) + rules.limits.margin;
+    let budget =
+        super::budget::check_budget(&c.file, raw.budget, database.history_retention, slack)?;
     let events = super::events::check(&c.file, c.dir, raw.events)?;
     Ok(Config {
         path: path.to_path_buf(),
@@ -308,6 +311,7 @@ pub(super) fn check(
         links,
         links_file,
         revision,
+        budget,
         events,
         revision_number,
     })

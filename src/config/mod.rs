@@ -25,6 +25,7 @@
 //!   `LINKFRESH__SERVER__ADMIN_TOKEN[_FILE]`) replaces the file's source of
 //!   that secret, inline or file; a file that sets both forms is an error.
 
+mod budget;
 mod check;
 mod check_links;
 mod checker;
@@ -47,6 +48,7 @@ use crate::policy::cadences::{cadence_to_json, with_profile};
 use crate::policy::{Cadence, Rules};
 use crate::secret::Secret;
 
+pub use budget::BudgetConfig;
 pub(crate) use credentials::{Stage, credentials};
 pub use events::EventsConfig;
 
@@ -282,6 +284,8 @@ pub struct Config {
     pub links_file: Option<PathBuf>,
     /// A hash of the link set; the store skips a sync of the same revision.
     pub revision: String,
+    /// `[budget]`, if set: never more POSTs than this in any rolling window.
+    pub budget: Option<BudgetConfig>,
     /// `[events]`: outbound events to the owning app, when configured.
     pub events: Option<EventsConfig>,
     /// The top-level `revision` key (0 when absent): orders the config

@@ -25,6 +25,7 @@ pub struct RawSettings {
     pub defaults: RawProfile,
     pub profiles: BTreeMap<String, RawProfile>,
     pub links: Vec<RawLink>,
+    pub budget: Option<super::budget::RawBudget>,
     /// `[events]` (see `config::events`).
     pub events: Option<super::events::RawEvents>,
     /// The simulator's own table (`linkfresh sim --config`); checked by the

@@ -10,7 +10,7 @@
 //! dispatcher waits for that commit before sending.
 //!
 //! On a shared store (PostgreSQL) the intent commit is a guarded claim (see
-//! "Several replicas" in [`crate::store`]): each POST carries the link's request times the
+//! "Several replicas" in [`crate::store::ownership`]): each POST carries the link's request times the
 //! scheduler decided from, and the store refuses it if another replica has
 //! requested the link since or holds its lease. A refused POST is not sent;
 //! it comes back as [`Done::NotSent`] with [`NotSentReason::ClaimedElsewhere`] and the
@@ -183,7 +183,7 @@ pub struct Dispatcher {
     /// The partitions this replica holds (PostgreSQL): each intent is
     /// fenced by its partition's epoch, and a committed POST leaves only
     /// while the hold is still certain (see "Several replicas" in
-    /// [`crate::store`]). `None` on SQLite.
+    /// [`crate::store::ownership`]). `None` on SQLite.
     pub holdings: Option<watch::Receiver<Arc<Holdings>>>,
 }
 

@@ -10,6 +10,8 @@
 //! effect → [`writer`] group-commits them. A reload ([`reload`]) re-reads
 //! the config, syncs it, and publishes the new rules.
 
+pub(crate) mod budget;
+mod budget_round;
 pub(crate) mod discovery;
 pub(crate) mod dispatch;
 pub(crate) mod gauges;
@@ -207,6 +209,17 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         tokio::spawn(task.run(discovery_cancel.clone()))
     });
 
+    let budget = match &config.budget {
+        Some(b) => {
+            let since = clock.now() - b.budget.span();
+            let usage = store
+                .posts_since(since, b.budget.bucket(), None)
+                .await
+                .context("while reading the POSTs the budget has spent")?;
+            Some(budget::BudgetGate::new(b.clone(), usage))
+        }
+        None => None,
+    };
     let current = Rules::clone(&rules.borrow());
     let mut table = table::LinkTable::default();
     table.set_profiles(current.profiles.clone());
@@ -240,6 +253,8 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         claim_seq,
         refused: Vec::new(),
         tasks: tasks.clone(),
+        budget,
+        replica: replica.clone(),
     };
     crate::notify::ready();
     tracing::info!(listen = %config.server.listen, "linkfresh is running");

@@ -11,6 +11,14 @@ use crate::config::{self, LinkConfig};
 use crate::policy::Rules;
 use crate::store::{LinkSource, LinkSpec, Store, SyncReport};
 
+/// What a reload produced for the loop.
+pub(crate) struct Reloaded {
+    /// New policy rules.
+    pub rules: Rules,
+    /// The new `[budget]`.
+    pub budget: Option<config::BudgetConfig>,
+}
+
 /// The store's view of the configured links. Takes them rather than
 /// copying them: with a million links the copies were a hundred megabytes
 /// more at the start-up peak (`std::mem::take(&mut config.links)`).
@@ -45,7 +53,7 @@ pub(crate) fn log_if_behind(report: &SyncReport, number: i64) {
 /// the [`loader`](super::loader), as at start, not loaded whole: a million
 /// links loaded at once held the records beside the table (hundreds of
 /// megabytes more) and stalled the loop until the last one was read.
-pub(crate) async fn reload(path: &Path, store: &Arc<dyn Store>, clock: Clock) -> Option<Rules> {
+pub(crate) async fn reload(path: &Path, store: &Arc<dyn Store>, clock: Clock) -> Option<Reloaded> {
     crate::notify::reloading();
     let mut config = match config::load(path) {
         Ok(c) => c,
@@ -77,7 +85,10 @@ pub(crate) async fn reload(path: &Path, store: &Arc<dyn Store>, clock: Clock) ->
                 changed = report.changed,
                 "configuration reloaded"
             );
-            Some(config.rules)
+            Some(Reloaded {
+                rules: config.rules,
+                budget: config.budget,
+            })
         }
         Err(e) => {
             tracing::error!(error = %e, "reload failed in the store: keeping the running configuration");

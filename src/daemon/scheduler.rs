@@ -3,7 +3,7 @@
 //! answers as they return. One task owns all scheduling state, so there are
 //! no locks on the hot path.
 //!
-//! Replicas sharing a database (see "Several replicas" in [`crate::store`])
+//! Replicas sharing a database (see "Several replicas" in [`crate::store::ownership`])
 //! each run this loop over the whole table. A POST whose claim the store
 //! refused comes back unsent; the loop reloads that link from the store,
 //! merges it (now with the other replica's send time) and decides again a
@@ -82,6 +82,10 @@ pub struct Scheduler {
     pub(super) reloading: Option<Reloading>,
     /// Told when a page of links cannot be read (`/readyz`).
     pub(super) store_health: StoreHealth,
+    /// Links due now wait here for `[budget]` (None: no budget).
+    pub(super) budget: Option<super::budget::BudgetGate>,
+    /// This process's claim owner name (its intents' `replica`).
+    pub(super) replica: String,
 }
 
 /// Replicas sharing a store wake for a link up to this much after it is due,
@@ -105,6 +109,7 @@ enum Event {
     Loaded(Option<Vec<LinkRecord>>),
     Owned(Wake),
     Reloaded(Option<Vec<LinkRecord>>),
+    Budget,
 }
 
 /// How the loop ended.
@@ -133,6 +138,7 @@ impl Scheduler {
             let next = self.timer.next_at(&self.table);
             let wake = next.map(|at| self.clock.instant_at(at));
             let room = self.jobs.capacity() > 0;
+            let budget_wake = self.budget_wake().map(|at| self.clock.instant_at(at));
             let event = {
                 let jobs = self.jobs.clone();
                 tokio::select! {
@@ -146,6 +152,7 @@ impl Scheduler {
                     page = next_reload_page(&mut self.reloading), if self.reloading.is_some() => Event::Reloaded(page),
                     () = tokio::time::sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() && room => Event::Fire,
                     Ok(permit) = jobs.reserve(), if !room => { drop(permit); Event::Room }
+                    () = tokio::time::sleep_until(budget_wake.unwrap_or_else(far_future)), if budget_wake.is_some() && room => Event::Budget,
                     _ = control.tick() => Event::Control,
                     // The admin API wrote a change to act on now (issue 17).
                     () = self.heartbeat.changed.notified() => Event::Control,
@@ -162,7 +169,7 @@ impl Scheduler {
                     }
                 }
                 Event::Fire => self.fire(),
-                Event::Room => {}
+                Event::Room | Event::Budget => {}
                 Event::Control => self.poll_changes().await,
                 Event::Reload => self.reload().await,
                 Event::Loaded(Some(page)) => self.load(&page),
@@ -179,6 +186,7 @@ impl Scheduler {
                     }
                 }
             }
+            self.settle_budget();
             if let Some(msg) = self.fatal_message() {
                 ended = Ended::Fatal(msg);
                 break;
@@ -257,6 +265,9 @@ impl Scheduler {
                     purpose: ReadPurpose::Reconcile,
                 },
             ),
+            Decision::Send { products, .. } if self.budget.is_some() => {
+                self.offer_to_budget(i, products, now);
+            }
             Decision::Send { products, due_at } => {
                 let products = narrow_for_isolation(e, products);
                 let known = products
@@ -275,6 +286,7 @@ impl Scheduler {
                 )
             }
             Decision::Wait { until } => {
+                self.withdraw_from_budget(i);
                 // Only replicas racing for the same links need the jitter;
                 // with partitions each link has one.
                 let until = if self.shared && self.owned.is_none() {
@@ -284,11 +296,14 @@ impl Scheduler {
                 };
                 self.timer.schedule(&mut self.table, i, until)
             }
-            Decision::Idle => self.timer.cancel(&mut self.table, i),
+            Decision::Idle => {
+                self.withdraw_from_budget(i);
+                self.timer.cancel(&mut self.table, i)
+            }
         }
     }
 
-    fn queue(&mut self, i: usize, job: Job) {
+    pub(super) fn queue(&mut self, i: usize, job: Job) {
         match self.jobs.try_send(job) {
             Ok(()) => {
                 self.table.get_mut(i).in_flight = true;
@@ -304,6 +319,7 @@ impl Scheduler {
         crate::notify::watchdog_ping();
         self.limiter.tick();
         super::gauges::publish(&self.table, &self.rules, self.clock.now());
+        self.publish_budget();
     }
 
     fn prune(&self) {

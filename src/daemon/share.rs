@@ -1,6 +1,6 @@
 //! Fleet-wide limits: on PostgreSQL, `max_requests_per_second` and
 //! `max_in_flight` are the whole fleet's, and each replica uses the share
-//! of the partitions it holds (see "Several replicas" in [`crate::store`]).
+//! of the partitions it holds (see "Several replicas" in [`crate::store::ownership`]).
 //!
 //! - Rate: `max × settled / partitions` requests per second, a real number
 //!   ([`rate_share`]): the shares of disjoint holdings add up to at most

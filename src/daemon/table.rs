@@ -149,11 +149,13 @@ impl Entry {
         activity_from_secs(self.last_activity_s)
     }
 
-    /// Whether a product was asked for on demand (the admin API's or the
-    /// app's `refresh`): such products go first when the budget is short.
-    #[allow(dead_code, reason = "the budget (i17-budget) serves these first")]
-    pub fn on_demand(&self) -> bool {
-        self.products.iter().any(|p| p.refresh_requested)
+    /// Whether one of `products` was asked for on demand (the admin API's
+    /// or the app's `refresh`): a POST carrying one goes first when the
+    /// budget is short.
+    pub fn on_demand_of(&self, products: ProductSet) -> bool {
+        self.products
+            .iter()
+            .any(|p| p.refresh_requested && products.contains(p.product))
     }
 
     /// The product's state, if the link has it.
@@ -429,7 +431,11 @@ mod tests {
         }];
         let mut table = LinkTable::default();
         let i = table.merge(&rec);
-        assert!(table.get(i).on_demand());
+        assert!(
+            table
+                .get(i)
+                .on_demand_of(ProductSet::from_iter(Product::ALL))
+        );
         // Sent and accepted: the daemon clears the request in memory.
         table
             .get_mut(i)
@@ -437,10 +443,20 @@ mod tests {
             .unwrap()
             .refresh_requested = false;
         table.merge(&rec);
-        assert!(!table.get(i).on_demand(), "the echo asked again");
+        assert!(
+            !table
+                .get(i)
+                .on_demand_of(ProductSet::from_iter(Product::ALL)),
+            "the echo asked again"
+        );
         rec.change_seq = 9;
         table.merge(&rec);
-        assert!(table.get(i).on_demand(), "a new request is honoured");
+        assert!(
+            table
+                .get(i)
+                .on_demand_of(ProductSet::from_iter(Product::ALL)),
+            "a new request is honoured"
+        );
     }
 
     /// The fleet-1m benchmark's memory target rests on these sizes: a link

@@ -34,6 +34,7 @@
 //! all until asked. The window rules over both.
 
 pub(crate) mod backoff;
+pub mod budget;
 pub(crate) mod cadence;
 pub mod cadences;
 pub mod demand;
@@ -246,6 +247,12 @@ pub enum Why {
     /// Due, but riding on the link's next POST, which is close.
     RidingAlong {
         /// When the next POST goes.
+        until: DateTime<Utc>,
+    },
+    /// Due, but held back by the `[budget]`: its cap is full or pacing
+    /// spreads it over the day (see [`budget`]).
+    Budget {
+        /// When the budget can next admit it.
         until: DateTime<Utc>,
     },
     /// Forbidden for this link (403).

@@ -1,5 +1,5 @@
 //! Partitioned ownership of the link space among replicas sharing one
-//! PostgreSQL database (see "Several replicas" in [`crate::store`]): which
+//! PostgreSQL database (see "Several replicas" in [`crate::store::ownership`]): which
 //! partition a link belongs to, which replica should hold each partition,
 //! and each replica's share of the fleet-wide limits. Pure: the store and
 //! the daemon call these with what the database returned.

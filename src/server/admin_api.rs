@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use crate::domain::{LinkId, Product, ProductSet};
 use crate::duration::{self, parse_duration_bounded};
-use crate::explain::{LinkStatus, link_status};
+use crate::explain::LinkStatus;
 use crate::policy::cadences::{cadence_to_json, with_profile};
 use crate::policy::{Cadence, CronSchedule};
 use crate::store::{AttemptRecord, LinkRecord, LinkSource, LinkSpec, StoreError};
@@ -216,7 +216,10 @@ pub struct LinkView {
 async fn link_view(s: &AppState, rec: &LinkRecord) -> Result<LinkView, ApiError> {
     let attempts: Vec<AttemptRecord> = s.store.attempts(&rec.id, VIEW_ATTEMPTS).await?;
     Ok(LinkView {
-        status: link_status(rec, &s.fleet.rules(), s.fleet.clock.now()),
+        status: s
+            .fleet
+            .status_of(&*s.store, rec, s.fleet.clock.now())
+            .await?,
         source: rec.source.as_str(),
         removed: rec.removed,
         recent_attempts: attempts

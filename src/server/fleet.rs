@@ -8,6 +8,7 @@
 //! query and the table is keyset-paged, so a million links cost what a
 //! hundred do. Nothing secret is shown: only ids, states and times.
 
+mod budget_card;
 mod events_section;
 mod link_page;
 mod sections;
@@ -32,8 +33,10 @@ use self::sections::{
 use super::AppState;
 use super::html::{escape, page};
 use crate::clock::Clock;
+use crate::config::BudgetConfig;
 use crate::domain::LinkState;
 use crate::policy::Rules;
+use crate::policy::budget::standing;
 use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::store::fleet::{AttemptCounts, FleetCounts, LinkSearch, ProductAge};
@@ -65,6 +68,10 @@ pub struct FleetContext {
     /// The last aggregates and when they were computed; the lock is held
     /// while recomputing, so concurrent page loads share one computation.
     cache: Arc<Mutex<Option<Cached>>>,
+    /// `[budget]` at start: the budget card, and links explained as
+    /// waiting for budget. (A reload's new budget reaches the daemon; the
+    /// pages keep the one they started with.)
+    pub budget: Option<BudgetConfig>,
 }
 
 /// Aggregates and the instant they were computed.
@@ -83,7 +90,35 @@ impl FleetContext {
             clock,
             summary_ttl: Duration::from_secs(2),
             cache: Arc::default(),
+            budget: None,
         }
+    }
+
+    /// One link's `explain` view with the rules in force and, with a
+    /// budget, what is due now shown as waiting for it when it must.
+    pub async fn status_of(
+        &self,
+        store: &dyn crate::store::Store,
+        rec: &crate::store::LinkRecord,
+        now: DateTime<Utc>,
+    ) -> Result<crate::explain::LinkStatus, StoreError> {
+        let usage = match &self.budget {
+            Some(b) => crate::explain::budget_usage(store, &b.budget, now).await?,
+            None => Vec::new(),
+        };
+        let budget = self.budget.as_ref().map(|b| (&b.budget, &usage[..]));
+        Ok(crate::explain::link_status_within(
+            rec,
+            &self.rules(),
+            budget,
+            now,
+        ))
+    }
+
+    /// The same context with a `[budget]`.
+    pub fn with_budget(mut self, budget: Option<BudgetConfig>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// The rules in force now.
@@ -103,6 +138,7 @@ struct Summary {
     due_from: DateTime<Utc>,
     due_per_minute: Vec<u64>,
     ages: Vec<ProductAge>,
+    budget: Option<budget_card::BudgetFigures>,
 }
 
 /// `/` and `/links/{id}`.
@@ -149,6 +185,17 @@ async fn compute_summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
         ),
         store.data_age(now),
     )?;
+    let budget = match &s.fleet.budget {
+        Some(config) => {
+            let usage = crate::explain::budget_usage(&**store, &config.budget, now).await?;
+            Some(budget_card::BudgetFigures {
+                standing: standing(&config.budget, &usage, now),
+                config: config.clone(),
+                usage,
+            })
+        }
+        None => None,
+    };
     Ok(Arc::new(Summary {
         as_of: now,
         counts,
@@ -157,6 +204,7 @@ async fn compute_summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
         due_from,
         due_per_minute,
         ages,
+        budget,
     }))
 }
 
@@ -232,12 +280,15 @@ async fn index(
     let mut body = String::new();
     as_of_line(&mut body, &s, &sum);
     counts_section(&mut body, &sum.counts);
+    if let Some(b) = &sum.budget {
+        budget_card::budget_section(&mut body, b);
+    }
     requests_section(&mut body, &sum);
     due_section(&mut body, &sum);
     age_section(&mut body, &sum.ages);
     if let Err(e) = events_section::events_section(&mut body, &*s.store, now).await {
         return store_failure(&s, &e);
     }
-    table_section(&mut body, &s, &search, &records, more, now);
+    table_section(&mut body, &s, &sum, &search, &records, more, now);
     Html(page("linkfresh fleet", &s.store.describe(), now, &body)).into_response()
 }

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -126,6 +127,17 @@ impl SimHandle {
         self.shared.lock().stats.clone()
     }
 
+    /// The most refresh POSTs that arrived in any `(t - window, t]`: what a
+    /// budget of that window must keep within.
+    pub fn busiest_window(&self, window: chrono::TimeDelta) -> u64 {
+        busiest_window(&self.shared.lock().post_times, window)
+    }
+
+    /// Refresh POSTs that arrived so far.
+    pub fn posts(&self) -> u64 {
+        self.shared.lock().post_times.len() as u64
+    }
+
     /// Adds a link or changes how it behaves; its window history is kept.
     pub fn set_link(&self, link: SimLink) {
         let now = self.shared.clock.now();
@@ -214,4 +226,19 @@ impl Drop for SimHandle {
             let _ = tx.send(());
         }
     }
+}
+
+/// The most of `times` (in arrival order) inside any `(t - window, t]`.
+pub fn busiest_window(times: &[DateTime<Utc>], window: chrono::TimeDelta) -> u64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let mut start = 0;
+    let mut best = 0;
+    for (end, t) in sorted.iter().enumerate() {
+        while sorted[start] <= *t - window {
+            start += 1;
+        }
+        best = best.max(end + 1 - start);
+    }
+    best as u64
 }

@@ -45,6 +45,7 @@ pub(crate) fn router(shared: Sh) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/_sim/stats", get(stats))
         .route("/_sim/freshness", get(freshness))
+        .route("/_sim/busiest", get(busiest))
         .with_state(shared)
 }
 
@@ -449,4 +450,18 @@ async fn freshness(AxState(sh): AxState<Sh>) -> Response {
 
 async fn stats(AxState(sh): AxState<Sh>) -> Response {
     Json(sh.lock().stats.clone()).into_response()
+}
+
+/// `GET /_sim/busiest?window_ms=N`: the refresh POSTs so far and the most
+/// in any rolling window of N ms (what a budget of that window must keep
+/// within), for the benchmarks.
+async fn busiest(AxState(sh): AxState<Sh>, Query(q): Query<HashMap<String, i64>>) -> Response {
+    let window = TimeDelta::milliseconds(q.get("window_ms").copied().unwrap_or(86_400_000).max(1));
+    let st = sh.lock();
+    Json(serde_json::json!({
+        "window_ms": window.num_milliseconds(),
+        "posts": st.post_times.len(),
+        "busiest": super::busiest_window(&st.post_times, window),
+    }))
+    .into_response()
 }

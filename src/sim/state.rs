@@ -201,6 +201,9 @@ pub(crate) struct State {
     /// Test knob: refuse every token as expired (a server that disagrees).
     pub refuse_tokens: bool,
     pub stats: SimStats,
+    /// When each authenticated refresh POST arrived, in arrival order: what
+    /// a bill counts, so tests can check a budget in any rolling window.
+    pub post_times: Vec<DateTime<Utc>>,
 }
 
 impl State {
@@ -216,6 +219,7 @@ impl State {
             tokens: HashMap::new(),
             refuse_tokens: false,
             stats: SimStats::default(),
+            post_times: Vec::new(),
         };
         for l in cfg.links {
             st.upsert(l, now);
@@ -300,6 +304,7 @@ impl State {
         now: DateTime<Utc>,
         force_429: bool,
     ) -> RefreshDecision {
+        self.post_times.push(now);
         for p in asked.iter() {
             *self
                 .stats

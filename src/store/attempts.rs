@@ -16,7 +16,7 @@ pub struct Intent {
     pub products: ProductSet,
     /// The send time, which becomes the products' `last_requested_at`.
     pub at: Timestamp,
-    /// The daemon's guard (see "Several replicas" in the module docs);
+    /// The daemon's guard (see "Several replicas" in [`super::ownership`]);
     /// `None` writes the intent unconditionally, as single-writer tools and
     /// tests do.
     pub claim: Option<Claim>,

@@ -36,114 +36,12 @@
 //! handful of requests once per power loss, against one fsync per commit on
 //! every batch with `synchronous=FULL`; intents are group-committed
 //! (one transaction per batch) so that either choice stays cheap.
-
 //!
 //! # Several replicas
 //!
-//! Replicas sharing one PostgreSQL database split the links between them by
-//! *partition*, the way consumer groups do, on PostgreSQL itself
-//! ([`ownership`]; the pure rules in [`crate::policy::partitions`]):
-//!
-//! - A link's partition is a stable hash of its id modulo a fixed count
-//!   (`[database] partitions`, 64 by default). The first replica stores the
-//!   count (`fleet_settings`); one configured otherwise refuses to start,
-//!   naming both. `links.part_hash` is computed by PostgreSQL from the same
-//!   hash, so a replica reads only its partitions' links.
-//! - Every replica heartbeats once per a third of `[database] lease`, in one
-//!   short transaction serialized by an advisory lock: it renews its row in
-//!   `replicas` (`lease_until` in the *database's* clock, `now()`), computes
-//!   the target assignment from the live replicas and current holders
-//!   (balanced, sticky, deterministic), renews the partitions it keeps,
-//!   releases those the target gives to others, and acquires those the
-//!   target gives it that nobody holds under an unexpired lease. Every
-//!   acquisition bumps the partition's `epoch`: the fencing token. A clean
-//!   shutdown releases everything at once.
-//! - A replica loads, evaluates and schedules only the links of the
-//!   partitions it holds, and each intent carries its partition and epoch
-//!   ([`ownership::Fence`]). The intent transaction reads those partitions
-//!   (in ascending order, `FOR SHARE`) and writes the intent only if the
-//!   replica still holds the partition at that epoch and its lease has not
-//!   expired by the database's clock (`clock_timestamp()`). A heartbeat
-//!   that takes a partition locks it in the same order, so it waits for an
-//!   intent transaction in progress, and the new holder's load sees it.
-//!
-//! Inside that, the per-link claim stays as the last line of defence:
-//!
-//! - The link row is locked with `FOR UPDATE SKIP LOCKED`, and its schedule
-//!   rows too: a row another replica is writing right now is skipped, and the
-//!   claim refused. A claim transaction never waits on a row lock, so claims
-//!   from several replicas cannot deadlock.
-//! - Each product's stored `last_requested_at` must be `NULL` or at most what
-//!   the replica believed ([`Claim::known`], rounded up to the stored
-//!   millisecond): nobody has requested it since the state the decision was
-//!   based on. This check alone makes double sends impossible, whatever the
-//!   leases or clocks do: every intent moves the time, so of two replicas
-//!   that decided from the same state only the first to commit passes.
-//! - No other replica may hold an unexpired lease (`lease_owner`,
-//!   `lease_until`, set by the claim and cleared by the outcome): a link
-//!   whose request is still in the air elsewhere (its outcome may yet park it
-//!   or restore times after a 429) is left alone. A dead replica's leases
-//!   expire after `[database] lease`; its intents already count as sent.
-//!
-//! A refused claim returns `None`; the daemon reloads that link and decides
-//! again. Every claim and released lease stamps `links.intent_seq`, and
-//! replicas poll [`Store::claims_since`] each second and merge what changed
-//! in their partitions (after a rebalance, the previous holder's last
-//! outcomes). On PostgreSQL the stamp comes from a sequence, which costs no
-//! lock but may commit out of order; the poll therefore re-reads a small
-//! overlap below its high-water mark, and a row missed anyway costs one
-//! refused claim, never a double send.
-//!
-//! ## Failure analysis
-//!
-//! - **Death (kill -9, host lost)**: its partitions' leases run out after
-//!   `lease`; the next heartbeat of the others (a third of a lease later at
-//!   most) reassigns them, the new holders load their links and find the
-//!   dead one's intents (which count as sent), so each link is requested
-//!   again within lease + one window, never early.
-//! - **Pause (SIGSTOP, a long GC-like stall, a VM migration) past the
-//!   lease**: the database's clock decides, so the partitions go to the
-//!   others while the paused replica cannot object. On waking it can no
-//!   longer commit an intent for them (the lease check, and the epoch once
-//!   someone took them). A POST whose intent it committed *before* the
-//!   pause could still leave late: the dispatcher therefore checks, just
-//!   before sending, that the replica's hold is still valid by its own
-//!   monotonic clock (valid until the heartbeat's start + lease, which ends
-//!   no later than the database's lease) and drops the send otherwise (its
-//!   intent already counts it as sent, so at worst a refresh is skipped).
-//!   Only a pause between that check and the bytes leaving the socket
-//!   remains, microseconds wide. A replica paused *inside* a transaction
-//!   would hold its partitions' rows (and stall the others' heartbeats
-//!   waiting on them): the server ends any of our sessions idle in a
-//!   transaction for 5 s (`postgres::IDLE_IN_TRANSACTION`), heartbeats take
-//!   others' partitions with `SKIP LOCKED` and stop waiting for a lock after
-//!   a third of a lease, so the others go on and take its partitions a few
-//!   seconds later; its transaction fails, and its POSTs are not sent.
-//! - **Clock skew**: leases never use a replica's wall clock: the database
-//!   stamps and judges them, and each replica measures its own hold with a
-//!   monotonic clock from *before* the heartbeat, so it always stops
-//!   before the database would let another start. Send times and window
-//!   ends are still each replica's wall clock (they are compared with
-//!   MoneyKit's), so skew between replicas must stay below
-//!   `[limits] margin` (30 s by default) for the link-level guard; with
-//!   partitions two replicas no longer decide for one link at once except
-//!   across a handover.
-//! - **Split brain** (a replica cut off from the database but not from
-//!   MoneyKit): it cannot renew, so its hold lapses by its own monotonic
-//!   clock at the same moment the database lets others take over; it cannot
-//!   commit intents either, and without a committed intent nothing is sent.
-//! - **Database failover**: a promoted standby that lost the last
-//!   transactions may have lost heartbeats (replicas re-acquire, at a new
-//!   epoch) and intents (the POSTs they guarded were sent: as with a power
-//!   loss on SQLite, a handful of refreshes may be requested once more,
-//!   which MoneyKit may count inside a window). Synchronous replication
-//!   (`synchronous_commit = on` with a synchronous standby) closes this.
-//!   While no database answers, nobody commits, so nobody sends.
-//!
-//! SQLite serves one daemon, held by the [`owner`] lock on the file, so the
-//! daemon sends its intents there without a claim; the store still honours
-//! a claim on SQLite (tools and tests use it), where it only refuses in the
-//! rare race of a claim decided on a state that a write just changed.
+//! See [`ownership`]: partitions under leases with fencing epochs, the
+//! claim guard kept as the last line of defence, and the failure analysis
+//! (pause, clock skew, split brain, database failover).
 //!
 //! # Where the code is
 //!
@@ -166,6 +64,7 @@ mod records;
 mod sql;
 
 pub(crate) mod postgres;
+mod postgres_bulk;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -480,6 +379,20 @@ pub trait Store: FleetQueries + Outbox + Send + Sync + 'static {
 
     /// Deletes attempts whose intent is older than `older_than`; bounded retention.
     async fn prune_attempts(&self, older_than: Timestamp) -> Result<u64, StoreError>;
+
+    /// The POSTs whose intents were committed after `since`, counted per
+    /// `bucket` of time and stamped with the bucket's latest intent, oldest
+    /// first: what the budget counts (every replica's, across restarts).
+    /// Stamped late, never early, so a bucket leaves a rolling window no
+    /// sooner than its last POST does. `except_replica` leaves out the
+    /// intents that replica claimed: a replica counts its own in memory,
+    /// exactly, and the others' from here.
+    async fn posts_since(
+        &self,
+        since: Timestamp,
+        bucket: chrono::TimeDelta,
+        except_replica: Option<&str>,
+    ) -> Result<Vec<(Timestamp, u32)>, StoreError>;
 
     /// Writes the policy's computed due times, batched, for status/fleet queries.
     async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError>;

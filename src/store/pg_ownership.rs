@@ -1,5 +1,5 @@
 //! [`Ownership`] on PostgreSQL: the `replicas` and `partitions` tables (see
-//! "Several replicas" in the [store docs](super)). Every time here is the
+//! "Several replicas" in the [ownership docs](super::ownership)). Every time here is the
 //! database's clock, in unix milliseconds; no replica's clock is trusted
 //! with a lease.
 

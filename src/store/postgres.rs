@@ -11,10 +11,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgConnection, Postgres};
 
 use super::ownership::Ownership;
+use super::postgres_bulk as bulk;
 use super::records::{bits, ms, opt_ms};
+use super::sql::dialect::{AttemptRow, ScheduleRow};
 use super::sql::statements::{UPSERT_LINK_TAIL, UPSERT_SCHEDULE_TAIL};
 use super::sql::{Dialect, SqlStore};
-use super::{DueUpdate, LinkSpec, StoreError, Timestamp};
+use super::{DueUpdate, LinkSpec, Outcome, StoreError, Timestamp};
 
 /// Rows per `UNNEST` statement: large, since parameters do not grow with it.
 const UNNEST_ROWS: usize = 10_000;
@@ -134,7 +136,12 @@ impl Dialect for Postgres {
         Ok(())
     }
 
-    /// Writes due times from column arrays (`UPDATE ... FROM UNNEST`).
+    /// Writes due times from column arrays (`UPDATE ... FROM UNNEST`),
+    /// skipping rows that already hold the time: the daemon re-sends a
+    /// link's due times whenever it looks at the link again (another
+    /// replica's claim read back, a refused claim), mostly unchanged, and
+    /// an UPDATE that changes nothing still writes a row version and its
+    /// index entries.
     async fn write_due(conn: &mut PgConnection, updates: &[DueUpdate]) -> Result<(), StoreError> {
         for rows in updates.chunks(UNNEST_ROWS) {
             let links: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
@@ -143,7 +150,8 @@ impl Dialect for Postgres {
             sqlx::query(
                 "UPDATE schedules SET next_due_at = u.due \
                  FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(link_id, product, due) \
-                 WHERE schedules.link_id = u.link_id AND schedules.product = u.product",
+                 WHERE schedules.link_id = u.link_id AND schedules.product = u.product \
+                 AND schedules.next_due_at IS DISTINCT FROM u.due",
             )
             .bind(links)
             .bind(products)
@@ -183,6 +191,50 @@ impl Dialect for Postgres {
             .execute(pool)
             .await?;
         Ok(())
+    }
+
+    async fn select_any(
+        conn: &mut PgConnection,
+        head: &str,
+        tail: &str,
+        ids: &[&str],
+    ) -> Result<Option<Vec<sqlx::postgres::PgRow>>, StoreError> {
+        bulk::select_any(conn, head, tail, ids).await.map(Some)
+    }
+
+    async fn finish_attempts(
+        conn: &mut PgConnection,
+        run: &[Outcome],
+    ) -> Result<Option<Vec<(i64, Option<String>)>>, StoreError> {
+        bulk::finish_attempts(conn, run).await.map(Some)
+    }
+
+    async fn patch_links(
+        conn: &mut PgConnection,
+        run: &[Outcome],
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        bulk::patch_links(conn, run).await.map(Some)
+    }
+
+    async fn patch_schedules(
+        conn: &mut PgConnection,
+        rows: &[ScheduleRow<'_>],
+    ) -> Result<Option<()>, StoreError> {
+        bulk::patch_schedules(conn, rows).await.map(Some)
+    }
+
+    async fn insert_attempts(
+        conn: &mut PgConnection,
+        rows: &[AttemptRow<'_>],
+    ) -> Result<Option<Vec<(i64, String)>>, StoreError> {
+        bulk::insert_attempts(conn, rows).await.map(Some)
+    }
+
+    async fn move_times(
+        conn: &mut PgConnection,
+        rows: &[(&str, &str, i64)],
+    ) -> Result<Option<()>, StoreError> {
+        bulk::move_times(conn, rows).await.map(Some)
     }
 
     /// PostgreSQL checks its own pages (checksums, `amcheck`); nothing to

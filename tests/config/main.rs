@@ -7,6 +7,7 @@
 #[path = "../common/daemon.rs"]
 mod daemon;
 
+mod budget_cli;
 mod cli_check;
 mod config_watch;
 mod hardening_config;

@@ -11,6 +11,7 @@ mod monitoring;
 #[path = "../common/store/mod.rs"]
 mod store_common;
 
+mod budget_e2e;
 /// Held by the tests that run a fleet of daemon processes on PostgreSQL:
 /// four of them at once (the binary runs four tests at a time) on this
 /// 2-core machine starved each other's heartbeats and the simulator's

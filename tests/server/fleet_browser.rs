@@ -259,3 +259,56 @@ async fn link_ids_and_reasons_are_escaped_on_the_pages() {
     assert!(!body.contains("<script>") && body.contains("&lt;script&gt;"));
     d.stop().await.1.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_card_shows_used_limit_and_money_and_the_table_says_who_waits_in_chromium() {
+    let Some(bin) = chromium() else { return };
+    // 6 POSTs an hour: pacing lets one out now and the next in 10 minutes,
+    // so the figures hold still while the browser reads them.
+    let d = TestDaemon::start(
+        SimConfig {
+            windows: fast_windows(),
+            ..SimConfig::default()
+        },
+        &link_ids("mk_budget_page", 4),
+        "\"accounts\", \"transactions\"",
+        "[budget]\nposts_per_day = 6\nwindow = \"1h\"\nprice_per_post = 0.25\ncurrency = \"USD\"\n",
+    )
+    .await;
+    let shown = daemon::wait_until_async(Duration::from_secs(20), || async {
+        d.sim.posts() == 1
+            && http_get(d.addr, "/")
+                .await
+                .1
+                .contains("data-budget=\"used\">1<")
+    })
+    .await;
+    assert!(
+        shown,
+        "one POST spent and shown; the simulator saw {}",
+        d.sim.posts()
+    );
+    let dom = dump_dom(&bin, format!("http://{}/", d.addr)).await;
+    let card = |name: &str| -> String {
+        let marker = format!("data-budget=\"{name}\">");
+        let from = dom
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {name} in {dom}"))
+            + marker.len();
+        dom[from..].split('<').next().unwrap().to_owned()
+    };
+    assert_eq!(card("used"), d.sim.posts().to_string());
+    assert_eq!(card("limit"), "6");
+    assert_eq!(card("remaining"), "5");
+    assert!(dom.contains("0.25 USD"), "the POST's price is shown: {dom}");
+    assert!(
+        dom.contains("1.50 USD"),
+        "the limit's price is shown: {dom}"
+    );
+    assert!(
+        dom.contains("waiting for budget until"),
+        "the links held back say so: {dom}"
+    );
+    screenshot(&bin, format!("http://{}/", d.addr), "fleet-budget.png").await;
+    d.stop().await.1.unwrap();
+}

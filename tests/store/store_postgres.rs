@@ -22,6 +22,9 @@ conformance_tests!(TestDb::postgres;
     a_claim_on_a_stale_view_is_refused_and_writes_nothing,
     a_lease_holds_off_other_replicas_until_released_or_expired,
     two_replicas_claiming_the_same_links_at_once_never_both_win,
+    a_run_of_outcomes_sets_every_field_as_one_by_one,
+    an_intent_for_an_unknown_link_fails_and_writes_nothing,
+    the_budget_counts_posts_per_bucket_and_can_leave_out_one_replica,
     activity_and_tags_are_stored_and_a_repeated_activity_writes_nothing,
 );
 

@@ -67,6 +67,7 @@ impl Scheduler {
         // cost each replica the whole fleet's traffic again.
         if self.shared && self.owned.is_none() {
             self.poll_claims().await;
+            self.refresh_budget().await;
         }
     }
 
@@ -119,12 +120,13 @@ impl Scheduler {
     /// the paged [`loader`](crate::daemon::loader) as at start (see
     /// [`Reloading`]). A reload asked for while one streams starts over.
     pub(super) async fn reload(&mut self) {
-        let Some(rules) =
+        let Some(reloaded) =
             crate::daemon::reload::reload(&self.config_path, &self.store, self.clock).await
         else {
             return;
         };
-        self.rules = rules;
+        self.rules = reloaded.rules;
+        self.reload_budget(reloaded.budget).await;
         // Profiles may have changed: each link is resolved again as its
         // page of the reload arrives.
         self.table.set_profiles(self.rules.profiles.clone());
@@ -271,6 +273,8 @@ mod tests {
             reloading: None,
             owned: None,
             store_health: StoreHealth::new(),
+            budget: None,
+            replica: "test".into(),
         };
         (s, (jobs_rx, done_tx, writes_rx, reload_tx, rules_rx))
     }

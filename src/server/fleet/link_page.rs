@@ -9,7 +9,6 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::{HISTORY_ROWS, failure, store_failure};
 use crate::domain::LinkId;
-use crate::explain::link_status;
 use crate::server::AppState;
 use crate::server::html::{escape, page, time};
 
@@ -35,7 +34,10 @@ pub(super) async fn link_page(State(s): State<AppState>, Path(raw): Path<String>
         Err(e) => return store_failure(&s, &e),
     };
     let now = s.fleet.clock.now();
-    let status = link_status(&rec, &s.fleet.rules(), now);
+    let status = match s.fleet.status_of(&*s.store, &rec, now).await {
+        Ok(status) => status,
+        Err(e) => return store_failure(&s, &e),
+    };
     let mut body = String::new();
     let _ = write!(
         body,

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{PAGE_LINKS, Summary};
 use crate::domain::LinkState;
-use crate::explain::link_status;
+use crate::explain::link_status_within;
 use crate::server::AppState;
 use crate::server::html::{age, bar_chart, escape, time, url_encode};
 use crate::store::LinkRecord;
@@ -109,6 +109,7 @@ pub(super) fn age_section(body: &mut String, ages: &[ProductAge]) {
 pub(super) fn table_section(
     body: &mut String,
     s: &AppState,
+    sum: &Summary,
     search: &LinkSearch,
     records: &[LinkRecord],
     more: bool,
@@ -140,7 +141,11 @@ pub(super) fn table_section(
     );
     let rules = s.fleet.rules();
     for rec in records {
-        let status = link_status(rec, &rules, now);
+        let budget = sum
+            .budget
+            .as_ref()
+            .map(|b| (&b.config.budget, &b.usage[..]));
+        let status = link_status_within(rec, &rules, budget, now);
         let span = status.products.len().max(1);
         let _ = write!(
             body,

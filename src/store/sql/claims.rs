@@ -1,5 +1,5 @@
 //! The decisions of the claim guard (see "Several replicas" in the
-//! [store docs](crate::store)) and of lease release, as plain functions of
+//! [ownership docs](crate::store::ownership)) and of lease release, as plain functions of
 //! what the database returned: testable without one, and written once for
 //! one intent or many.
 

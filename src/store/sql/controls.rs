@@ -174,6 +174,48 @@ where
             .rows_affected())
     }
 
+    /// [`Store::posts_since`](crate::store::Store::posts_since): an index
+    /// range scan of `attempts_by_time_outcome` (or, leaving out one
+    /// replica's, of `attempts_by_time_replica`), one row per bucket.
+    pub(crate) async fn read_posts_since(
+        &self,
+        since: Timestamp,
+        bucket: chrono::TimeDelta,
+        except_replica: Option<&str>,
+    ) -> Result<Vec<(Timestamp, u32)>, StoreError> {
+        let width = bucket.num_milliseconds().max(1);
+        let rows = match except_replica {
+            None => {
+                sqlx::query(
+                    "SELECT intent_at / $2 AS b, COUNT(*), MAX(intent_at) FROM attempts \
+                     WHERE intent_at > $1 GROUP BY b ORDER BY b",
+                )
+                .bind(ms(since))
+                .bind(width)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some(replica) => {
+                sqlx::query(
+                    "SELECT intent_at / $2 AS b, COUNT(*), MAX(intent_at) FROM attempts \
+                     WHERE intent_at > $1 AND COALESCE(replica, '') <> $3 GROUP BY b ORDER BY b",
+                )
+                .bind(ms(since))
+                .bind(width)
+                .bind(replica)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                let n: i64 = row.try_get(1)?;
+                let last: i64 = row.try_get(2)?;
+                Ok((time(last)?, u32::try_from(n).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
     /// [`Store::remember_delivery`](crate::store::Store::remember_delivery).
     pub(crate) async fn remember(
         &self,

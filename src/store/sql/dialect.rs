@@ -11,8 +11,16 @@
 use async_trait::async_trait;
 use sqlx::{Database, Decode, Encode, Pool, Type};
 
+use crate::domain::Product;
 use crate::store::ownership::Ownership;
-use crate::store::{DueUpdate, LinkSpec, StoreError, Timestamp};
+use crate::store::{DueUpdate, LinkSpec, Outcome, ProductPatch, StoreError, Timestamp};
+
+/// An attempt row as the intent path inserts it: link, products bitmask,
+/// intent time, previous request times (encoded), claiming replica.
+pub(crate) type AttemptRow<'a> = (&'a str, i32, i64, String, Option<&'a str>);
+
+/// A schedule row an outcome patches: link, the patch, product.
+pub(crate) type ScheduleRow<'a> = (&'a str, &'a ProductPatch, Product);
 
 /// The handful of things the two backends do differently; everything else
 /// is the shared SQL of [`super`].
@@ -92,6 +100,63 @@ pub(crate) trait Dialect: Database<QueryResult: RowsAffected> {
 
     /// Partitioned ownership, where the backend has it (PostgreSQL).
     fn ownership(store: &super::SqlStore<Self>) -> Option<&dyn Ownership>;
+
+    // The write path's bulk statements (one per batch, with a fixed text)
+    // where the backend has a cheaper form than the shared multi-row
+    // `VALUES` chunks; `None`: it has not, and the shared form runs.
+    // PostgreSQL binds column arrays (`UNNEST`): one statement and one
+    // cached plan per batch, where `VALUES` lists of every length were
+    // planned anew, chunk by chunk.
+
+    /// `SELECT ... WHERE {head} IN ids {tail}` in one statement.
+    async fn select_any(
+        _conn: &mut Self::Connection,
+        _head: &str,
+        _tail: &str,
+        _ids: &[&str],
+    ) -> Result<Option<Vec<Self::Row>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Finishes the attempts of a run of outcomes; `(id, replica)` of each found.
+    async fn finish_attempts(
+        _conn: &mut Self::Connection,
+        _run: &[Outcome],
+    ) -> Result<Option<Vec<(i64, Option<String>)>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Applies the link part of a run's patches; the ids of the links found.
+    async fn patch_links(
+        _conn: &mut Self::Connection,
+        _run: &[Outcome],
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Ensures and patches the schedule rows of a run's patches.
+    async fn patch_schedules(
+        _conn: &mut Self::Connection,
+        _rows: &[ScheduleRow<'_>],
+    ) -> Result<Option<()>, StoreError> {
+        Ok(None)
+    }
+
+    /// Inserts attempt rows; `(id, link)` of each.
+    async fn insert_attempts(
+        _conn: &mut Self::Connection,
+        _rows: &[AttemptRow<'_>],
+    ) -> Result<Option<Vec<(i64, String)>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Moves `last_requested_at` of `(link, product, at)` rows (upserts).
+    async fn move_times(
+        _conn: &mut Self::Connection,
+        _rows: &[(&str, &str, i64)],
+    ) -> Result<Option<()>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A Rust type the shared SQL binds and reads on database `DB`; one bound

@@ -9,6 +9,7 @@ use std::ops::Range;
 use sqlx::{AssertSqlSafe, ColumnIndex, Encode, Executor, IntoArguments, Row, Type};
 
 use super::claims::{Holding, Lease, fence_allows, known_times_allow, lease_allows};
+use super::dialect::AttemptRow;
 use super::rows::rows;
 use super::statements::{BATCH_ROWS, BULK_LEASE_ROW, BULK_LEASE_TAIL, LEASE_HEAD, VALUES_OPEN};
 use super::{Column, Dialect, SqlStore};
@@ -201,7 +202,26 @@ where
             }
         }
         let mut id_of: HashMap<String, i64> = HashMap::with_capacity(intents.len());
-        for chunk in intents.chunks(BATCH_ROWS) {
+        let attempts: Vec<AttemptRow> = intents
+            .iter()
+            .map(|i| {
+                (
+                    i.link.as_str(),
+                    bits(i.products),
+                    ms(i.at),
+                    encode_prev(&prev_of[i.link.as_str()]),
+                    i.claim.as_ref().map(|c| c.owner.as_str()),
+                )
+            })
+            .collect();
+        let bulk = DB::insert_attempts(conn, &attempts).await?;
+        let shared = if bulk.is_none() {
+            &attempts[..]
+        } else {
+            &[][..]
+        };
+        id_of.extend(bulk.into_iter().flatten().map(|(id, link)| (link, id)));
+        for chunk in shared.chunks(BATCH_ROWS) {
             let text = rows::<DB>(
                 &[
                     "INSERT INTO attempts (link_id, products, intent_at, prev_requested, replica) VALUES ",
@@ -211,13 +231,13 @@ where
                 " RETURNING id, link_id",
             );
             let mut q = sqlx::query(AssertSqlSafe(text));
-            for i in chunk {
+            for (link, products, at, prev, replica) in chunk {
                 q = q
-                    .bind(i.link.as_str())
-                    .bind(bits(i.products))
-                    .bind(ms(i.at))
-                    .bind(encode_prev(&prev_of[i.link.as_str()]))
-                    .bind(i.claim.as_ref().map(|c| c.owner.as_str()));
+                    .bind(*link)
+                    .bind(*products)
+                    .bind(*at)
+                    .bind(prev.as_str())
+                    .bind(*replica);
             }
             for row in &q.fetch_all(&mut *conn).await? {
                 id_of.insert(row.try_get(1)?, row.try_get(0)?);
@@ -231,7 +251,11 @@ where
                     .map(move |p| (i.link.as_str(), p.as_str(), ms(i.at)))
             })
             .collect();
-        for chunk in times.chunks(BATCH_ROWS) {
+        let shared = match DB::move_times(conn, &times).await? {
+            Some(()) => &[][..],
+            None => &times[..],
+        };
+        for chunk in shared.chunks(BATCH_ROWS) {
             let text = rows::<DB>(
                 &["INSERT INTO schedules (link_id, product, last_requested_at) VALUES "],
                 "(?, ?, ?)",

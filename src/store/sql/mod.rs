@@ -277,6 +277,16 @@ where
         self.prune(older_than).await
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn posts_since(
+        &self,
+        since: Timestamp,
+        bucket: chrono::TimeDelta,
+        except_replica: Option<&str>,
+    ) -> Result<Vec<(Timestamp, u32)>, StoreError> {
+        self.read_posts_since(since, bucket, except_replica).await
+    }
+
     #[tracing::instrument(skip_all, fields(updates = updates.len()))]
     async fn set_next_due(&self, updates: &[DueUpdate]) -> Result<(), StoreError> {
         self.write_due_times(updates).await

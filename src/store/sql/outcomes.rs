@@ -175,7 +175,10 @@ where
     async fn outcomes_bulk(conn: &mut DB::Connection, run: &[Outcome]) -> Result<(), StoreError> {
         // Finished attempt ids and the replica that claimed each.
         let mut finished: HashMap<i64, Option<String>> = HashMap::new();
-        for chunk in run.chunks(BATCH_ROWS) {
+        let bulk = DB::finish_attempts(conn, run).await?;
+        let shared = if bulk.is_none() { run } else { &[][..] };
+        finished.extend(bulk.into_iter().flatten());
+        for chunk in shared.chunks(BATCH_ROWS) {
             let text = rows::<DB>(
                 &[BULK_FINISH_HEAD],
                 BULK_FINISH_ROW,
@@ -210,7 +213,10 @@ where
             Self::record_events(conn, &o.link, &o.patch, o.at).await?;
         }
         let mut found: HashSet<String> = HashSet::new();
-        for chunk in run.chunks(BATCH_ROWS) {
+        let bulk = DB::patch_links(conn, run).await?;
+        let shared = if bulk.is_none() { run } else { &[][..] };
+        found.extend(bulk.into_iter().flatten());
+        for chunk in shared.chunks(BATCH_ROWS) {
             let state = chunk.iter().any(|o| o.patch.state.is_some());
             let text = rows::<DB>(
                 &[bulk_patch_link_head(state)],
@@ -250,7 +256,11 @@ where
                     .map(move |(p, pp)| (o.link.as_str(), pp, *p))
             })
             .collect();
-        for chunk in products.chunks(BATCH_ROWS) {
+        let shared = match DB::patch_schedules(conn, &products).await? {
+            Some(()) => &[][..],
+            None => &products[..],
+        };
+        for chunk in shared.chunks(BATCH_ROWS) {
             let text = rows::<DB>(
                 &[BULK_ENSURE_SCHEDULE_HEAD],
                 UPSERT_SCHEDULE_ROW,

@@ -93,6 +93,12 @@ where
         tail: &str,
         ids: &[&str],
     ) -> Result<Vec<DB::Row>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(rows) = DB::select_any(conn, head, tail, ids).await? {
+            return Ok(rows);
+        }
         let mut out = Vec::new();
         for chunk in ids.chunks(ID_ROWS) {
             let text = rows::<DB>(&[head, " IN ("], "?", chunk.len(), &format!("){tail}"));

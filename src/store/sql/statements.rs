@@ -68,6 +68,49 @@ pub(crate) fn bulk_patch_link_head(state: bool) -> &'static str {
     });
     &TEXTS[variant(state, false)]
 }
+/// PostgreSQL's bulk link patch: the `SET` list of [`bulk_patch_link_head`]
+/// over column arrays (`UNNEST`) named as the `VALUES` columns it reads.
+pub(crate) fn unnest_patch_link(state: bool) -> &'static str {
+    static TEXTS: LazyLock<[String; 4]> = LazyLock::new(|| {
+        variants(|state, _| {
+            let set = link_assignments(Values("links"), state, false, 9);
+            format!(
+                "UPDATE links SET {set} FROM UNNEST($1::text[], $2::bool[], $3::text[], \
+                 $4::text[], $5::bool[], $6::int8[], $7::bool[], $8::int4[], $9::int8[]) \
+                 AS v({}) WHERE links.id = v.column1 RETURNING links.id",
+                value_columns(9)
+            )
+        })
+    });
+    &TEXTS[variant(state, false)]
+}
+
+/// PostgreSQL's bulk schedule patch (see [`unnest_patch_link`]).
+pub(crate) fn unnest_patch_schedule(requested: bool, due: bool) -> &'static str {
+    static TEXTS: LazyLock<[String; 4]> = LazyLock::new(|| {
+        variants(|requested, due| {
+            let set = schedule_assignments(Values("schedules"), requested, due);
+            format!(
+                "UPDATE schedules SET {set} FROM UNNEST($1::text[], $2::text[], $3::bool[], \
+                 $4::int8[], $5::int8[], $6::int8[], $7::bool[], $8::int8[], $9::bool[], \
+                 $10::int4[], $11::bool[], $12::int8[], $13::bool[], $14::text[], $15::bool[], \
+                 $16::bool[]) AS v({}) \
+                 WHERE schedules.link_id = v.column1 AND schedules.product = v.column2",
+                value_columns(16)
+            )
+        })
+    });
+    &TEXTS[variant(requested, due)]
+}
+
+/// `column1, ..., columnN`: the names `VALUES` gives its columns.
+fn value_columns(n: u8) -> String {
+    (1..=n)
+        .map(|i| format!("column{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) const BULK_PATCH_LINK_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 pub(crate) const BULK_PATCH_LINK_TAIL: &str =
     ") AS v WHERE links.id = v.column1 RETURNING links.id";

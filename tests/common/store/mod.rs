@@ -9,16 +9,20 @@
 pub mod optional;
 
 mod batches;
+mod budget;
 mod claims;
 mod controls;
 mod demand;
 mod outcomes;
 mod sync;
+mod write_path;
 
 // The checks, for `conformance_tests!`; binaries that only borrow the
 // fixtures (`tests/daemon`) leave them unused.
 #[allow(unused_imports)]
-pub use self::{batches::*, claims::*, controls::*, demand::*, outcomes::*, sync::*};
+pub use self::{
+    batches::*, budget::*, claims::*, controls::*, demand::*, outcomes::*, sync::*, write_path::*,
+};
 
 use std::sync::Arc;
 
