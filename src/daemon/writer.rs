@@ -95,7 +95,6 @@ pub async fn run(
                 next = rx.try_recv().ok();
             }
         }
-        fold_dues(&mut outcomes, &mut dues);
         if due_deadline.is_some_and(|d| d <= Instant::now()) {
             flush_dues(&*store, &mut dues).await;
             due_deadline = None;
@@ -185,83 +184,11 @@ async fn record(
     patches.clear();
 }
 
-/// Moves the queued due times of the products an outcome patches into that
-/// patch, so that their schedule row is written once, in the outcome's
-/// statement, instead of a second time by the next due-time flush (the
-/// scheduler queues a link's new due times right after its outcome; on
-/// PostgreSQL the separate rewrite of tens of thousands of rows a second
-/// was the store's largest cost). A due time is only a copy for the fleet
-/// page, and the queued one is the newest the scheduler computed, so it
-/// wins over anything the patch held. Products the patch does not touch
-/// stay queued.
-fn fold_dues(outcomes: &mut [Outcome], dues: &mut HashMap<(LinkId, Product), Option<Timestamp>>) {
-    if dues.is_empty() {
-        return;
-    }
-    for o in outcomes {
-        for (product, patch) in &mut o.patch.products {
-            if let Some(due) = dues.remove(&(o.link.clone(), *product)) {
-                patch.next_due_at = Some(due);
-            }
-        }
-    }
-}
-
 /// Writes coalesced due times; a failure only makes the fleet page stale,
 /// so it is logged and dropped rather than retried.
 async fn flush_dues(store: &dyn Store, dues: &mut HashMap<(LinkId, Product), Option<Timestamp>>) {
     let updates: Vec<DueUpdate> = dues.drain().map(|((l, p), d)| (l, p, d)).collect();
     if let Err(e) = store.set_next_due(&updates).await {
         tracing::warn!(error = %e, updates = updates.len(), "could not record due times");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::ProductPatch;
-
-    fn t(s: i64) -> Timestamp {
-        chrono::DateTime::from_timestamp(s, 0).unwrap()
-    }
-
-    fn outcome(link: &str, products: &[Product]) -> Outcome {
-        Outcome {
-            attempt: 1,
-            link: LinkId::parse(link).unwrap(),
-            label: "accepted".into(),
-            status: Some(202),
-            detail: None,
-            at: t(0),
-            patch: LinkPatch {
-                products: products
-                    .iter()
-                    .map(|p| (*p, ProductPatch::default()))
-                    .collect(),
-                ..LinkPatch::default()
-            },
-        }
-    }
-
-    #[test]
-    fn a_queued_due_time_of_a_patched_product_goes_into_the_outcome_and_others_stay_queued() {
-        let a = LinkId::parse("mk_a").unwrap();
-        let b = LinkId::parse("mk_b").unwrap();
-        let mut outcomes = vec![outcome("mk_a", &[Product::Accounts])];
-        outcomes[0].patch.products[0].1.next_due_at = Some(Some(t(5)));
-        let mut dues = HashMap::from([
-            ((a.clone(), Product::Accounts), Some(t(10))),
-            ((a.clone(), Product::Transactions), Some(t(11))),
-            ((b.clone(), Product::Accounts), None),
-        ]);
-        fold_dues(&mut outcomes, &mut dues);
-        assert_eq!(
-            outcomes[0].patch.products[0].1.next_due_at,
-            Some(Some(t(10))),
-            "the newest computed due time wins"
-        );
-        assert_eq!(dues.len(), 2);
-        assert_eq!(dues[&(a, Product::Transactions)], Some(t(11)));
-        assert_eq!(dues[&(b, Product::Accounts)], None);
     }
 }
