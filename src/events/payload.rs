@@ -93,15 +93,21 @@ pub fn budget_exhausted_body(
     .to_string()
 }
 
+/// Replicas re-read the budget's count each second, so they see an episode
+/// start within about that of each other: an episode bucket is never
+/// narrower than a few of those.
+const MIN_EPISODE_BUCKET_MS: i64 = 5_000;
+
 /// The id of the `budget.exhausted` event of the episode that started at
-/// `at` under a `window_ms` window: the start of its budget bucket
-/// (`window / 1440`, as the budget counts), so every replica that sees the
-/// episode gives it the same id (see
+/// `at` under a `window_ms` window, and the width of its bucket in
+/// milliseconds: the start of its budget bucket (`window / 1440`, as the
+/// budget counts, at least 5 s), so every replica that sees the episode
+/// gives it the same id (see
 /// [`Outbox::record_budget_exhausted`](crate::store::Outbox::record_budget_exhausted)).
-pub fn budget_episode_id(at: DateTime<Utc>, window_ms: i64) -> String {
-    let width = (window_ms / 1440).max(1);
+pub fn budget_episode_id(at: DateTime<Utc>, window_ms: i64) -> (String, i64) {
+    let width = (window_ms / 1440).max(MIN_EPISODE_BUCKET_MS);
     let start = at.timestamp_millis().div_euclid(width) * width;
-    format!("evt_budget_exhausted_{start}")
+    (format!("evt_budget_exhausted_{start}"), width)
 }
 
 #[cfg(test)]
@@ -141,6 +147,8 @@ mod tests {
         let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
         let later = at + chrono::TimeDelta::seconds(59);
         assert_eq!(budget_episode_id(at, day), budget_episode_id(later, day));
+        assert_eq!(budget_episode_id(at, day).1, 60_000);
+        assert_eq!(budget_episode_id(at, 60_000).1, 5_000, "at least 5 s");
         assert_ne!(
             budget_episode_id(at, day),
             budget_episode_id(at + chrono::TimeDelta::seconds(60), day)

@@ -145,14 +145,18 @@ pub trait Outbox: Send + Sync {
     /// Several replicas sharing a store each run a gate over the same
     /// count, so each may announce the same episode. The event's id is
     /// therefore not random but derived from the episode: the budget
-    /// bucket (`window / 1440`, a minute of a day) in which `at` falls,
-    /// and the row is inserted with `ON CONFLICT DO NOTHING`, so the fleet
-    /// writes one event per episode and a second call for the same episode
-    /// writes nothing. Replicas see the cap fill within about a second of
-    /// each other (they re-read the count each second), so two events for
-    /// one episode need its start to straddle a bucket boundary; an
-    /// episode that ends and starts again within one bucket is reported
-    /// once. Both were judged better than a table of episodes.
+    /// bucket (`window / 1440`, a minute of a day; at least 5 s) in which
+    /// `at` falls, and the row is inserted with `ON CONFLICT DO NOTHING`,
+    /// so the fleet writes one event per episode and a second call for the
+    /// same episode writes nothing. Replicas see the cap fill within about
+    /// a second of each other (they re-read the count each second); one
+    /// that sees it just after a bucket boundary would make a new id, so
+    /// the insert also writes nothing when a `budget.exhausted` was written
+    /// less than a bucket before `at`. Only two replicas committing at the
+    /// same moment on both sides of a boundary both write. The cost: a new
+    /// episode less than a bucket after the last one's start is not
+    /// reported (the warning still is). Both were judged better than a
+    /// table of episodes.
     ///
     /// The event concerns no link: its `link_id` column holds
     /// [`FLEET_LINK_ID`], which no MoneyKit link id can be, so these

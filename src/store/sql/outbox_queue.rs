@@ -266,10 +266,15 @@ where
         if !Self::outbox_on(&mut tx).await? {
             return Ok(false);
         }
-        let id = budget_episode_id(at, window_ms);
+        let (id, width) = budget_episode_id(at, window_ms);
+        // The id makes a repeat in the same bucket a no-op; NOT EXISTS also
+        // drops a repeat from a replica that saw the episode start just
+        // after a bucket boundary (see the trait's doc comment).
         let n = sqlx::query(
             "INSERT INTO events (id, link_id, type, product, created_at, payload, next_attempt_at) \
-             VALUES ($1, $2, $3, NULL, $4, $5, $4) ON CONFLICT (id) DO NOTHING",
+             SELECT $1, $2, $3, NULL, $4, $5, $4 WHERE NOT EXISTS \
+             (SELECT 1 FROM events WHERE link_id = $2 AND type = $3 AND created_at > $6) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(id.as_str())
         .bind(FLEET_LINK_ID)
@@ -282,6 +287,7 @@ where
             window.as_secs(),
             waiting,
         ))
+        .bind(ms(at) - width)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -73,7 +73,7 @@ pub async fn a_budget_exhaustion_episode_writes_one_event_and_none_without_event
 
     let store = db.open().await;
     let day = std::time::Duration::from_secs(86_400);
-    // A day's bucket is a minute: t(60) .. t(119) is one bucket.
+    // A day's bucket is a minute: t(20) .. t(79) is one bucket.
     assert!(
         !store
             .record_budget_exhausted(t(60), 10, 10, day, 3)
@@ -122,4 +122,21 @@ pub async fn a_budget_exhaustion_episode_writes_one_event_and_none_without_event
         "a later episode is a new event"
     );
     assert_eq!(store.list_events(false, 10).await.unwrap().len(), 2);
+    // An episode starting at the end of a bucket (t(0) is 40 s past a
+    // minute, so t(380) starts one),
+    // seen by another replica a moment later in the next bucket: one event.
+    assert!(
+        store
+            .record_budget_exhausted(t(379), 10, 10, day, 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_budget_exhausted(t(381), 10, 10, day, 1)
+            .await
+            .unwrap(),
+        "a replica that saw the episode in the next bucket writes nothing"
+    );
+    assert_eq!(store.list_events(false, 10).await.unwrap().len(), 3);
 }
