@@ -50,6 +50,25 @@ pub struct BudgetGate {
     exhausted: bool,
     /// Why the last round deferred (a `linkfresh_deferred_total` reason).
     last_reason: &'static str,
+    /// An episode announced but not yet handed to the writer (see
+    /// [`BudgetGate::take_exhaustion`]).
+    announced: Option<Exhaustion>,
+}
+
+/// A budget exhaustion episode as announced, for the `budget.exhausted`
+/// event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhaustion {
+    /// When this gate saw the cap full with links waiting.
+    pub at: DateTime<Utc>,
+    /// POSTs in the window then.
+    pub used: u64,
+    /// `posts_per_day`.
+    pub limit: u64,
+    /// `[budget] window`.
+    pub window: TimeDelta,
+    /// Links deferred in that round.
+    pub waiting: u64,
 }
 
 impl BudgetGate {
@@ -64,6 +83,7 @@ impl BudgetGate {
             dirty: false,
             exhausted: false,
             last_reason: "pacing",
+            announced: None,
         }
     }
 
@@ -170,7 +190,7 @@ impl BudgetGate {
         } else {
             Some(now)
         };
-        self.note_exhaustion(&after, deferred.len());
+        self.note_exhaustion(&after, deferred.len(), now);
         admitted
     }
 
@@ -207,11 +227,23 @@ impl BudgetGate {
         }
     }
 
-    fn note_exhaustion(&mut self, after: &Standing, deferred: usize) {
+    /// The episode announced since the last call, if any: the run loop
+    /// hands it to the writer, which records the `budget.exhausted` event
+    /// without holding up the loop.
+    pub fn take_exhaustion(&mut self) -> Option<Exhaustion> {
+        self.announced.take()
+    }
+
+    fn note_exhaustion(&mut self, after: &Standing, deferred: usize, now: DateTime<Utc>) {
         if after.remaining == 0 && deferred > 0 {
             if !self.exhausted {
                 self.exhausted = true;
-                budget_exhausted(after, self.config.budget.window, deferred);
+                self.announced = Some(budget_exhausted(
+                    after,
+                    self.config.budget.window,
+                    deferred,
+                    now,
+                ));
             }
         } else if after.remaining > 0 {
             self.exhausted = false;
@@ -234,9 +266,16 @@ fn add_to_bucket(usage: &mut Vec<(DateTime<Utc>, u32)>, now: DateTime<Utc>, n: u
 }
 
 /// The one place a budget exhaustion episode is announced: when the cap is
-/// full and links wait. A `tracing` warning now; the outbound
-/// `budget.exhausted` event hooks in here.
-fn budget_exhausted(standing: &Standing, window: TimeDelta, waiting: usize) {
+/// full and links wait. A `tracing` warning, and the episode for the
+/// outbound `budget.exhausted` event (written by the writer through
+/// [`Outbox::record_budget_exhausted`](crate::store::Outbox::record_budget_exhausted),
+/// once per episode across replicas).
+fn budget_exhausted(
+    standing: &Standing,
+    window: TimeDelta,
+    waiting: usize,
+    now: DateTime<Utc>,
+) -> Exhaustion {
     tracing::warn!(
         used = standing.used,
         limit = standing.limit,
@@ -244,6 +283,13 @@ fn budget_exhausted(standing: &Standing, window: TimeDelta, waiting: usize) {
         waiting,
         "budget exhausted: no more POSTs until the oldest in the window leave it"
     );
+    Exhaustion {
+        at: now,
+        used: standing.used,
+        limit: standing.limit,
+        window,
+        waiting: waiting as u64,
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use super::dispatch::Job;
 use super::outcome::narrow_for_isolation;
 use super::scheduler::Scheduler;
 use super::table::{Entry, ProductSlot};
+use super::writer::Write;
 use crate::config::BudgetConfig;
 use crate::domain::ProductSet;
 use crate::policy::budget::Candidate;
@@ -71,7 +72,11 @@ impl Scheduler {
             let e = table.get(i);
             !e.in_flight && !e.removed
         };
-        for i in gate.admit(now, self.jobs.capacity(), live) {
+        let admitted = gate.admit(now, self.jobs.capacity(), live);
+        if let Some(episode) = gate.take_exhaustion() {
+            let _ = self.writes.send(Write::BudgetExhausted(episode));
+        }
+        for i in admitted {
             self.send_admitted(i, now);
         }
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::budget::Exhaustion;
 use crate::domain::{LinkId, Product};
 use crate::store::health::StoreHealth;
 use crate::store::{AttemptId, DueUpdate, Intent, LinkPatch, Outcome, OwnPatch, Store, Timestamp};
@@ -44,6 +45,10 @@ pub enum Write {
     /// coalesced (only the latest per product is written) and flushed at
     /// most once a second.
     Due(Vec<DueUpdate>),
+    /// A budget exhaustion episode: its `budget.exhausted` event is
+    /// written at once (one small insert, nothing when `[events]` is not
+    /// configured); a failure is logged, not retried.
+    BudgetExhausted(Exhaustion),
 }
 
 /// Where the writer answers a [`Write::Intents`].
@@ -85,6 +90,7 @@ pub async fn run(
                     }
                     due_deadline.get_or_insert_with(|| Instant::now() + DUE_FLUSH_EVERY);
                 }
+                Write::BudgetExhausted(x) => record_exhaustion(&*store, &x).await,
                 Write::Patch(link, patch) => patches.push(OwnPatch {
                     link,
                     patch,
@@ -182,6 +188,19 @@ async fn record(
     }
     outcomes.clear();
     patches.clear();
+}
+
+/// Writes the `budget.exhausted` event of an episode. Losing it costs
+/// only a notification (the gauge and the log still show the episode), so
+/// a failure is logged and dropped rather than retried.
+async fn record_exhaustion(store: &dyn Store, x: &Exhaustion) {
+    let window = x.window.to_std().unwrap_or_default();
+    if let Err(e) = store
+        .record_budget_exhausted(x.at, x.used, x.limit, window, x.waiting)
+        .await
+    {
+        tracing::warn!(error = %e, "could not record the budget.exhausted event");
+    }
 }
 
 /// Writes coalesced due times; a failure only makes the fleet page stale,

@@ -24,7 +24,8 @@ pub enum EventType {
     Stale,
     /// A stale product was refreshed again.
     Fresh,
-    /// The POST budget ran out (issue 17; emitted once budgets exist).
+    /// The POST budget ran out: once per exhaustion episode, fleet-wide
+    /// (see [`Outbox::record_budget_exhausted`](crate::store::Outbox::record_budget_exhausted)).
     BudgetExhausted,
 }
 

@@ -67,6 +67,49 @@ pub fn body(link: &str, caused: &Caused, at: DateTime<Utc>, view: &LinkView) -> 
     json!({ "type": caused.kind.as_str(), "timestamp": iso(at), "data": data }).to_string()
 }
 
+/// The body of a `budget.exhausted` event at `at`: the same envelope, with
+/// the standing of the budget in `data` and no link.
+pub fn budget_exhausted_body(
+    at: DateTime<Utc>,
+    used: u64,
+    limit: u64,
+    window_seconds: u64,
+    waiting: u64,
+) -> String {
+    json!({
+        "type": EventType::BudgetExhausted.as_str(),
+        "timestamp": iso(at),
+        "data": {
+            "reason": format!(
+                "{used} of {limit} POSTs in the last {window_seconds} s: \
+                 no more until the oldest leave the window"
+            ),
+            "used": used,
+            "limit": limit,
+            "window_seconds": window_seconds,
+            "waiting": waiting,
+        },
+    })
+    .to_string()
+}
+
+/// Replicas re-read the budget's count each second, so they see an episode
+/// start within about that of each other: an episode bucket is never
+/// narrower than a few of those.
+const MIN_EPISODE_BUCKET_MS: i64 = 5_000;
+
+/// The id of the `budget.exhausted` event of the episode that started at
+/// `at` under a `window_ms` window, and the width of its bucket in
+/// milliseconds: the start of its budget bucket (`window / 1440`, as the
+/// budget counts, at least 5 s), so every replica that sees the episode
+/// gives it the same id (see
+/// [`Outbox::record_budget_exhausted`](crate::store::Outbox::record_budget_exhausted)).
+pub fn budget_episode_id(at: DateTime<Utc>, window_ms: i64) -> (String, i64) {
+    let width = (window_ms / 1440).max(MIN_EPISODE_BUCKET_MS);
+    let start = at.timestamp_millis().div_euclid(width) * width;
+    (format!("evt_budget_exhausted_{start}"), width)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +139,28 @@ mod tests {
             iso(at)
         );
         assert!(new_id().starts_with("evt_") && new_id() != new_id());
+    }
+
+    #[test]
+    fn a_budget_episode_has_one_id_per_bucket_and_a_body_without_a_link() {
+        let day = 86_400_000;
+        let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let later = at + chrono::TimeDelta::seconds(59);
+        assert_eq!(budget_episode_id(at, day), budget_episode_id(later, day));
+        assert_eq!(budget_episode_id(at, day).1, 60_000);
+        assert_eq!(budget_episode_id(at, 60_000).1, 5_000, "at least 5 s");
+        assert_ne!(
+            budget_episode_id(at, day),
+            budget_episode_id(at + chrono::TimeDelta::seconds(60), day)
+        );
+        let v: Value = serde_json::from_str(&budget_exhausted_body(at, 10, 10, 86_400, 3)).unwrap();
+        assert_eq!(v["type"], "budget.exhausted");
+        assert_eq!(v["timestamp"], iso(at));
+        assert_eq!(v["data"]["used"], 10);
+        assert_eq!(v["data"]["limit"], 10);
+        assert_eq!(v["data"]["window_seconds"], 86_400);
+        assert_eq!(v["data"]["waiting"], 3);
+        assert!(v["data"]["reason"].is_string());
+        assert!(v["data"].get("link_id").is_none());
     }
 }

@@ -10,6 +10,13 @@ use async_trait::async_trait;
 use super::{StoreError, Timestamp};
 use crate::domain::Product;
 
+/// The `link_id` of events that concern the fleet rather than one link
+/// (`budget.exhausted`): the column is `NOT NULL` and deliveries are
+/// ordered per `link_id`, and `#` is a character no link id may hold
+/// ([`LinkId::parse`](crate::domain::LinkId::parse)), so these events never
+/// queue with a link's.
+pub const FLEET_LINK_ID: &str = "#fleet";
+
 /// One event row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRecord {
@@ -128,6 +135,41 @@ pub trait Outbox: Send + Sync {
         stale_after: &[(Product, Duration)],
         now: Timestamp,
     ) -> Result<u64, StoreError>;
+
+    /// Writes the `budget.exhausted` event of the exhaustion episode this
+    /// replica's budget gate saw start at `at` (`used` of `limit` POSTs in
+    /// the rolling `window`, `waiting` links deferred). Nothing is written
+    /// when `[events]` is not configured. Returns whether a row was
+    /// written.
+    ///
+    /// Several replicas sharing a store each run a gate over the same
+    /// count, so each may announce the same episode. The event's id is
+    /// therefore not random but derived from the episode: the budget
+    /// bucket (`window / 1440`, a minute of a day; at least 5 s) in which
+    /// `at` falls, and the row is inserted with `ON CONFLICT DO NOTHING`,
+    /// so the fleet writes one event per episode and a second call for the
+    /// same episode writes nothing. Replicas see the cap fill within about
+    /// a second of each other (they re-read the count each second); one
+    /// that sees it just after a bucket boundary would make a new id, so
+    /// the insert also writes nothing when a `budget.exhausted` was written
+    /// less than a bucket before `at`. Only two replicas committing at the
+    /// same moment on both sides of a boundary both write. The cost: a new
+    /// episode less than a bucket after the last one's start is not
+    /// reported (the warning still is). Both were judged better than a
+    /// table of episodes.
+    ///
+    /// The event concerns no link: its `link_id` column holds
+    /// [`FLEET_LINK_ID`], which no MoneyKit link id can be, so these
+    /// events form their own ordered queue and never wait behind (or
+    /// hold up) a link's events; the body has no `link_id`.
+    async fn record_budget_exhausted(
+        &self,
+        at: Timestamp,
+        used: u64,
+        limit: u64,
+        window: Duration,
+        waiting: u64,
+    ) -> Result<bool, StoreError>;
 
     /// Deletes delivered events finished before `older_than`.
     async fn prune_events(&self, older_than: Timestamp) -> Result<u64, StoreError>;

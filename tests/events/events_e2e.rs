@@ -339,3 +339,60 @@ async fn two_replicas_deliver_each_event_once_between_them() {
     assert_eq!(seen.len(), links.len(), "no event sent twice: {seen:#?}");
     assert_eq!(distinct.len(), links.len());
 }
+
+async fn one_budget_exhausted_per_episode(pg: bool) {
+    let Some(rx) = Receiver::start("ok") else {
+        return;
+    };
+    let Ok(db) = backend(pg).await else { return };
+    let links: Vec<SimLink> = (0..4)
+        .map(|i| SimLink::healthy(id(&format!("mk_ev_budget_{i}"))))
+        .collect();
+    let ids: Vec<String> = links.iter().map(|l| l.id.to_string()).collect();
+    let cfg = SimConfig {
+        windows: fast_windows(),
+        links,
+        ..SimConfig::default()
+    };
+    // One POST a minute: the first link is sent, the cap is full and the
+    // others wait for the rest of the test, one exhaustion episode.
+    let toml = format!(
+        "{}[budget]\nposts_per_day = 1\nwindow = \"60s\"\n",
+        events_toml(&rx.url)
+    );
+    let d = TestDaemon::start_with(cfg, &ids, "\"accounts\"", &toml, on(&db)).await;
+    let budget = |rx: &Receiver| {
+        rx.accepted()
+            .into_iter()
+            .filter(|s| s.kind() == "budget.exhausted")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(PATIENCE, || !budget(&rx).is_empty()).await,
+        "budget.exhausted arrives: {:#?}",
+        rx.seen()
+    );
+    // Rounds go on while the links wait: still one event.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let seen = budget(&rx);
+    assert_eq!(seen.len(), 1, "one event per episode: {seen:#?}");
+    let data = &seen[0].body["data"];
+    assert_eq!(data["used"], 1);
+    assert_eq!(data["limit"], 1);
+    assert_eq!(data["window_seconds"], 60);
+    assert!(data["waiting"].as_u64().is_some_and(|w| w >= 1), "{data}");
+    assert!(data["reason"].is_string());
+    assert!(seen[0].verified);
+    let (_, result) = d.stop().await;
+    result.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_exhaustion_episode_reaches_the_app_once_sqlite() {
+    one_budget_exhausted_per_episode(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_exhaustion_episode_reaches_the_app_once_postgres() {
+    one_budget_exhausted_per_episode(true).await;
+}

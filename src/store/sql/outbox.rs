@@ -98,7 +98,7 @@ where
     }
 
     /// Whether `[events]` is configured (the endpoint row exists).
-    async fn outbox_on(conn: &mut DB::Connection) -> Result<bool, StoreError> {
+    pub(super) async fn outbox_on(conn: &mut DB::Connection) -> Result<bool, StoreError> {
         Ok(
             sqlx::query_scalar::<_, i32>("SELECT id FROM event_endpoint WHERE id = 1")
                 .fetch_optional(&mut *conn)

@@ -9,7 +9,9 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Encode, Executor, IntoArguments, Row, Typ
 
 use super::{Column, Dialect, RowsAffected, SqlStore};
 use crate::domain::Product;
-use crate::store::outbox::{EndpointState, EventRecord, Outbox, Settle};
+use crate::events::kind::EventType;
+use crate::events::payload::{budget_episode_id, budget_exhausted_body};
+use crate::store::outbox::{EndpointState, EventRecord, FLEET_LINK_ID, Outbox, Settle};
 use crate::store::records::{count, ms, opt_time, time};
 use crate::store::{StoreError, Timestamp};
 
@@ -249,6 +251,51 @@ where
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         self.sweep(stale_after, now).await
+    }
+
+    async fn record_budget_exhausted(
+        &self,
+        at: Timestamp,
+        used: u64,
+        limit: u64,
+        window: Duration,
+        waiting: u64,
+    ) -> Result<bool, StoreError> {
+        let window_ms = millis(window);
+        let mut tx = self.begin_write().await?;
+        if !Self::outbox_on(&mut tx).await? {
+            return Ok(false);
+        }
+        let (id, width) = budget_episode_id(at, window_ms);
+        // The id makes a repeat in the same bucket a no-op; NOT EXISTS also
+        // drops a repeat from a replica that saw the episode start just
+        // after a bucket boundary (see the trait's doc comment).
+        let n = sqlx::query(
+            "INSERT INTO events (id, link_id, type, product, created_at, payload, next_attempt_at) \
+             SELECT $1, $2, $3, NULL, $4, $5, $4 WHERE NOT EXISTS \
+             (SELECT 1 FROM events WHERE link_id = $2 AND type = $3 AND created_at > $6) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(FLEET_LINK_ID)
+        .bind(EventType::BudgetExhausted.as_str())
+        .bind(ms(at))
+        .bind(budget_exhausted_body(
+            at,
+            used,
+            limit,
+            window.as_secs(),
+            waiting,
+        ))
+        .bind(ms(at) - width)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        if n == 1 {
+            tracing::info!(event = "budget.exhausted", id, "event queued");
+        }
+        Ok(n == 1)
     }
 
     async fn prune_events(&self, older_than: Timestamp) -> Result<u64, StoreError> {

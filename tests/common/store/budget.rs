@@ -63,3 +63,80 @@ pub async fn the_budget_counts_posts_per_bucket_and_can_leave_out_one_replica(db
             .is_empty()
     );
 }
+
+/// `budget.exhausted`: nothing without `[events]`; with it, one row per
+/// episode (a second call in the same budget bucket, as another replica
+/// would make, writes nothing), a new one for a later episode, and the
+/// fleet-wide rows hold no link's id.
+pub async fn a_budget_exhaustion_episode_writes_one_event_and_none_without_events(db: &TestDb) {
+    use linkfresh::store::outbox::FLEET_LINK_ID;
+
+    let store = db.open().await;
+    let day = std::time::Duration::from_secs(86_400);
+    // A day's bucket is a minute: t(20) .. t(79) is one bucket.
+    assert!(
+        !store
+            .record_budget_exhausted(t(60), 10, 10, day, 3)
+            .await
+            .unwrap(),
+        "nothing is written without [events]"
+    );
+    assert!(store.list_events(false, 10).await.unwrap().is_empty());
+
+    store
+        .set_event_endpoint(Some("http://127.0.0.1:9/hooks"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .record_budget_exhausted(t(60), 10, 10, day, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_budget_exhausted(t(61), 10, 10, day, 5)
+            .await
+            .unwrap(),
+        "a second replica's call for the same episode writes nothing"
+    );
+    let events = store.list_events(false, 10).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e.kind, "budget.exhausted");
+    assert_eq!(e.link, FLEET_LINK_ID);
+    assert!(LinkId::parse(&e.link).is_err(), "no link can have that id");
+    assert_eq!(e.created_at, t(60));
+    let body: serde_json::Value = serde_json::from_str(&e.payload).unwrap();
+    assert_eq!(body["type"], "budget.exhausted");
+    assert_eq!(body["data"]["used"], 10);
+    assert_eq!(body["data"]["limit"], 10);
+    assert_eq!(body["data"]["window_seconds"], 86_400);
+    assert_eq!(body["data"]["waiting"], 3);
+
+    assert!(
+        store
+            .record_budget_exhausted(t(300), 10, 10, day, 1)
+            .await
+            .unwrap(),
+        "a later episode is a new event"
+    );
+    assert_eq!(store.list_events(false, 10).await.unwrap().len(), 2);
+    // An episode starting at the end of a bucket (t(0) is 40 s past a
+    // minute, so t(380) starts one),
+    // seen by another replica a moment later in the next bucket: one event.
+    assert!(
+        store
+            .record_budget_exhausted(t(379), 10, 10, day, 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_budget_exhausted(t(381), 10, 10, day, 1)
+            .await
+            .unwrap(),
+        "a replica that saw the episode in the next bucket writes nothing"
+    );
+    assert_eq!(store.list_events(false, 10).await.unwrap().len(), 3);
+}
