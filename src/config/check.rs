@@ -9,8 +9,8 @@ use super::check_links::{check_link, first_duplicate, profile_of, revision};
 use super::checker::{Checker, database_url};
 use super::raw::RawSettings;
 use super::{
-    Config, ConfigError, DatabaseConfig, DiscoveryConfig, LinkConfig, MoneyKitConfig, SecretSource,
-    ServerConfig, links_file,
+    Config, ConfigError, DEFAULT_INITIAL_SETTLE, DatabaseConfig, DiscoveryConfig, LinkConfig,
+    MoneyKitConfig, SecretSource, ServerConfig, links_file,
 };
 use crate::domain::Product;
 use crate::policy::partitions::{DEFAULT_PARTITIONS, MAX_PARTITIONS};
@@ -85,9 +85,28 @@ pub(super) fn check(
     };
 
     let d = raw.database;
+    let lease = c.duration("[database] lease", &d.lease, false)?;
+    let initial_settle = match &d.initial_settle {
+        None => DEFAULT_INITIAL_SETTLE.min(lease / 2),
+        Some(raw) => {
+            let settle = c.duration("[database] initial_settle", raw, true)?;
+            if settle >= lease {
+                return Err(c.invalid(
+                    "[database] initial_settle",
+                    raw,
+                    format!(
+                        "must be shorter than [database] lease ({}): a replica's announcement lasts one lease; \"0s\" turns the wait off",
+                        d.lease
+                    ),
+                ));
+            }
+            settle
+        }
+    };
     let database = DatabaseConfig {
         url: database_url(&c, &d.url)?,
-        lease: c.duration("[database] lease", &d.lease, false)?,
+        lease,
+        initial_settle,
         history_retention: c.duration(
             "[database] history_retention",
             &d.history_retention,

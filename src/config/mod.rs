@@ -171,7 +171,15 @@ pub struct DatabaseConfig {
     /// database: the first replica stores it, and a replica configured
     /// otherwise refuses to start (exit 2).
     pub partitions: u32,
+    /// PostgreSQL: how long a replica that finds no partition held (a
+    /// fleet starting cold) waits after announcing itself, so that the
+    /// replicas started with it count before partitions are assigned (see
+    /// [`crate::daemon`]'s membership). Zero: no wait. Shorter than `lease`.
+    pub initial_settle: Duration,
 }
+
+/// `[database] initial_settle` when not set (bounded by half the lease).
+pub const DEFAULT_INITIAL_SETTLE: Duration = Duration::from_secs(2);
 
 /// `[server]`.
 #[derive(Debug, Clone, PartialEq)]

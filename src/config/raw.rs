@@ -70,6 +70,8 @@ pub struct RawDatabase {
     pub lease: String,
     pub history_retention: String,
     pub partitions: u32,
+    /// `None`: the default, bounded by the lease (see `check`).
+    pub initial_settle: Option<String>,
 }
 
 impl Default for RawDatabase {
@@ -79,6 +81,7 @@ impl Default for RawDatabase {
             lease: "15s".into(),
             history_retention: "30d".into(),
             partitions: crate::policy::partitions::DEFAULT_PARTITIONS,
+            initial_settle: None,
         }
     }
 }

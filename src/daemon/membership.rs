@@ -74,6 +74,9 @@ pub(crate) struct Membership {
     pub request_timeout: Duration,
     /// The limits resized at every heartbeat.
     pub share: FleetShare,
+    /// `[database] initial_settle`: the wait before the first tick when
+    /// the fleet is starting cold.
+    pub initial_settle: Duration,
 }
 
 impl Membership {
@@ -91,12 +94,58 @@ impl Membership {
         let Some(ownership) = self.store.ownership() else {
             return;
         };
-        // Decision: take partitions at the first heartbeat. Waiting a moment
-        // after announcing (so that replicas started together split the
-        // fleet at once, rather than the first loading it all and giving
-        // two thirds back at its next heartbeat) delayed a single replica's
-        // first refresh by that moment, and an on-demand refresh must leave
-        // within a second of start.
+        // Decision (issue 16, memory): a replica that finds no partition
+        // held by anyone (a fleet starting cold) waits `initial_settle`
+        // (2 s by default, at most half a lease) after announcing itself,
+        // then assigns; one joining a running fleet (some partition held)
+        // beats at once, as before. Kafka's `group.initial.rebalance.delay.ms`,
+        // bounded and only where it helps.
+        //
+        // Why: taking partitions at the first heartbeat let the first of
+        // replicas started together see no other live replica, take every
+        // partition, load every link and give two thirds back a third of a
+        // lease later: its peak memory was the whole fleet's (and so the
+        // fleet's machines had to be sized for it). Rejected alternatives:
+        // a settle on every start (delays a replica joining a running
+        // fleet, and every failover replacement, for nothing); loading
+        // gained partitions only once a second heartbeat confirms them
+        // (delays every start by a third of a lease, 5 s by default).
+        //
+        // Failure analysis:
+        // - A lone replica starting cold sends its first POST
+        //   `initial_settle` later than before (an on-demand refresh too):
+        //   the cost, paid only when no replica of the fleet is running.
+        //   `"0s"` restores the old behaviour.
+        // - Replicas started further apart than the settle: the first
+        //   takes the partitions of the replicas live at its first tick
+        //   (itself and any that announced), the later ones join a running
+        //   fleet and rebalance as before; the peak is then the share of
+        //   the replicas that had announced, not worse than before.
+        // - A replica that announces and dies during its settle: its row
+        //   lapses after a lease; the others' targets gave it partitions
+        //   that nobody acquired, which they take when its row lapses:
+        //   within lease + one heartbeat, inside lease + one window.
+        // - The announcement renews the replica's row for one lease, so the
+        //   settle is shorter than the lease (checked at start).
+        // - Failover is unchanged: a fleet with a live replica is never cold.
+        if !self.initial_settle.is_zero() {
+            match ownership.announce(&self.replica, self.lease).await {
+                Ok(true) => {
+                    tracing::info!(
+                        settle = ?self.initial_settle,
+                        "no partition is held: the fleet is starting; waiting for the replicas started with this one before taking partitions"
+                    );
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(self.initial_settle) => {}
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not announce this replica; taking partitions at once")
+                }
+            }
+        }
         let settle = self.request_timeout * SETTLE_TIMEOUTS;
         let mut lapsed_logged = false;
         let mut leaving: Vec<u32> = Vec::new();

@@ -160,6 +160,7 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
             store: store.clone(),
             replica: replica.clone(),
             lease: config.database.lease,
+            initial_settle: config.database.initial_settle,
             request_timeout: config.moneykit.request_timeout,
             share: share::FleetShare::new(
                 limiter.clone(),

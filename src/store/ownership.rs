@@ -25,6 +25,12 @@
 //!   target gives it that nobody holds under an unexpired lease. Every
 //!   acquisition bumps the partition's `epoch`: the fencing token. A clean
 //!   shutdown releases everything at once.
+//! - A replica that finds no partition held at start (a fleet starting
+//!   cold) [announces](Ownership::announce) itself and waits `[database]
+//!   initial_settle` before its first tick, so that replicas started
+//!   together are all live when the first of them assigns, and none loads
+//!   the whole fleet (the decision and its failure analysis are in
+//!   `daemon::membership`).
 //! - A replica loads, evaluates and schedules only the links of the
 //!   partitions it holds, and each intent carries its partition and epoch
 //!   ([`Fence`]). The intent transaction reads those partitions
@@ -237,6 +243,13 @@ pub trait Ownership: Send + Sync {
         ready: &[u32],
         assign: Assign,
     ) -> Result<Tick, StoreError>;
+
+    /// Announces this replica (renews its row under a lease, as a tick
+    /// does) without taking any partition, and says whether the fleet is
+    /// starting cold: no partition held under an unexpired lease. A cold
+    /// replica waits `[database] initial_settle` before its first tick, so
+    /// that the replicas started with it are live when it assigns.
+    async fn announce(&self, replica: &str, lease: Duration) -> Result<bool, StoreError>;
 
     /// Leaves the fleet at shutdown: releases every partition at once so
     /// that the others take them on their next tick, not after a lease.

@@ -22,6 +22,11 @@ const NOW_MS: &str = "(EXTRACT(EPOCH FROM now()) * 1000)::bigint";
 /// replica computes the target from the same facts, one at a time.
 const FLEET_LOCK: i64 = 0x6c_6666_6c65_6574;
 
+/// Registers a replica or renews its row: `$1` id, `$2` now, `$3` lease end.
+const RENEW_REPLICA: &str = "INSERT INTO replicas (id, started_at, heartbeat_at, lease_until) \
+     VALUES ($1, $2, $2, $3) ON CONFLICT (id) DO UPDATE \
+     SET heartbeat_at = excluded.heartbeat_at, lease_until = excluded.lease_until";
+
 /// Dead replicas' rows stay this long past their lease, for `status`.
 const KEEP_DEAD_MS: i64 = 60_000;
 
@@ -121,16 +126,12 @@ impl Ownership for PgStore {
         let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {NOW_MS}")))
             .fetch_one(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO replicas (id, started_at, heartbeat_at, lease_until) \
-             VALUES ($1, $2, $2, $3) ON CONFLICT (id) DO UPDATE \
-             SET heartbeat_at = excluded.heartbeat_at, lease_until = excluded.lease_until",
-        )
-        .bind(replica)
-        .bind(now)
-        .bind(now + lease)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(RENEW_REPLICA)
+            .bind(replica)
+            .bind(now)
+            .bind(now + lease)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM replicas WHERE lease_until < $1")
             .bind(now - KEEP_DEAD_MS)
             .execute(&mut *tx)
@@ -257,6 +258,35 @@ impl Ownership for PgStore {
             live: u32::try_from(live.len()).unwrap_or(u32::MAX),
             rebalanced,
         })
+    }
+
+    #[tracing::instrument(skip_all, fields(replica = %replica))]
+    async fn announce(&self, replica: &str, lease: Duration) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Under the heartbeats' lock: a tick running now either counts this
+        // replica or has committed the partitions it took, seen below.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FLEET_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {NOW_MS}")))
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(RENEW_REPLICA)
+            .bind(replica)
+            .bind(now)
+            .bind(now + ms_of(lease))
+            .execute(&mut *tx)
+            .await?;
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM partitions \
+             WHERE holder IS NOT NULL AND lease_until > $1)",
+        )
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(!held)
     }
 
     async fn leave(&self, replica: &str) -> Result<(), StoreError> {

@@ -264,3 +264,25 @@ fn a_partition_count_or_revision_out_of_range_is_rejected_naming_the_key() {
     let (code, _, err) = check("revision = 7\n[database]\npartitions = 16\n");
     assert_eq!(code, 0, "{err}");
 }
+
+/// Issue 16: the cold-start settle is a duration shorter than the lease
+/// (a replica's announcement lasts one lease); "0s" turns it off.
+#[test]
+fn an_initial_settle_that_is_malformed_or_not_shorter_than_the_lease_is_rejected() {
+    assert_rejected(
+        "[database]\ninitial_settle = \"soon\"\n",
+        &["[database] initial_settle"],
+    );
+    assert_rejected(
+        "[database]\nlease = \"5s\"\ninitial_settle = \"5s\"\n",
+        &["[database] initial_settle", "shorter than [database] lease"],
+    );
+    for ok in [
+        "[database]\ninitial_settle = \"0s\"\n",
+        "[database]\nlease = \"5s\"\ninitial_settle = \"4s\"\n",
+        "[database]\nlease = \"1s\"\n",
+    ] {
+        let (code, _, err) = check(ok);
+        assert_eq!(code, 0, "{ok}: {err}");
+    }
+}

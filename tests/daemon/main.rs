@@ -29,3 +29,4 @@ mod overdue_metric;
 mod partitions_pg;
 mod replicas_pg;
 mod rolling_pg;
+mod startup_pg;

@@ -71,7 +71,7 @@ fn story(d: &DaemonProcess) -> String {
 }
 
 /// How many links a daemon loaded for the partitions it gained, from its log.
-fn links_loaded(d: &DaemonProcess) -> usize {
+pub(crate) fn links_loaded(d: &DaemonProcess) -> usize {
     let mut plain = String::new();
     let mut in_escape = false;
     for c in d.log().chars() {
@@ -96,12 +96,12 @@ fn links_loaded(d: &DaemonProcess) -> usize {
         .sum()
 }
 
-async fn view(store: &Arc<dyn Store>) -> FleetView {
+pub(crate) async fn view(store: &Arc<dyn Store>) -> FleetView {
     store.ownership().unwrap().view().await.unwrap()
 }
 
 /// Partitions held by live replicas, per replica, largest first.
-fn shares(v: &FleetView) -> Vec<usize> {
+pub(crate) fn shares(v: &FleetView) -> Vec<usize> {
     let mut s: Vec<usize> = v
         .replicas
         .iter()
@@ -112,11 +112,11 @@ fn shares(v: &FleetView) -> Vec<usize> {
     s
 }
 
-async fn until_shares(store: &Arc<dyn Store>, limit: Duration, want: &[usize]) -> bool {
+pub(crate) async fn until_shares(store: &Arc<dyn Store>, limit: Duration, want: &[usize]) -> bool {
     wait_until_async(limit, || async { shares(&view(store).await) == want }).await
 }
 
-async fn refresh_posts(port: u16) -> u64 {
+pub(crate) async fn refresh_posts(port: u16) -> u64 {
     let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
         return 0;
     };
