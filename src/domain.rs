@@ -53,6 +53,17 @@ pub enum LinkIdError {
 }
 
 impl LinkId {
+    /// No link: the id of a freed slot in the daemon's link table, never
+    /// stored, sent or shown. Allocates nothing.
+    pub(crate) const fn vacant() -> Self {
+        Self(String::new())
+    }
+
+    /// Whether this is [`Self::vacant`] (a parsed id is never empty).
+    pub(crate) fn is_vacant(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Checks and wraps a link id.
     pub fn parse(raw: &str) -> Result<Self, LinkIdError> {
         if raw.trim().is_empty() {

@@ -121,6 +121,11 @@ impl BudgetGate {
         self.waiting.remove(&i);
     }
 
+    /// Whether link `i` waits for budget.
+    pub fn is_waiting(&self, i: usize) -> bool {
+        self.waiting.contains_key(&i)
+    }
+
     /// The links waiting for budget.
     pub fn waiting(&self) -> Vec<usize> {
         self.waiting.keys().copied().collect()

@@ -32,7 +32,9 @@ struct State {
     /// This replica's share of the fleet's rate, 0 to 1 (1 on SQLite).
     share: f64,
     limiter: Arc<DefaultDirectRateLimiter>,
-    recent: VecDeque<(Instant, usize)>,
+    /// 429s within [`WINDOW`]: when, and the link's `phase::link_hash`
+    /// (not its table slot, which a later link may reuse).
+    recent: VecDeque<(Instant, u64)>,
     last_change: Instant,
 }
 
@@ -132,9 +134,9 @@ impl Limiter {
         self.state.lock().map(|s| s.rate).unwrap_or(self.max)
     }
 
-    /// Reports a 429 for link `link`; halves the rate when 429s came from
+    /// Reports a 429 for the link whose `phase::link_hash` is `link`; halves the rate when 429s came from
     /// several links within a minute (a global signal, not one hot link).
-    pub fn on_rate_limited(&self, link: usize) {
+    pub fn on_rate_limited(&self, link: u64) {
         let now = Instant::now();
         let Ok(mut s) = self.state.lock() else { return };
         s.recent.push_back((now, link));
@@ -145,7 +147,7 @@ impl Limiter {
         {
             s.recent.pop_front();
         }
-        let mut links: Vec<usize> = s.recent.iter().map(|(_, l)| *l).collect();
+        let mut links: Vec<u64> = s.recent.iter().map(|(_, l)| *l).collect();
         links.sort_unstable();
         links.dedup();
         if links.len() >= SPREAD_THRESHOLD && now.duration_since(s.last_change) >= DECREASE_EVERY {
@@ -172,7 +174,7 @@ impl Limiter {
         let Ok(mut s) = self.state.lock() else { return };
         if s.rate < self.max && now.duration_since(s.last_change) >= INCREASE_EVERY {
             let spread = {
-                let mut l: Vec<usize> = s
+                let mut l: Vec<u64> = s
                     .recent
                     .iter()
                     .filter(|(t, _)| now.duration_since(*t) <= WINDOW)

@@ -7,6 +7,17 @@
 //! ([`CadenceBook`]), its products sit in one boxed slice of [`ProductSlot`]s
 //! without a cadence each, and the policy's [`LinkSchedule`] is built from
 //! them only when the link is evaluated ([`Entry::schedule`]).
+//!
+//! With partitioned ownership (PostgreSQL) the links a replica holds come
+//! and go. A link dropped with its partition, once nothing refers to its
+//! index any more, is [released](LinkTable::release): its entry becomes a
+//! vacant slot (no id, no products) on a free list, and the next link
+//! merged takes that slot. The table therefore grows with the most links
+//! held at once, not with every link ever held. Indexes are held by the
+//! timer (lazily deleted entries, told apart by the entry's generation,
+//! which a vacant slot and its next link carry on), the dispatcher's jobs
+//! (only while the link is in flight: never released then), the budget
+//! gate (withdrawn before release) and the loop's short-lived lists.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -107,6 +118,34 @@ impl Entry {
             needs_reconcile: never_seen,
             isolate: ProductSet::EMPTY,
         }
+    }
+
+    /// A freed slot: no link, nothing to schedule, the generation it
+    /// carries on (see [`LinkTable::release`]).
+    fn vacant(rules: Arc<LinkRules>, generation: u32) -> Self {
+        Self {
+            id: LinkId::vacant(),
+            hash: 0,
+            products: Box::default(),
+            rules,
+            last_activity_s: 0,
+            first_seen_at: DateTime::UNIX_EPOCH,
+            backoff_until: None,
+            recheck_at: None,
+            failures: 0,
+            generation,
+            product_failures: [0; Product::ALL.len()],
+            state: LinkState::Active,
+            removed: true,
+            in_flight: false,
+            needs_reconcile: false,
+            isolate: ProductSet::EMPTY,
+        }
+    }
+
+    /// Whether this entry is a freed slot rather than a link.
+    pub fn is_vacant(&self) -> bool {
+        self.id.is_vacant()
     }
 
     /// Whether the policy may schedule the link at all (active and configured).
@@ -212,6 +251,10 @@ pub struct LinkTable {
     index: HashTable<u32>,
     hasher: RandomState,
     cadences: CadenceBook,
+    /// Released slots, reused by the next links merged.
+    free: Vec<u32>,
+    /// The rules a vacant slot points to (shared: a release allocates nothing).
+    vacant_rules: Arc<LinkRules>,
 }
 
 impl LinkTable {
@@ -242,15 +285,47 @@ impl LinkTable {
             self.entries[i].merge_from(rec, cadences);
             return i;
         }
-        let i = self.entries.len();
+        let mut entry = Entry::from_record(rec, cadences);
+        let i = match self.free.pop() {
+            Some(slot) => {
+                let i = slot as usize;
+                // The timer may still hold entries for this slot's earlier
+                // link: they carry older generations, so they stay stale.
+                entry.generation = self.entries[i].generation;
+                self.entries[i] = entry;
+                i
+            }
+            None => {
+                self.entries.push(entry);
+                self.entries.len() - 1
+            }
+        };
         let slot = u32::try_from(i).expect("fewer than 2^32 links");
-        self.entries.push(Entry::from_record(rec, cadences));
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index
             .insert_unique(hasher.hash_one(rec.id.as_str()), slot, |&j| {
                 hasher.hash_one(entries[j as usize].id.as_str())
             });
         i
+    }
+
+    /// Frees link `i`'s slot for the next link merged: forgets its id and
+    /// drops its products, and makes any timer entry for it stale. The
+    /// caller makes sure nothing else still refers to `i` (not in flight,
+    /// not waiting for budget).
+    pub fn release(&mut self, i: usize) {
+        let e = &self.entries[i];
+        if e.is_vacant() {
+            return;
+        }
+        let hash = self.hasher.hash_one(e.id.as_str());
+        if let Ok(found) = self.index.find_entry(hash, |&j| j as usize == i) {
+            found.remove();
+        }
+        let generation = e.generation.wrapping_add(1);
+        self.entries[i] = Entry::vacant(self.vacant_rules.clone(), generation);
+        self.free
+            .push(u32::try_from(i).expect("fewer than 2^32 links"));
     }
 
     /// The index of a link.
@@ -271,14 +346,19 @@ impl LinkTable {
         &mut self.entries[i]
     }
 
-    /// Every link.
+    /// Every link (vacant slots skipped).
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter()
+        self.entries.iter().filter(|e| !e.is_vacant())
     }
 
-    /// Number of links (removed ones included).
+    /// Number of slots: links (removed ones included) and vacant slots.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Number of links held (slots less vacant ones).
+    pub fn held(&self) -> usize {
+        self.entries.len() - self.free.len()
     }
 }
 
@@ -457,6 +537,36 @@ mod tests {
                 .on_demand_of(ProductSet::from_iter(Product::ALL)),
             "a new request is honoured"
         );
+    }
+
+    /// Issue 16: a replica that drops the links of lost partitions and
+    /// loads others must reuse the dropped links' memory: the table grows
+    /// with the links held at once, not with every link ever held.
+    #[test]
+    fn released_links_slots_are_reused_so_the_table_grows_with_the_links_held_at_once() {
+        let mut table = LinkTable::default();
+        for round in 0..10 {
+            let held: Vec<usize> = (0..100)
+                .map(|k| table.merge(&fresh_record(&format!("mk_r{round}_{k}"), "accounts")))
+                .collect();
+            assert_eq!(table.held(), 100);
+            for i in held {
+                table.get_mut(i).removed = true;
+                table.release(i);
+            }
+        }
+        assert_eq!(table.len(), 100, "slots for every link ever held");
+        assert_eq!((table.held(), table.iter().count()), (0, 0));
+        let gone = LinkId::parse("mk_r3_7").unwrap();
+        assert_eq!(table.find(&gone), None, "a released link is not found");
+        // The link comes back (its partition regained): a fresh entry from
+        // its record, found again, in a reused slot.
+        let i = table.merge(&fresh_record("mk_r3_7", "accounts,identity"));
+        assert!(i < 100);
+        assert_eq!(table.find(&gone), Some(i));
+        let e = table.get(i);
+        assert!(!e.removed && !e.in_flight && e.products.len() == 2);
+        assert_eq!(table.len(), 100);
     }
 
     /// The fleet-1m benchmark's memory target rests on these sizes: a link

@@ -117,4 +117,32 @@ mod tests {
         fired.sort_unstable();
         assert_eq!(fired, (0..10).collect::<Vec<_>>(), "each link fires once");
     }
+
+    /// Issue 16: a released slot goes to the next link merged while the
+    /// heap may still hold the old link's wake-ups; those must not fire
+    /// for the new link (it would be evaluated before its time, or twice).
+    #[test]
+    fn a_stale_wake_up_for_a_reused_slot_does_not_fire_for_its_new_link() {
+        let mut links = LinkTable::default();
+        let mut timer = Timer::default();
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let old = links.merge(&fresh_record("mk_old", "accounts"));
+        timer.schedule(&mut links, old, t0 + TimeDelta::seconds(5));
+        timer.schedule(&mut links, old, t0 + TimeDelta::seconds(1));
+        links.get_mut(old).removed = true;
+        links.release(old);
+        let new = links.merge(&fresh_record("mk_new", "accounts"));
+        assert_eq!(new, old, "the slot is reused");
+        // The old link's wake-ups (at 1 s and 5 s) are still in the heap
+        // when the new link is scheduled, at 10 s: only that one fires.
+        timer.schedule(&mut links, new, t0 + TimeDelta::seconds(10));
+        assert_eq!(
+            timer.pop_due(&links, t0 + TimeDelta::seconds(9)),
+            None,
+            "a stale wake-up fired for the new link"
+        );
+        let late = t0 + TimeDelta::seconds(60);
+        assert_eq!(timer.pop_due(&links, late), Some(new));
+        assert_eq!(timer.pop_due(&links, late), None);
+    }
 }

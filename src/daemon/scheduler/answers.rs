@@ -22,7 +22,18 @@ impl Scheduler {
             Done::Refresh { idx, .. } | Done::Read { idx, .. } | Done::NotSent { idx, .. } => *idx,
         };
         self.in_flight = self.in_flight.saturating_sub(1);
+        if self.table.get(idx).is_vacant() {
+            // Never: a link in flight is not released. Nothing to apply.
+            return;
+        }
         self.table.get_mut(idx).in_flight = false;
+        self.apply(done, now);
+        // Dropped with its partition while in flight: its answer is
+        // recorded above, its slot is free now.
+        self.release_if_dropped(idx);
+    }
+
+    fn apply(&mut self, done: Done, now: DateTime<Utc>) {
         match done {
             Done::Refresh {
                 idx,
@@ -43,9 +54,10 @@ impl Scheduler {
                     metrics::histogram!(crate::metrics::DUE_LAG_SECONDS)
                         .record(((sent_at - due_at).num_milliseconds().max(0)) as f64 / 1000.0);
                 }
+                let link_hash = entry.hash;
                 if r.rate_limited {
                     metrics::counter!(crate::metrics::RATE_LIMITED_TOTAL).increment(1);
-                    self.limiter.on_rate_limited(idx);
+                    self.limiter.on_rate_limited(link_hash);
                 }
                 if let Some(msg) = &r.fatal {
                     tracing::error!(link = %link, error = %msg, "fatal answer from MoneyKit; stopping");

@@ -76,7 +76,7 @@ impl Scheduler {
     pub(super) async fn reload_refused(&mut self) {
         for idx in std::mem::take(&mut self.refused) {
             let id = self.table.get(idx).id.clone();
-            if !self.mine(&id) {
+            if id.is_vacant() || !self.mine(&id) {
                 continue;
             }
             match self.store.load_link(&id).await {
@@ -219,7 +219,7 @@ pub(super) async fn next_page(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use chrono::TimeDelta;
@@ -240,7 +240,9 @@ mod tests {
 
     /// A loop over a real SQLite file, not running: the test drives its steps.
     /// The channels' other ends are returned so that nothing it sends fails.
-    async fn scheduler(store: Arc<dyn Store>) -> (Scheduler, impl Sized) {
+    pub(in crate::daemon::scheduler) async fn scheduler(
+        store: Arc<dyn Store>,
+    ) -> (Scheduler, impl Sized) {
         let (jobs, jobs_rx) = mpsc::channel(64);
         let (done_tx, done) = mpsc::unbounded_channel();
         let (writes, writes_rx) = mpsc::unbounded_channel();

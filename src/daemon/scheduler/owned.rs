@@ -97,21 +97,44 @@ impl Scheduler {
             // reload below merges the store's newer times over it.
             for i in 0..self.table.len() {
                 let e = self.table.get(i);
-                if !e.removed && !new.holds(e.id.as_str()) {
-                    self.table.get_mut(i).removed = true;
-                    self.timer.cancel(&mut self.table, i);
-                    dropped += 1;
+                if e.is_vacant() || new.holds(e.id.as_str()) {
+                    continue;
                 }
+                dropped += usize::from(!e.removed);
+                self.table.get_mut(i).removed = true;
+                self.timer.cancel(&mut self.table, i);
+                self.withdraw_from_budget(i);
+                self.release_if_dropped(i);
             }
             tracing::info!(
                 partitions = lost.len(),
                 links = dropped,
+                held = self.table.held(),
                 "dropped the links of partitions this replica no longer holds"
             );
         }
         if !gained.is_empty() {
             spawn_load(&self.tasks, self.store.clone(), gained, tx);
         }
+    }
+
+    /// Frees link `i`'s slot in the table (see [`LinkTable::release`]) once
+    /// it was dropped with its partition and nothing refers to its index:
+    /// not in flight (a job queued or sent: released when its answer
+    /// comes), not waiting for budget. Never on SQLite, where every link is
+    /// this replica's.
+    ///
+    /// [`LinkTable::release`]: crate::daemon::table::LinkTable::release
+    pub(super) fn release_if_dropped(&mut self, i: usize) {
+        let e = self.table.get(i);
+        if e.is_vacant() || !e.removed || e.in_flight || self.mine(&e.id) {
+            return;
+        }
+        if self.budget.as_ref().is_some_and(|g| g.is_waiting(i)) {
+            return;
+        }
+        self.timer.cancel(&mut self.table, i);
+        self.table.release(i);
     }
 
     /// A page of a gained partition's links: merged (a link dropped before
@@ -164,4 +187,87 @@ fn spawn_load(
         }
         tracing::info!(partitions = parts.len(), links = loaded, elapsed = ?started.elapsed(), "loaded the links of gained partitions");
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use tokio::sync::watch;
+
+    use super::Owned;
+    use crate::daemon::dispatch::{Done, NotSentReason};
+    use crate::daemon::membership::Holdings;
+    use crate::daemon::scheduler::merge::tests::scheduler;
+    use crate::daemon::table::fresh_record;
+    use crate::policy::partitions::partition_of;
+    use crate::store::LinkRecord;
+
+    /// `n` links of partition `part` of 2.
+    fn links_of(part: u32, n: usize) -> Vec<LinkRecord> {
+        (0..)
+            .map(|k| format!("mk_p{k}"))
+            .filter(|id| partition_of(id, 2) == part)
+            .take(n)
+            .map(|id| fresh_record(&id, "accounts"))
+            .collect()
+    }
+
+    fn holding(part: u32) -> Arc<Holdings> {
+        Arc::new(Holdings {
+            partitions: 2,
+            held: BTreeMap::from([(part, 1)]),
+            valid_until: None,
+        })
+    }
+
+    /// Issue 16: a replica whose partitions move back and forth (a
+    /// rebalance, a fleet starting) holds one partition's links at a time;
+    /// its table must not keep every link it ever held. A link dropped
+    /// while its request is in flight is released when the answer comes.
+    #[tokio::test]
+    async fn the_links_of_lost_partitions_free_their_slots_for_the_links_of_gained_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("lf.db").display());
+        let store = crate::store::connect(&url).await.unwrap();
+        let (mut s, _ends) = scheduler(store).await;
+        let (tx, rx) = watch::channel(Arc::new(Holdings::default()));
+        s.owned = Some(Owned::new(rx));
+        let (zero, one) = (links_of(0, 50), links_of(1, 50));
+        for round in 0..4 {
+            let (part, page) = if round % 2 == 0 {
+                (0, &zero)
+            } else {
+                (1, &one)
+            };
+            tx.send_replace(holding(part));
+            s.on_holdings();
+            s.gained(page);
+            assert_eq!(s.table.iter().filter(|e| !e.removed).count(), 50);
+        }
+        assert_eq!(s.table.len(), 50, "slots for the links held at once");
+
+        // In flight when its partition goes: kept until its answer.
+        let id = one[0].id.clone();
+        let i = s.table.find(&id).unwrap();
+        s.table.get_mut(i).in_flight = true;
+        s.in_flight += 1;
+        tx.send_replace(holding(0));
+        s.on_holdings();
+        assert_eq!(s.table.find(&id), Some(i), "released while in flight");
+        s.gained(&zero);
+        assert_eq!(s.table.len(), 51, "its slot is not reused yet");
+        s.on_done(Done::NotSent {
+            idx: i,
+            reason: NotSentReason::NotHeld,
+        });
+        assert_eq!(s.table.find(&id), None, "released once answered");
+        assert!(s.table.get(i).is_vacant());
+        tx.send_replace(holding(1));
+        s.on_holdings();
+        s.gained(&one);
+        assert_eq!(s.table.len(), 51);
+        assert_eq!(s.table.held(), 50);
+    }
 }
