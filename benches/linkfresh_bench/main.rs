@@ -93,7 +93,8 @@ struct Args {
     /// demand: 100 hour-equivalents).
     #[arg(long)]
     duration: Option<u64>,
-    /// The hourly window in seconds (default per scenario: 3600 / 1 / 60 / 6 / 6);
+    /// The hourly window in seconds (default per scenario: 3600 / 1 / 60 / 6 / 6;
+    /// scaleout 1);
     /// daily products get 24 times this.
     #[arg(long)]
     window: Option<f64>,

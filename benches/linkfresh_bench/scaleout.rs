@@ -19,6 +19,8 @@ struct Steady {
     w: Window,
     durable_per_s: f64,
     rss_mib: Vec<f64>,
+    /// From starting the replicas to the simulator's first POST.
+    first_post_s: Option<f64>,
     shares: Vec<f64>,
     violations: u64,
 }
@@ -36,10 +38,11 @@ pub(crate) async fn scaleout(args: &Args, dir: &Path) -> Result<Report> {
         log: args.daemon_log.clone(),
         pg,
         dir: dir.to_owned(),
+        hour: args.window.unwrap_or(1.0),
     };
     let mut report = Report::new("scaleout");
     report.info("links", json!(ctx.links));
-    report.info("window_s", json!(1));
+    report.info("window_s", json!(ctx.hour));
     report.info("duration_s", json!(secs));
     report.info("in_flight", json!(ctx.in_flight));
     report.info(
@@ -76,9 +79,14 @@ pub(crate) async fn scaleout(args: &Args, dir: &Path) -> Result<Report> {
 
 async fn run_steady(ctx: &Ctx, name: &str, pg: bool, n: usize, secs: f64) -> Result<Steady> {
     let mut run = Running::prepare(ctx, name, pg).await?;
+    let started = Instant::now();
     for _ in 0..n {
         run.start_replica(ctx)?;
     }
+    let first_post_s = run
+        .first_post(ctx, started, Duration::from_secs(300))
+        .await?
+        .map(|d| d.as_secs_f64());
     run.warm_up(ctx, ctx.links as u64, Duration::from_secs(90))
         .await?;
     let mut sampler = run.sampler(ctx).await?;
@@ -113,6 +121,7 @@ async fn run_steady(ctx: &Ctx, name: &str, pg: bool, n: usize, secs: f64) -> Res
         w,
         durable_per_s,
         rss_mib,
+        first_post_s,
         shares,
         violations,
     })
@@ -179,6 +188,15 @@ fn steady_rows(report: &mut Report, name: &str, s: &Steady) {
         &format!("{name}: peak RSS per replica"),
         json!(s.rss_mib),
         format!("{} MiB", list(&s.rss_mib, 0)),
+        "",
+        None,
+    );
+    report.row(
+        &format!("{name}_first_post_s"),
+        &format!("{name}: first POST after start"),
+        json!(s.first_post_s),
+        s.first_post_s
+            .map_or("none in 300 s".into(), |t| format!("{t:.1} s")),
         "",
         None,
     );

@@ -14,6 +14,8 @@ pub(crate) struct Ctx {
     pub(crate) log: String,
     pub(crate) pg: Option<PgServer>,
     pub(crate) dir: PathBuf,
+    /// The hourly window in seconds (`--window`, default 1 s).
+    pub(crate) hour: f64,
 }
 
 /// A daemon of a phase; `replica` is its claim owner name, learned from the
@@ -88,7 +90,7 @@ impl Running {
         let sim_addr = free_addr()?;
         let sim_url = format!("http://{sim_addr}");
         let setup = Setup {
-            hour: 1.0,
+            hour: ctx.hour,
             links: ctx.links,
             products: "accounts,transactions",
             prefix: "mk_so",
@@ -146,6 +148,33 @@ impl Running {
         get_json(&ctx.c, &format!("{}/_sim/stats", self.sim_url)).await
     }
 
+    /// Waits until the simulator has seen a first POST (or `limit`
+    /// passed); how long that took from `started`. Fails if a daemon died.
+    pub(crate) async fn first_post(
+        &mut self,
+        ctx: &Ctx,
+        started: Instant,
+        limit: Duration,
+    ) -> Result<Option<Duration>> {
+        let deadline = started + limit;
+        loop {
+            for r in &mut self.replicas {
+                if !r.proc.alive() {
+                    bail!("{} exited:\n{}", r.name, r.proc.tail());
+                }
+            }
+            self.note_rss();
+            let s = self.sim_stats(ctx).await?;
+            if count(&s, "refresh", None) > 0 {
+                return Ok(Some(started.elapsed()));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the simulator has seen `posts` POSTs (every link once
     /// past the first spread) or `limit` passed; fails if a daemon died.
     pub(crate) async fn warm_up(&mut self, ctx: &Ctx, posts: u64, limit: Duration) -> Result<()> {
@@ -156,6 +185,7 @@ impl Running {
                     bail!("{} exited:\n{}", r.name, r.proc.tail());
                 }
             }
+            self.note_rss();
             let s = self.sim_stats(ctx).await?;
             if count(&s, "refresh", None) >= posts || Instant::now() > deadline {
                 return Ok(());
