@@ -254,19 +254,38 @@ pub(super) fn check(
     // Line numbers of the links file's entries, for a duplicate's message.
     let mut file_lines: Vec<u32> = Vec::new();
     if let Some(lf) = &links_file {
+        use std::io::BufRead as _;
         let name = lf.display().to_string();
-        let text = std::fs::read_to_string(lf)
-            .map_err(|e| c.invalid("links_file", &name, format!("cannot be read: {e}")))?;
-        let lines = links_file::parse(&text).map_err(|e| ConfigError::LinksFile {
-            file: name.clone(),
-            line: e.line,
-            problem: e.problem,
-        })?;
-        drop(text);
+        let cannot_read =
+            |e: std::io::Error| c.invalid("links_file", &name, format!("cannot be read: {e}"));
+        // A line at a time, each straight into its link: neither the
+        // file's text nor a list of parsed lines is held beside the links.
+        let mut reader = std::io::BufReader::new(std::fs::File::open(lf).map_err(cannot_read)?);
+        // Sized once from a first pass: growing a million-link vector by
+        // doubling copies it (mimalloc's realloc), the old one still held.
+        let count = count_lines(&mut reader).map_err(cannot_read)?;
+        links.reserve_exact(count);
+        file_lines.reserve_exact(count);
+        let mut raw = String::new();
+        let mut number = 0usize;
         let name_of_file = name.clone();
-        links.reserve_exact(lines.len());
-        file_lines.reserve_exact(lines.len());
-        for line in lines {
+        loop {
+            raw.clear();
+            if reader.read_line(&mut raw).map_err(cannot_read)? == 0 {
+                break;
+            }
+            number += 1;
+            let text = raw.strip_suffix('\n').unwrap_or(&raw);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            let parsed =
+                links_file::parse_line(number, text).map_err(|e| ConfigError::LinksFile {
+                    file: name.clone(),
+                    line: e.line,
+                    problem: e.problem,
+                })?;
+            let Some(line) = parsed else {
+                continue;
+            };
             file_lines.push(u32::try_from(line.line).unwrap_or(u32::MAX));
             links.push(LinkConfig {
                 id: line.id,
@@ -334,6 +353,25 @@ pub(super) fn check(
         events,
         revision_number,
     })
+}
+
+/// The number of lines of a file (its line ends, plus a last line without
+/// one), read through `reader`, which is then rewound.
+fn count_lines(reader: &mut std::io::BufReader<std::fs::File>) -> std::io::Result<usize> {
+    use std::io::{BufRead as _, Seek as _};
+    let (mut lines, mut last) = (0usize, b'\n');
+    loop {
+        let buf = reader.fill_buf()?;
+        let Some(&end) = buf.last() else {
+            break;
+        };
+        lines += buf.iter().filter(|&&b| b == b'\n').count();
+        last = end;
+        let n = buf.len();
+        reader.consume(n);
+    }
+    reader.rewind()?;
+    Ok(lines + usize::from(last != b'\n'))
 }
 
 /// The first path segment of a route (`""` for `/`).
