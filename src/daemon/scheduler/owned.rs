@@ -106,12 +106,15 @@ impl Scheduler {
                 self.withdraw_from_budget(i);
                 self.release_if_dropped(i);
             }
-            tracing::info!(
-                partitions = lost.len(),
-                links = dropped,
-                held = self.table.held(),
-                "dropped the links of partitions this replica no longer holds"
-            );
+            // The first holdings only set the partition count: nothing to say.
+            if dropped > 0 || !lost.is_empty() {
+                tracing::info!(
+                    partitions = lost.len(),
+                    links = dropped,
+                    held = self.table.held(),
+                    "dropped the links of partitions this replica no longer holds"
+                );
+            }
         }
         if !gained.is_empty() {
             spawn_load(&self.tasks, self.store.clone(), gained, tx);
