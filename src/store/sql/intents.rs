@@ -15,7 +15,7 @@ use super::statements::{BATCH_ROWS, BULK_LEASE_ROW, BULK_LEASE_TAIL, LEASE_HEAD,
 use super::{Column, Dialect, SqlStore};
 use crate::domain::Product;
 use crate::store::records::{bits, encode_prev, ms};
-use crate::store::{AttemptId, Claim, Intent, StoreError};
+use crate::store::{AttemptId, Claim, Intent, PostCap, StoreError};
 
 /// Splits intents, in order, into the longest runs that name each link at
 /// most once: within a run, claims checked together decide as one by one
@@ -54,23 +54,51 @@ where
     /// The intents of `record_batch`; `None` for a refused claim. A link
     /// named twice starts a new run, whose claims then see the first
     /// intent's write, exactly as if each were written on its own.
+    ///
+    /// Under a `cap`, only the room left under it is claimed, in order;
+    /// the rest is refused unclaimed.
     pub(crate) async fn write_intents(
         conn: &mut DB::Connection,
         intents: &[Intent],
+        cap: Option<PostCap>,
     ) -> Result<Vec<Option<AttemptId>>, StoreError> {
+        let mut room = match cap {
+            Some(cap) if !intents.is_empty() => Self::room_under(conn, cap).await?,
+            _ => usize::MAX,
+        };
         let mut ids = Vec::with_capacity(intents.len());
         for run in runs_of_distinct_links(intents) {
             let run = &intents[run];
-            let ok = Self::take_claims(conn, run).await?;
-            let accepted: Vec<&Intent> = run
+            let (within, over) = run.split_at(run.len().min(room));
+            let ok = Self::take_claims(conn, within).await?;
+            let accepted: Vec<&Intent> = within
                 .iter()
                 .zip(&ok)
                 .filter_map(|(i, ok)| ok.then_some(i))
                 .collect();
+            room = room.saturating_sub(accepted.len());
             let mut written = Self::insert_intents(conn, &accepted).await?.into_iter();
             ids.extend(ok.iter().map(|ok| if *ok { written.next() } else { None }));
+            ids.extend(over.iter().map(|_| None));
         }
         Ok(ids)
+    }
+
+    /// How many intents the cap still admits, holding the cap's lock (where
+    /// the backend needs one) until the transaction ends.
+    async fn room_under(conn: &mut DB::Connection, cap: PostCap) -> Result<usize, StoreError> {
+        if let Some(lock) = DB::CAP_LOCK {
+            sqlx::query(lock).execute(&mut *conn).await?;
+        }
+        let row = sqlx::query("SELECT COUNT(*) FROM attempts WHERE intent_at > $1")
+            .bind(ms(cap.since))
+            .fetch_one(&mut *conn)
+            .await?;
+        let spent: i64 = row.try_get(0)?;
+        let spent = usize::try_from(spent).unwrap_or(usize::MAX);
+        Ok(usize::try_from(cap.limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(spent))
     }
 
     /// The claims of intents of distinct links, checked together: each
