@@ -181,6 +181,8 @@ impl Application {
         heartbeat.beat();
         let store_health = StoreHealth::new();
         let (rules_tx, rules_rx) = watch::channel(Arc::new(config.rules.clone()));
+        let (budget_tx, budget_rx) = watch::channel(config.budget.clone());
+        let profile_ages = crate::profile_ages::ProfileAges::default();
         let admin_token = config
             .server
             .admin_token
@@ -191,7 +193,9 @@ impl Application {
             store.clone(),
             client.clone(),
             heartbeat.clone(),
-            FleetContext::new(rules_rx, admin_token, clock).with_budget(config.budget.clone()),
+            FleetContext::new(rules_rx, admin_token, clock)
+                .with_budget(budget_rx)
+                .with_profile_ages(profile_ages.clone()),
         )
         .with_store_health(store_health.clone());
         let webhooks = WebhookState::new(
@@ -262,6 +266,8 @@ impl Application {
             heartbeat,
             store_health,
             rules: rules_tx,
+            budget: budget_tx,
+            profile_ages,
             reload: reload_rx,
             activity: options.activity,
         };

@@ -106,6 +106,7 @@ pub mod metrics;
 pub mod moneykit;
 pub mod notify;
 pub mod policy;
+pub(crate) mod profile_ages;
 pub mod retry_after;
 pub mod secret;
 pub mod server;

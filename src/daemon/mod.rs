@@ -42,7 +42,7 @@ use tokio_util::task::TaskTracker;
 
 pub(crate) use self::reload::{link_specs, log_if_behind};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{BudgetConfig, Config};
 use crate::domain::{LinkId, LinkState};
 use crate::health::Heartbeat;
 use crate::moneykit::MoneyKit;
@@ -95,6 +95,10 @@ pub(crate) struct Parts {
     /// The rules in force: a reload publishes its new rules here, so that
     /// whoever explains links (the server) uses the ones the loop uses.
     pub rules: watch::Sender<Arc<Rules>>,
+    /// The `[budget]` in force, published like `rules`.
+    pub budget: watch::Sender<Option<BudgetConfig>>,
+    /// Where the gauge pass leaves the data age per profile (fleet page).
+    pub profile_ages: crate::profile_ages::ProfileAges,
     /// One message per reload request (SIGHUP, config folder change).
     pub reload: mpsc::Receiver<()>,
     /// Receives one [`Activity`] per answer (`demo`, tests).
@@ -113,6 +117,8 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         heartbeat,
         store_health,
         rules,
+        budget: published_budget,
+        profile_ages,
         reload,
         activity,
     } = parts;
@@ -179,6 +185,7 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         writes_rx,
         clock,
         store_health.clone(),
+        published_budget.subscribe(),
     ));
     // The dispatcher stops taking new work as soon as shutdown begins (its
     // token is a child of `cancel`); the scheduler drains answers itself.
@@ -236,6 +243,8 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
         timer: timer::Timer::default(),
         rules: current,
         published_rules: rules,
+        published_budget,
+        profile_ages,
         clock,
         store: store.clone(),
         jobs: jobs_tx,

@@ -52,6 +52,10 @@ pub struct Scheduler {
     pub(super) rules: Rules,
     /// Where [`Self::rules`] is published after a reload, for the server.
     pub(super) published_rules: watch::Sender<Arc<Rules>>,
+    /// Where the gauge pass leaves the data age per profile.
+    pub(super) profile_ages: crate::profile_ages::ProfileAges,
+    /// Where the `[budget]` in force is published after a reload.
+    pub(super) published_budget: watch::Sender<Option<crate::config::BudgetConfig>>,
     pub(super) clock: Clock,
     pub(super) store: Arc<dyn Store>,
     pub(super) jobs: mpsc::Sender<Job>,
@@ -318,7 +322,12 @@ impl Scheduler {
         self.heartbeat.beat();
         crate::notify::watchdog_ping();
         self.limiter.tick();
-        super::gauges::publish(&self.table, &self.rules, self.clock.now());
+        super::gauges::publish(
+            &self.table,
+            &self.rules,
+            self.clock.now(),
+            &self.profile_ages,
+        );
         self.publish_budget();
     }
 

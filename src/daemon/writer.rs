@@ -10,13 +10,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::budget::Exhaustion;
+use crate::config::BudgetConfig;
 use crate::domain::{LinkId, Product};
 use crate::store::health::StoreHealth;
-use crate::store::{AttemptId, DueUpdate, Intent, LinkPatch, Outcome, OwnPatch, Store, Timestamp};
+use crate::store::{
+    AttemptId, DueUpdate, Intent, LinkPatch, Outcome, OwnPatch, PostCap, Store, Timestamp,
+};
 
 /// At shutdown, failed writes are retried until the pause between tries
 /// reaches this (50 ms doubling: about 1.5 s in all), then given up.
@@ -55,11 +58,14 @@ pub enum Write {
 pub type IntentsReply = oneshot::Sender<Result<Vec<Option<AttemptId>>, String>>;
 
 /// Runs until every sender is dropped, then flushes what is queued.
+/// Intents are committed under the `[budget]` in force (`budget`), as a
+/// [`PostCap`]: the budget gate's last line of defence across replicas.
 pub async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Write>,
     clock: crate::clock::Clock,
     health: StoreHealth,
+    budget: watch::Receiver<Option<BudgetConfig>>,
 ) {
     let mut outcomes = Vec::with_capacity(MAX_BATCH);
     let mut patches: Vec<OwnPatch> = Vec::new();
@@ -106,7 +112,16 @@ pub async fn run(
             due_deadline = None;
         }
         if !intents.is_empty() {
-            commit_round(&*store, &health, &mut outcomes, &mut patches, &mut intents).await;
+            let cap = budget.borrow().as_ref().map(|b| PostCap {
+                since: clock.now() - b.budget.span(),
+                limit: b.budget.posts_per_day,
+            });
+            let round = Round {
+                outcomes: &mut outcomes,
+                patches: &mut patches,
+                intents: &mut intents,
+            };
+            commit_round(&*store, &health, round, cap).await;
         }
         if !outcomes.is_empty() || !patches.is_empty() {
             record(&*store, &health, &mut outcomes, &mut patches, &rx).await;
@@ -117,22 +132,36 @@ pub async fn run(
     }
 }
 
+/// What one round commits.
+struct Round<'a> {
+    outcomes: &'a mut Vec<Outcome>,
+    patches: &'a mut Vec<OwnPatch>,
+    intents: &'a mut Vec<(Vec<Intent>, IntentsReply)>,
+}
+
 /// Commits the queued outcomes, patches and intents in one transaction and
 /// answers the intents. On failure the intents are refused (their POSTs are
 /// not sent) and the rest stays queued for [`record`]'s retries.
 async fn commit_round(
     store: &dyn Store,
     health: &StoreHealth,
-    outcomes: &mut Vec<Outcome>,
-    patches: &mut Vec<OwnPatch>,
-    intents: &mut Vec<(Vec<Intent>, IntentsReply)>,
+    round: Round<'_>,
+    cap: Option<PostCap>,
 ) {
+    let Round {
+        outcomes,
+        patches,
+        intents,
+    } = round;
     let sizes: Vec<usize> = intents.iter().map(|(batch, _)| batch.len()).collect();
     let all: Vec<Intent> = intents
         .iter_mut()
         .flat_map(|(batch, _)| std::mem::take(batch))
         .collect();
-    match store.record_batch(outcomes, patches, &all).await {
+    match store
+        .record_batch_capped(outcomes, patches, &all, cap)
+        .await
+    {
         Ok(ids) => {
             health.recovered();
             outcomes.clear();

@@ -28,7 +28,8 @@ use tokio::time::Instant;
 
 use self::link_page::link_page;
 use self::sections::{
-    age_section, as_of_line, counts_section, due_section, requests_section, table_section,
+    age_section, as_of_line, counts_section, due_section, profile_age_section, requests_section,
+    table_section,
 };
 use super::AppState;
 use super::html::{escape, page};
@@ -68,10 +69,12 @@ pub struct FleetContext {
     /// The last aggregates and when they were computed; the lock is held
     /// while recomputing, so concurrent page loads share one computation.
     cache: Arc<Mutex<Option<Cached>>>,
-    /// `[budget]` at start: the budget card, and links explained as
-    /// waiting for budget. (A reload's new budget reaches the daemon; the
-    /// pages keep the one they started with.)
-    pub budget: Option<BudgetConfig>,
+    /// `[budget]` in force, as the daemon's loop last published it: the
+    /// budget card, and links explained as waiting for budget. Like
+    /// `rules`, a reload's new budget reaches the pages too.
+    budget: watch::Receiver<Option<BudgetConfig>>,
+    /// The data age per profile, as the daemon's gauge pass left it.
+    pub(crate) profile_ages: crate::profile_ages::ProfileAges,
 }
 
 /// Aggregates and the instant they were computed.
@@ -90,7 +93,8 @@ impl FleetContext {
             clock,
             summary_ttl: Duration::from_secs(2),
             cache: Arc::default(),
-            budget: None,
+            budget: watch::channel(None).1,
+            profile_ages: Default::default(),
         }
     }
 
@@ -102,11 +106,12 @@ impl FleetContext {
         rec: &crate::store::LinkRecord,
         now: DateTime<Utc>,
     ) -> Result<crate::explain::LinkStatus, StoreError> {
-        let usage = match &self.budget {
+        let budget = self.budget();
+        let usage = match &budget {
             Some(b) => crate::explain::budget_usage(store, &b.budget, now).await?,
             None => Vec::new(),
         };
-        let budget = self.budget.as_ref().map(|b| (&b.budget, &usage[..]));
+        let budget = budget.as_ref().map(|b| (&b.budget, &usage[..]));
         Ok(crate::explain::link_status_within(
             rec,
             &self.rules(),
@@ -115,10 +120,21 @@ impl FleetContext {
         ))
     }
 
-    /// The same context with a `[budget]`.
-    pub fn with_budget(mut self, budget: Option<BudgetConfig>) -> Self {
+    /// The same context following the `[budget]` the daemon publishes.
+    pub fn with_budget(mut self, budget: watch::Receiver<Option<BudgetConfig>>) -> Self {
         self.budget = budget;
         self
+    }
+
+    /// The same context reading the daemon's per-profile data age.
+    pub(crate) fn with_profile_ages(mut self, ages: crate::profile_ages::ProfileAges) -> Self {
+        self.profile_ages = ages;
+        self
+    }
+
+    /// The `[budget]` in force now.
+    pub fn budget(&self) -> Option<BudgetConfig> {
+        self.budget.borrow().clone()
     }
 
     /// The rules in force now.
@@ -185,7 +201,7 @@ async fn compute_summary(s: &AppState) -> Result<Arc<Summary>, StoreError> {
         ),
         store.data_age(now),
     )?;
-    let budget = match &s.fleet.budget {
+    let budget = match &s.fleet.budget() {
         Some(config) => {
             let usage = crate::explain::budget_usage(&**store, &config.budget, now).await?;
             Some(budget_card::BudgetFigures {
@@ -286,6 +302,7 @@ async fn index(
     requests_section(&mut body, &sum);
     due_section(&mut body, &sum);
     age_section(&mut body, &sum.ages);
+    profile_age_section(&mut body, &s.fleet.profile_ages.latest());
     if let Err(e) = events_section::events_section(&mut body, &*s.store, now).await {
         return store_failure(&s, &e);
     }

@@ -22,6 +22,22 @@ pub struct Intent {
     pub claim: Option<Claim>,
 }
 
+/// The budget's last line of defence across replicas: a batch commits an
+/// intent only while fewer than `limit` intents were committed after
+/// `since`, counting the batch's own, by any process. Each replica's budget
+/// gate counts the others' POSTs from the store about once a second, so
+/// two replicas could otherwise both spend the last of the budget inside
+/// that second; the count and the inserts are serialized across processes
+/// (an advisory lock on PostgreSQL, the write lock on SQLite), so the sum
+/// holds exactly. Intents past the cap come first-come in batch order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostCap {
+    /// Intents committed after this count.
+    pub since: Timestamp,
+    /// At most this many of them.
+    pub limit: u32,
+}
+
 /// What a replica believed when it decided to send, and the lease it takes:
 /// the intent is only written if nobody has requested the link's products
 /// since (so two replicas can never both send inside one window) and no other

@@ -74,7 +74,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{LinkId, LinkState, Product, ProductSet};
 
-pub use attempts::{AttemptRecord, Claim, Intent, LinkPatch, Outcome, OwnPatch, ProductPatch};
+pub use attempts::{
+    AttemptRecord, Claim, Intent, LinkPatch, Outcome, OwnPatch, PostCap, ProductPatch,
+};
 pub use fleet::FleetQueries;
 pub use outbox::Outbox;
 pub use records::LinkSource;
@@ -316,6 +318,20 @@ pub trait Store: FleetQueries + Outbox + Send + Sync + 'static {
         outcomes: &[Outcome],
         patches: &[OwnPatch],
         intents: &[Intent],
+    ) -> Result<Vec<Option<AttemptId>>, StoreError> {
+        self.record_batch_capped(outcomes, patches, intents, None)
+            .await
+    }
+
+    /// [`record_batch`](Store::record_batch) under a fleet-wide [`PostCap`]
+    /// (`[budget]`): an intent past the cap is refused like a refused claim
+    /// (`None`), and is not claimed.
+    async fn record_batch_capped(
+        &self,
+        outcomes: &[Outcome],
+        patches: &[OwnPatch],
+        intents: &[Intent],
+        cap: Option<PostCap>,
     ) -> Result<Vec<Option<AttemptId>>, StoreError>;
 
     /// Links whose requests other replicas claimed or finished after `seq`,

@@ -82,6 +82,8 @@ impl Dialect for Postgres {
     const NEXT_SEQ: &'static str = "nextval('link_intent_seq')";
     const CLOCK_MS: &'static str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
     const SHARE: &'static str = " FOR SHARE";
+    const CAP_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(7810468520506738020)");
     const OVERLAP: i64 = 1024;
 
     /// Upserts links and their schedule rows from column arrays (`UNNEST`): one

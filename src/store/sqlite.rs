@@ -163,6 +163,7 @@ impl Dialect for Sqlite {
     const NEXT_SEQ: &'static str = "(SELECT COALESCE(MAX(intent_seq), 0) + 1 FROM links)";
     const CLOCK_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
     const SHARE: &'static str = "";
+    const CAP_LOCK: Option<&'static str> = None;
     const OVERLAP: i64 = 0;
 
     /// Multi-row `VALUES` statements of plain `?` parameters (see

@@ -168,6 +168,18 @@ async fn budget_metrics(port: u16) -> (Option<f64>, f64) {
     (sample(&body, "linkfresh_budget_remaining", ""), deferred)
 }
 
+/// The limit on the fleet page's budget card of the daemon on `port`.
+async fn budget_limit_on_page(port: u16) -> Option<String> {
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let (_, rest) = page.split_once("data-budget=\"limit\">")?;
+    Some(rest.split('<').next()?.to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_the_spent_budget_and_sighup_applies_a_new_one() {
     use daemon::{DaemonProcess, daemon_toml, free_port};
@@ -220,12 +232,31 @@ async fn a_restart_keeps_the_spent_budget_and_sighup_applies_a_new_one() {
     );
     assert_eq!(sim.posts(), 1, "no POST over the budget after a restart");
 
-    // A reload raises the budget: the links go out.
+    assert_eq!(
+        budget_limit_on_page(port).await.as_deref(),
+        Some("1"),
+        "the fleet page's budget card shows the budget in force"
+    );
+
+    // A reload raises the budget: the links go out, and the fleet page
+    // shows the new limit (it used to keep the one it started with).
     std::fs::write(&config, body(1000)).unwrap();
     second.signal("HUP");
     assert!(
         wait_until(Duration::from_secs(10), || sim.posts() >= 2).await,
         "a raised budget applies at once: {}",
+        second.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut shown = None;
+    while Instant::now() < deadline && shown.as_deref() != Some("1000") {
+        shown = budget_limit_on_page(port).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        shown.as_deref(),
+        Some("1000"),
+        "the page follows the reloaded budget: {}",
         second.log()
     );
     second.stop_cleanly();

@@ -24,6 +24,7 @@ conformance_tests!(TestDb::sqlite;
     a_run_of_outcomes_sets_every_field_as_one_by_one,
     an_intent_for_an_unknown_link_fails_and_writes_nothing,
     the_budget_counts_posts_per_bucket_and_can_leave_out_one_replica,
+    a_capped_batch_never_commits_past_the_cap_even_when_replicas_race,
     a_budget_exhaustion_episode_writes_one_event_and_none_without_events,
     activity_and_tags_are_stored_and_a_repeated_activity_writes_nothing,
 );

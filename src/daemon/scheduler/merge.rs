@@ -126,6 +126,7 @@ impl Scheduler {
             return;
         };
         self.rules = reloaded.rules;
+        self.published_budget.send_replace(reloaded.budget.clone());
         self.reload_budget(reloaded.budget).await;
         // Profiles may have changed: each link is resolved again as its
         // page of the reload arrives.
@@ -254,6 +255,8 @@ pub(super) mod tests {
             timer: Timer::default(),
             rules: Rules::default(),
             published_rules,
+            published_budget: watch::channel(None).0,
+            profile_ages: Default::default(),
             clock: Clock::default(),
             store,
             jobs,

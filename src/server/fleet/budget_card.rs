@@ -10,7 +10,7 @@ use crate::policy::budget::Standing;
 /// The card's figures, computed with the page's other aggregates.
 #[derive(Debug)]
 pub(crate) struct BudgetFigures {
-    /// The budget in force at start.
+    /// The budget in force when the figures were computed.
     pub config: BudgetConfig,
     /// How it stands.
     pub standing: Standing,

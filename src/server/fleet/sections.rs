@@ -106,6 +106,44 @@ pub(super) fn age_section(body: &mut String, ages: &[ProductAge]) {
     body.push_str("</table></section>");
 }
 
+/// The data age per profile and product, from the daemon's last gauge
+/// pass (profiles are resolved in memory, so the store cannot group by
+/// them; see [`crate::profile_ages`]). Shown only with profiles beyond
+/// `[defaults]`, where it says more than the table above.
+pub(super) fn profile_age_section(body: &mut String, snapshot: &crate::profile_ages::Snapshot) {
+    if snapshot
+        .ages
+        .iter()
+        .all(|a| a.profile.as_ref() == crate::policy::profile::DEFAULT_PROFILE)
+    {
+        return;
+    }
+    let secs = |s: Option<f64>| age(s.map(|s| TimeDelta::milliseconds((s * 1000.0) as i64)));
+    let as_of = time(snapshot.at);
+    let _ = write!(
+        body,
+        "<section><h2>Data age per profile</h2>\
+         <p class=\"muted\">The links this daemon schedules (with several replicas, its share), as of {as_of}.</p>\
+         <table id=\"profile-ages\"><tr><th>profile</th><th>product</th><th class=\"n\">links</th>\
+         <th class=\"n\">never requested</th><th class=\"n\">median</th><th class=\"n\">p99</th><th class=\"n\">oldest</th></tr>"
+    );
+    for a in snapshot.ages.iter() {
+        let _ = write!(
+            body,
+            "<tr data-profile=\"{}\"><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&a.profile),
+            escape(&a.profile),
+            a.product,
+            a.links,
+            a.never,
+            secs(a.p50),
+            secs(a.p99),
+            secs(a.max),
+        );
+    }
+    body.push_str("</table></section>");
+}
+
 pub(super) fn table_section(
     body: &mut String,
     s: &AppState,

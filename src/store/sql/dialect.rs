@@ -67,6 +67,12 @@ pub(crate) trait Dialect: Database<QueryResult: RowsAffected> {
     /// The SQL expression of the next `links.intent_seq`.
     const NEXT_SEQ: &'static str;
 
+    /// Serializes the count of a capped batch (see [`crate::store::PostCap`])
+    /// with every other process's until commit: PostgreSQL's transaction
+    /// advisory lock; `None` on SQLite, whose write transactions already
+    /// exclude each other (`BEGIN IMMEDIATE`).
+    const CAP_LOCK: Option<&'static str>;
+
     /// How far below its high-water mark `claims_since` re-reads: stamps
     /// that may commit out of order (PostgreSQL's sequence).
     const OVERLAP: i64;

@@ -15,7 +15,10 @@ use super::statements::{BATCH_ROWS, BULK_LEASE_ROW, BULK_LEASE_TAIL, LEASE_HEAD,
 use super::{Column, Dialect, SqlStore};
 use crate::domain::Product;
 use crate::store::records::{bits, encode_prev, ms};
-use crate::store::{AttemptId, Claim, Intent, StoreError};
+use crate::store::{AttemptId, Claim, Intent, PostCap, StoreError};
+
+/// `last_requested_at` by `(link, product)`, as a batch's claims read it.
+type StoredTimes = HashMap<(String, String), Option<i64>>;
 
 /// Splits intents, in order, into the longest runs that name each link at
 /// most once: within a run, claims checked together decide as one by one
@@ -54,23 +57,53 @@ where
     /// The intents of `record_batch`; `None` for a refused claim. A link
     /// named twice starts a new run, whose claims then see the first
     /// intent's write, exactly as if each were written on its own.
+    ///
+    /// Under a `cap`, only the room left under it is claimed, in order;
+    /// the rest is refused unclaimed.
     pub(crate) async fn write_intents(
         conn: &mut DB::Connection,
         intents: &[Intent],
+        cap: Option<PostCap>,
     ) -> Result<Vec<Option<AttemptId>>, StoreError> {
+        let mut room = match cap {
+            Some(cap) if !intents.is_empty() => Self::room_under(conn, cap).await?,
+            _ => usize::MAX,
+        };
         let mut ids = Vec::with_capacity(intents.len());
         for run in runs_of_distinct_links(intents) {
             let run = &intents[run];
-            let ok = Self::take_claims(conn, run).await?;
-            let accepted: Vec<&Intent> = run
+            let (within, over) = run.split_at(run.len().min(room));
+            let (ok, read) = Self::take_claims(conn, within).await?;
+            let accepted: Vec<&Intent> = within
                 .iter()
                 .zip(&ok)
                 .filter_map(|(i, ok)| ok.then_some(i))
                 .collect();
-            let mut written = Self::insert_intents(conn, &accepted).await?.into_iter();
+            room = room.saturating_sub(accepted.len());
+            let mut written = Self::insert_intents(conn, &accepted, &read)
+                .await?
+                .into_iter();
             ids.extend(ok.iter().map(|ok| if *ok { written.next() } else { None }));
+            ids.extend(over.iter().map(|_| None));
         }
         Ok(ids)
+    }
+
+    /// How many intents the cap still admits, holding the cap's lock (where
+    /// the backend needs one) until the transaction ends.
+    async fn room_under(conn: &mut DB::Connection, cap: PostCap) -> Result<usize, StoreError> {
+        if let Some(lock) = DB::CAP_LOCK {
+            sqlx::query(lock).execute(&mut *conn).await?;
+        }
+        let row = sqlx::query("SELECT COUNT(*) FROM attempts WHERE intent_at > $1")
+            .bind(ms(cap.since))
+            .fetch_one(&mut *conn)
+            .await?;
+        let spent: i64 = row.try_get(0)?;
+        let spent = usize::try_from(spent).unwrap_or(usize::MAX);
+        Ok(usize::try_from(cap.limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(spent))
     }
 
     /// The claims of intents of distinct links, checked together: each
@@ -79,10 +112,14 @@ where
     /// [`claims`](super::claims)), then the lease taken and `intent_seq`
     /// stamped. Whether each intent may be written; one without a claim
     /// always may.
+    ///
+    /// Also returns the request times read for the claims' check, which
+    /// [`insert_intents`](Self::insert_intents) needs again (one statement
+    /// less per batch on the hot path of a replica).
     async fn take_claims(
         conn: &mut DB::Connection,
         intents: &[Intent],
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<(Vec<bool>, StoredTimes), StoreError> {
         let mut ok: Vec<bool> = intents.iter().map(|i| i.claim.is_none()).collect();
         let claimed: Vec<(usize, &Intent, &Claim)> = intents
             .iter()
@@ -90,7 +127,7 @@ where
             .filter_map(|(n, i)| i.claim.as_ref().map(|c| (n, i, c)))
             .collect();
         if claimed.is_empty() {
-            return Ok(ok);
+            return Ok((ok, StoredTimes::new()));
         }
         let mut leases: HashMap<String, Lease> = HashMap::new();
         let ids: Vec<&str> = claimed.iter().map(|(_, i, _)| i.link.as_str()).collect();
@@ -104,7 +141,7 @@ where
             .filter(|(_, _, c)| fence_allows(c, &holdings))
             .filter(|(_, i, c)| lease_allows(i, c, leases.get(i.link.as_str())))
             .collect();
-        let mut stored: HashMap<(String, String), Option<i64>> = HashMap::new();
+        let mut stored = StoredTimes::new();
         let ids: Vec<&str> = free.iter().map(|(_, i, _)| i.link.as_str()).collect();
         let head = "SELECT link_id, product, last_requested_at FROM schedules WHERE link_id";
         for row in &Self::select_in(conn, head, DB::LOCK, &ids).await? {
@@ -129,7 +166,7 @@ where
         for (n, _, _) in accepted {
             ok[n] = true;
         }
-        Ok(ok)
+        Ok((ok, stored))
     }
 
     /// The partitions that fence `claimed` (see
@@ -174,10 +211,13 @@ where
 
     /// Writes intents of distinct links whose claims were taken, in three
     /// statements per chunk: read the previous times, insert the attempts
-    /// (with those times, for a 429's restore), move the times.
+    /// (with those times, for a 429's restore), move the times. The read is
+    /// skipped when the claims already read every intent's link (`read`,
+    /// locked in this transaction): all intents claimed.
     async fn insert_intents(
         conn: &mut DB::Connection,
         intents: &[&Intent],
+        read: &StoredTimes,
     ) -> Result<Vec<AttemptId>, StoreError> {
         if intents.is_empty() {
             return Ok(Vec::new());
@@ -189,16 +229,24 @@ where
                 (i.link.as_str(), prev)
             })
             .collect();
-        let ids: Vec<&str> = intents.iter().map(|i| i.link.as_str()).collect();
-        let head = "SELECT link_id, product, last_requested_at FROM schedules WHERE link_id";
-        for row in &Self::select_in(conn, head, "", &ids).await? {
-            let link: String = row.try_get(0)?;
-            let product: String = row.try_get(1)?;
-            let at: Option<i64> = row.try_get(2)?;
-            if let Some(prev) = prev_of.get_mut(link.as_str())
+        let mut fill = |link: &str, product: &str, at: Option<i64>| {
+            if let Some(prev) = prev_of.get_mut(link)
                 && let Some(slot) = prev.iter_mut().find(|(p, _)| p.as_str() == product)
             {
                 slot.1 = at;
+            }
+        };
+        if intents.iter().all(|i| i.claim.is_some()) {
+            for ((link, product), at) in read {
+                fill(link, product, *at);
+            }
+        } else {
+            let ids: Vec<&str> = intents.iter().map(|i| i.link.as_str()).collect();
+            let head = "SELECT link_id, product, last_requested_at FROM schedules WHERE link_id";
+            for row in &Self::select_in(conn, head, "", &ids).await? {
+                let link: String = row.try_get(0)?;
+                let product: String = row.try_get(1)?;
+                fill(&link, &product, row.try_get(2)?);
             }
         }
         let mut id_of: HashMap<String, i64> = HashMap::with_capacity(intents.len());

@@ -58,7 +58,7 @@ pub(crate) use dialect::{Column, Dialect, RowsAffected};
 use crate::domain::{LinkId, ProductSet};
 use crate::store::{
     AttemptId, AttemptRecord, DueUpdate, Intent, LinkPatch, LinkRecord, LinkSpec, Outcome,
-    OwnPatch, Store, StoreError, SyncReport, Timestamp,
+    OwnPatch, PostCap, Store, StoreError, SyncReport, Timestamp,
 };
 
 /// A store on one sqlx database: [`SqliteStore`](super::sqlite::SqliteStore)
@@ -198,18 +198,19 @@ where
     }
 
     #[tracing::instrument(skip_all, fields(outcomes = outcomes.len(), patches = patches.len(), intents = intents.len()))]
-    async fn record_batch(
+    async fn record_batch_capped(
         &self,
         outcomes: &[Outcome],
         patches: &[OwnPatch],
         intents: &[Intent],
+        cap: Option<PostCap>,
     ) -> Result<Vec<Option<AttemptId>>, StoreError> {
         let mut tx = self.begin_write().await?;
         Self::write_outcomes(&mut tx, outcomes).await?;
         for p in patches {
             Self::patch(&mut tx, &p.link, &p.patch, p.at, None).await?;
         }
-        let ids = Self::write_intents(&mut tx, intents).await?;
+        let ids = Self::write_intents(&mut tx, intents, cap).await?;
         tx.commit().await?;
         Ok(ids)
     }

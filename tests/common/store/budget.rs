@@ -140,3 +140,99 @@ pub async fn a_budget_exhaustion_episode_writes_one_event_and_none_without_event
     );
     assert_eq!(store.list_events(false, 10).await.unwrap().len(), 3);
 }
+
+/// `[budget]` across replicas: a capped batch commits intents only while
+/// the store holds fewer than the cap after `since`, counting every
+/// process's, and leaves those past the cap unclaimed (their links stay
+/// free for the next batch). Two handles racing their batches (two
+/// replicas) never commit more than the cap between them: each replica's
+/// budget gate only learns the others' spending about once a second.
+pub async fn a_capped_batch_never_commits_past_the_cap_even_when_replicas_race(db: &TestDb) {
+    use linkfresh::store::PostCap;
+
+    let store = db.open().await;
+    let names: Vec<String> = (0..48).map(|i| format!("mk_cap{i:02}")).collect();
+    let specs: Vec<_> = names.iter().map(|n| spec(n, "accounts")).collect();
+    store.sync_config("r1", &specs, t(0)).await.unwrap();
+    intent(&store, &names[0], "accounts", t(100)).await;
+
+    // Three of four fit beside the one already spent; the fourth is refused
+    // unclaimed, so a later uncapped claim of it is taken.
+    let cap = PostCap {
+        since: t(50),
+        limit: 4,
+    };
+    let batch: Vec<_> = names[1..5]
+        .iter()
+        .map(|n| claimed(n, "accounts", t(110), None, "replica-1"))
+        .collect();
+    let ids = store
+        .record_batch_capped(&[], &[], &batch, Some(cap))
+        .await
+        .unwrap();
+    let admitted: Vec<bool> = ids.iter().map(Option::is_some).collect();
+    assert_eq!(admitted, [true, true, true, false], "{ids:?}");
+    let full = store
+        .record_batch_capped(
+            &[],
+            &[],
+            &[claimed(&names[5], "accounts", t(111), None, "replica-1")],
+            Some(cap),
+        )
+        .await
+        .unwrap();
+    assert_eq!(full, [None], "the cap is spent");
+    assert!(
+        claim(&store, &names[4], "accounts", t(112), None, "replica-2")
+            .await
+            .is_some(),
+        "an intent past the cap took no lease"
+    );
+    // Only intents after `since` count: from t(105), 4 are spent (110 x3, 112).
+    let later = PostCap {
+        since: t(105),
+        limit: 5,
+    };
+    let ids = store
+        .record_batch_capped(
+            &[],
+            &[],
+            &[claimed(&names[5], "accounts", t(113), None, "replica-1")],
+            Some(later),
+        )
+        .await
+        .unwrap();
+    assert!(ids[0].is_some(), "the one left under the cap is admitted");
+
+    // Six replicas, each with its own connections, race batches of 4
+    // distinct links at once against a cap with room for 10.
+    let mut replicas = Vec::new();
+    for _ in 0..6 {
+        let s = db.open().await;
+        // Connected before the race, so that none starts late.
+        s.record_batch_capped(&[], &[], &[], None).await.unwrap();
+        replicas.push(s);
+    }
+    let race = PostCap {
+        since: t(200),
+        limit: 10,
+    };
+    let batches: Vec<Vec<_>> = (0..6)
+        .map(|r| {
+            names[6 + r * 4..10 + r * 4]
+                .iter()
+                .map(|n| claimed(n, "accounts", t(300), None, &format!("replica-{r}")))
+                .collect()
+        })
+        .collect();
+    let mut racing = tokio::task::JoinSet::new();
+    for (s, b) in replicas.into_iter().zip(batches) {
+        racing.spawn(async move { s.record_batch_capped(&[], &[], &b, Some(race)).await });
+    }
+    let mut per_replica = Vec::new();
+    while let Some(done) = racing.join_next().await {
+        per_replica.push(done.unwrap().unwrap().iter().flatten().count());
+    }
+    let admitted: usize = per_replica.iter().sum();
+    assert_eq!(admitted, 10, "the cap holds across racing replicas");
+}

@@ -137,11 +137,23 @@ pub async fn a_lease_holds_off_other_replicas_until_released_or_expired(db: &Tes
         claim(&store, "mk_a", "accounts", t(130), Some(t(128)), "r-a").await,
         None
     );
-    // The owner itself is not held off by its own lease.
+    // The owner itself is not held off by its own lease; a claimed intent
+    // keeps the time it moved, for a 429's restore.
+    let c = claim(&store, "mk_a", "accounts", t(131), Some(t(128)), "r-c")
+        .await
+        .expect("the owner's own lease does not hold it off");
+    assert_eq!(
+        store.attempts(&id("mk_a"), 1).await.unwrap()[0].prev_requested,
+        [(Product::Accounts, Some(t(128)))]
+    );
+    let mut limited = outcome(c, "mk_a", "rate_limited", 429, t(132));
+    limited.patch.restore_requested = true;
+    store.record_outcomes(&[limited]).await.unwrap();
     assert!(
-        claim(&store, "mk_a", "accounts", t(131), Some(t(128)), "r-c")
+        claim(&store, "mk_a", "accounts", t(133), Some(t(128)), "r-c")
             .await
-            .is_some()
+            .is_some(),
+        "the 429 put back t(128)"
     );
     assert!(
         claim(&store, "mk_b", "accounts", t(131), None, "r-a")
