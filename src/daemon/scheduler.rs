@@ -298,7 +298,7 @@ impl Scheduler {
                 } else {
                     until
                 };
-                self.timer.schedule(&mut self.table, i, until)
+                self.wake_at(i, until);
             }
             Decision::Idle => {
                 self.withdraw_from_budget(i);
@@ -314,7 +314,17 @@ impl Scheduler {
                 self.in_flight += 1;
             }
             // Full: try again shortly (the loop waits for room first).
-            Err(_) => self.timer.schedule(&mut self.table, i, self.clock.now()),
+            Err(_) => self.wake_at(i, self.clock.now()),
+        }
+    }
+
+    /// Schedules link `i` at `at`; ahead of the scheduled work when one of
+    /// its products was asked for on demand (see [`super::timer`]).
+    fn wake_at(&mut self, i: usize, at: DateTime<Utc>) {
+        if self.table.get(i).on_demand() {
+            self.timer.schedule_urgent(&mut self.table, i, at);
+        } else {
+            self.timer.schedule(&mut self.table, i, at);
         }
     }
 

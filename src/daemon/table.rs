@@ -197,6 +197,12 @@ impl Entry {
             .any(|p| p.refresh_requested && products.contains(p.product))
     }
 
+    /// Whether any of its products was asked for on demand: its wake-ups
+    /// go ahead of the scheduled work (see [`super::timer`]).
+    pub fn on_demand(&self) -> bool {
+        self.products.iter().any(|p| p.refresh_requested)
+    }
+
     /// The product's state, if the link has it.
     pub fn product(&self, p: Product) -> Option<&ProductSlot> {
         self.products.iter().find(|s| s.product == p)

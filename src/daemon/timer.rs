@@ -3,6 +3,12 @@
 //! Rescheduling a link bumps its generation and pushes a new entry; the old
 //! one is skipped when popped. O(log n) per operation, one small tuple per
 //! pending wake-up, which is what a fleet of a million links needs.
+//!
+//! On-demand refreshes (the app's `refresh`, issue 17: "it goes ahead of
+//! scheduled work") wait in a second heap that is always popped first: when
+//! a burst of scheduled work is due (the links an app's activity calls just
+//! made active) and the dispatcher has no room, a refresh asked for now
+//! would otherwise queue behind every link due earlier than now.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -21,21 +27,24 @@ const COMPACT_SLACK: usize = 1024;
 /// Pending wake-ups.
 #[derive(Debug, Default)]
 pub struct Timer {
-    heap: BinaryHeap<Reverse<(DateTime<Utc>, u32, u32)>>,
+    heap: BinaryHeap<Reverse<Wake>>,
+    /// On-demand links, popped before any link of `heap` due by then.
+    urgent: BinaryHeap<Reverse<Wake>>,
 }
+
+/// (wake time, the link's generation when scheduled, the link's slot).
+type Wake = (DateTime<Utc>, u32, u32);
 
 impl Timer {
     /// Schedules link `i` at `at`, replacing any earlier schedule of it.
     pub fn schedule(&mut self, table: &mut LinkTable, i: usize, at: DateTime<Utc>) {
-        let entry = table.get_mut(i);
-        entry.generation = entry.generation.wrapping_add(1);
-        let slot = u32::try_from(i).expect("fewer than 2^32 links");
-        self.heap.push(Reverse((at, entry.generation, slot)));
-        if self.heap.len() > 2 * table.len() + COMPACT_SLACK {
-            self.heap.retain(|Reverse((_, generation, i))| {
-                table.get(*i as usize).generation == *generation
-            });
-        }
+        push(&mut self.heap, table, i, at);
+    }
+
+    /// Schedules link `i` at `at` ahead of every other link due by then:
+    /// for a link with a product asked for on demand.
+    pub fn schedule_urgent(&mut self, table: &mut LinkTable, i: usize, at: DateTime<Utc>) {
+        push(&mut self.urgent, table, i, at);
     }
 
     /// Forgets any schedule of link `i`.
@@ -46,36 +55,59 @@ impl Timer {
 
     /// The earliest live wake time, dropping stale entries on the way.
     pub fn next_at(&mut self, table: &LinkTable) -> Option<DateTime<Utc>> {
-        while let Some(Reverse((at, generation, i))) = self.heap.peek().copied() {
-            if table.get(i as usize).generation == generation {
-                return Some(at);
-            }
-            self.heap.pop();
-        }
-        None
+        let urgent = live_top(&mut self.urgent, table);
+        let other = live_top(&mut self.heap, table);
+        urgent.into_iter().chain(other).min()
     }
 
-    /// Pops one link whose wake time is at or before `now`.
+    /// Pops one link whose wake time is at or before `now`: an on-demand
+    /// one first.
     pub fn pop_due(&mut self, table: &LinkTable, now: DateTime<Utc>) -> Option<usize> {
-        while let Some(Reverse((at, generation, i))) = self.heap.peek().copied() {
-            if table.get(i as usize).generation != generation {
-                self.heap.pop();
-                continue;
-            }
-            if at > now {
-                return None;
-            }
-            self.heap.pop();
-            return Some(i as usize);
-        }
-        None
+        pop_due_from(&mut self.urgent, table, now)
+            .or_else(|| pop_due_from(&mut self.heap, table, now))
     }
 
     /// Number of heap entries, live or stale (the tests' bound on stale ones).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len() + self.urgent.len()
     }
+}
+
+/// Pushes link `i` at `at` onto `heap` under a new generation (which makes
+/// its entries in either heap stale), compacting when stale entries pile up.
+fn push(heap: &mut BinaryHeap<Reverse<Wake>>, table: &mut LinkTable, i: usize, at: DateTime<Utc>) {
+    let entry = table.get_mut(i);
+    entry.generation = entry.generation.wrapping_add(1);
+    let slot = u32::try_from(i).expect("fewer than 2^32 links");
+    heap.push(Reverse((at, entry.generation, slot)));
+    if heap.len() > 2 * table.len() + COMPACT_SLACK {
+        heap.retain(|Reverse((_, generation, i))| table.get(*i as usize).generation == *generation);
+    }
+}
+
+/// The earliest live wake time of `heap`, dropping stale entries on the way.
+fn live_top(heap: &mut BinaryHeap<Reverse<Wake>>, table: &LinkTable) -> Option<DateTime<Utc>> {
+    while let Some(Reverse((at, generation, i))) = heap.peek().copied() {
+        if table.get(i as usize).generation == generation {
+            return Some(at);
+        }
+        heap.pop();
+    }
+    None
+}
+
+/// Pops one live link of `heap` due at or before `now`.
+fn pop_due_from(
+    heap: &mut BinaryHeap<Reverse<Wake>>,
+    table: &LinkTable,
+    now: DateTime<Utc>,
+) -> Option<usize> {
+    let at = live_top(heap, table)?;
+    if at > now {
+        return None;
+    }
+    heap.pop().map(|Reverse((_, _, i))| i as usize)
 }
 
 #[cfg(test)]
@@ -144,5 +176,36 @@ mod tests {
         let late = t0 + TimeDelta::seconds(60);
         assert_eq!(timer.pop_due(&links, late), Some(new));
         assert_eq!(timer.pop_due(&links, late), None);
+    }
+
+    /// Issue 17: a refresh asked for on demand goes ahead of the scheduled
+    /// work already due, and a link moved between the lanes fires once.
+    #[test]
+    fn an_on_demand_link_pops_before_links_due_earlier_and_each_link_fires_once() {
+        let mut links = table(4);
+        let mut timer = Timer::default();
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        for i in 0..3 {
+            timer.schedule(&mut links, i, t0 + TimeDelta::seconds(i as i64));
+        }
+        timer.schedule_urgent(&mut links, 3, t0 + TimeDelta::seconds(10));
+        // Link 1 asked for on demand too: its scheduled wake-up goes stale.
+        timer.schedule_urgent(&mut links, 1, t0 + TimeDelta::seconds(20));
+        assert_eq!(
+            timer.next_at(&links),
+            Some(t0),
+            "the earliest of both lanes"
+        );
+        let now = t0 + TimeDelta::seconds(30);
+        let mut fired = Vec::new();
+        while let Some(i) = timer.pop_due(&links, now) {
+            fired.push(i);
+        }
+        assert_eq!(fired, [3, 1, 0, 2]);
+        // Not yet due: an urgent link waits for its time like any other.
+        timer.schedule_urgent(&mut links, 0, now + TimeDelta::seconds(5));
+        timer.schedule(&mut links, 2, now);
+        assert_eq!(timer.pop_due(&links, now), Some(2));
+        assert_eq!(timer.pop_due(&links, now), None);
     }
 }
