@@ -45,6 +45,30 @@ fn parts_page() -> &'static str {
     TEXT.get_or_init(|| JSON_PAGE.replacen(PAGE_FILTER.0, PAGE_FILTER.1, 1))
 }
 
+/// Takes the heartbeats' lock for the transaction, then renews `replica`'s
+/// row for `lease_ms` from the database's now, which it returns: the start
+/// of every heartbeat and announcement.
+async fn lock_and_renew(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    replica: &str,
+    lease_ms: i64,
+) -> Result<i64, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(FLEET_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {NOW_MS}")))
+        .fetch_one(&mut **tx)
+        .await?;
+    sqlx::query(RENEW_REPLICA)
+        .bind(replica)
+        .bind(now)
+        .bind(now + lease_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(now)
+}
+
 fn ms_of(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -119,19 +143,7 @@ impl Ownership for PgStore {
         )))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(FLEET_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {NOW_MS}")))
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query(RENEW_REPLICA)
-            .bind(replica)
-            .bind(now)
-            .bind(now + lease)
-            .execute(&mut *tx)
-            .await?;
+        let now = lock_and_renew(&mut tx, replica, lease).await?;
         sqlx::query("DELETE FROM replicas WHERE lease_until < $1")
             .bind(now - KEEP_DEAD_MS)
             .execute(&mut *tx)
@@ -265,19 +277,7 @@ impl Ownership for PgStore {
         let mut tx = self.pool.begin().await?;
         // Under the heartbeats' lock: a tick running now either counts this
         // replica or has committed the partitions it took, seen below.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(FLEET_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {NOW_MS}")))
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query(RENEW_REPLICA)
-            .bind(replica)
-            .bind(now)
-            .bind(now + ms_of(lease))
-            .execute(&mut *tx)
-            .await?;
+        let now = lock_and_renew(&mut tx, replica, ms_of(lease)).await?;
         let held: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM partitions \
              WHERE holder IS NOT NULL AND lease_until > $1)",
