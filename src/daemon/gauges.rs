@@ -66,7 +66,15 @@ pub fn publish(table: &LinkTable, rules: &Rules, now: DateTime<Utc>, per_profile
             );
             worst[i] = worst[i].max(late);
         }
-        let group = groups.entry(e.rules.profile.name.clone()).or_default();
+        // Looked up by name first: one map insert (and Arc clone) per
+        // profile, not per link, on a pass over a million links.
+        let name = &e.rules.profile.name;
+        if !groups.contains_key(&**name) {
+            groups.insert(name.clone(), Group::default());
+        }
+        let Some(group) = groups.get_mut(&**name) else {
+            continue;
+        };
         for p in e.products.iter().filter(|p| !p.parked) {
             let i = p.product.index();
             group.links[i] += 1;

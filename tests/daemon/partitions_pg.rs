@@ -50,6 +50,17 @@ pub(crate) fn config(
     path
 }
 
+/// The simulator on `fast_windows` and a scratch folder for the configs:
+/// how every fleet test on PostgreSQL starts.
+pub(crate) async fn fast_sim() -> (SimConfig, sim::SimHandle, tempfile::TempDir) {
+    let cfg = SimConfig {
+        windows: fast_windows(),
+        ..SimConfig::default()
+    };
+    let sim = sim::spawn(cfg.clone()).await;
+    (cfg, sim, tempfile::tempdir().unwrap())
+}
+
 pub(crate) fn start(config: &std::path::Path, tag: &str) -> (DaemonProcess, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -135,12 +146,7 @@ async fn a_fourth_replica_owns_a_quarter_within_two_leases_and_hands_it_back_whe
         return;
     };
     let _fleet = crate::PG_FLEET.lock().await;
-    let cfg = SimConfig {
-        windows: fast_windows(),
-        ..SimConfig::default()
-    };
-    let sim = sim::spawn(cfg.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (cfg, sim, dir) = fast_sim().await;
     let links = link_ids("mk_join", 60);
     let config = config(dir.path(), &sim, &cfg, &db.url, &links, &[], "");
     let mut replicas: Vec<(DaemonProcess, u16)> =
@@ -356,12 +362,7 @@ async fn three_replicas_keep_the_fleet_within_its_rate_not_three_times_it() {
         return;
     };
     let _fleet = crate::PG_FLEET.lock().await;
-    let cfg = SimConfig {
-        windows: fast_windows(),
-        ..SimConfig::default()
-    };
-    let sim = sim::spawn(cfg.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (cfg, sim, dir) = fast_sim().await;
     // 600 links due every 2 s want 300 POSTs a second: the rate binds.
     let links = link_ids("mk_rate", 600);
     let rate = [("max_requests_per_second", "100")];

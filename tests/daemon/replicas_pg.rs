@@ -11,9 +11,7 @@ use crate::store_common;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use daemon::{
-    DaemonProcess, daemon_toml, fast_windows, free_port, link_ids, linkfresh, wait_until,
-};
+use daemon::{DaemonProcess, daemon_toml, free_port, link_ids, linkfresh, wait_until};
 use linkfresh::domain::{LinkId, LinkState, Product};
 use linkfresh::sim::{self, SimConfig};
 use store_common::{TestDb, spec, t};
@@ -76,12 +74,7 @@ async fn three_replicas_share_the_links_break_no_window_and_survive_a_kill_9() {
         return;
     };
     let _fleet = crate::PG_FLEET.lock().await;
-    let cfg = SimConfig {
-        windows: fast_windows(),
-        ..SimConfig::default()
-    };
-    let sim = sim::spawn(cfg.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (cfg, sim, dir) = crate::partitions_pg::fast_sim().await;
     let links = link_ids("mk_rep", 30);
     let config = pg_config(
         dir.path(),
@@ -207,12 +200,7 @@ async fn operator_commands_work_against_postgresql() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let cfg = SimConfig {
-        windows: fast_windows(),
-        ..SimConfig::default()
-    };
-    let sim = sim::spawn(cfg.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (cfg, sim, dir) = crate::partitions_pg::fast_sim().await;
     let config = pg_config(
         dir.path(),
         &sim,

@@ -10,7 +10,7 @@ use crate::store_common;
 
 use std::time::Duration;
 
-use daemon::{fast_windows, link_ids, wait_until_async};
+use daemon::{link_ids, wait_until_async};
 use linkfresh::sim::{self, SimConfig};
 use store_common::TestDb;
 
@@ -19,12 +19,7 @@ async fn a_replica_on_an_older_config_revision_never_overwrites_the_newer_link_s
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let cfg = SimConfig {
-        windows: fast_windows(),
-        ..SimConfig::default()
-    };
-    let sim = sim::spawn(cfg.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (cfg, sim, dir) = crate::partitions_pg::fast_sim().await;
     let new_links = link_ids("mk_new", 6);
     let old_links = link_ids("mk_old", 6);
     let new = config(

@@ -12,8 +12,7 @@ use crate::store_common;
 
 use std::time::{Duration, Instant};
 
-use daemon::{fast_windows, link_ids, wait_until, wait_until_async};
-use linkfresh::sim::{self, SimConfig};
+use daemon::{link_ids, wait_until, wait_until_async};
 use store_common::TestDb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,12 +21,7 @@ async fn replicas_started_together_each_load_their_share_never_the_whole_fleet()
         return;
     };
     let _fleet = crate::PG_FLEET.lock().await;
-    let cfg = SimConfig {
-        windows: fast_windows(),
-        ..SimConfig::default()
-    };
-    let sim = sim::spawn(cfg.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (cfg, sim, dir) = crate::partitions_pg::fast_sim().await;
     let links = link_ids("mk_cold", 90);
     let config = config(dir.path(), &sim, &cfg, &db.url, &links, &[], "");
     let started = Instant::now();
