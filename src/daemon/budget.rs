@@ -176,7 +176,8 @@ impl BudgetGate {
             self.spend(now, admitted.len() as u32);
         }
         let after = standing(&budget, &self.usage, now);
-        let reason = if after.remaining == 0 {
+        // Scheduled work stops at the reserve: below it, the cap defers.
+        let reason = if after.remaining <= budget.reserve() {
             "budget"
         } else {
             "pacing"

@@ -181,6 +181,51 @@ proptest! {
     }
 
     #[test]
+    fn scheduled_work_leaves_the_reserve_to_on_demand(budget in arb_budget(), rounds in prop::collection::vec(0i64..120_000, 1..150)) {
+        // Unlimited scheduled demand: it never fills a window past the cap
+        // less the reserve.
+        let demand = vec![Candidate { on_demand: false, priority: 0, stale_since: None }; 300];
+        let rounds: Vec<(i64, Vec<Candidate>)> = rounds.into_iter().map(|g| (g, demand.clone())).collect();
+        let (usage, _) = run(&budget, &rounds);
+        let most = u64::from(budget.posts_per_day) - budget.reserve();
+        for &(t, _) in &usage {
+            let n = sent_in(&usage, t - budget.span(), t);
+            prop_assert!(n <= most, "{n} scheduled POSTs in the window ending {t}, more than {most}");
+        }
+    }
+
+    #[test]
+    fn on_demand_within_the_reserve_is_always_served_however_much_is_scheduled(
+        budget in arb_budget(),
+        rounds in prop::collection::vec((0i64..120_000, prop::bool::weighted(0.3)), 1..150),
+    ) {
+        // Scheduled demand beyond the budget every round, and now and then
+        // one on-demand refresh, never more than the reserve in a window.
+        let scheduled = Candidate { on_demand: false, priority: 5, stale_since: None };
+        let asked = Candidate { on_demand: true, priority: -3, stale_since: Some(t0()) };
+        let mut usage: Vec<(DateTime<Utc>, u32)> = Vec::new();
+        let mut asked_at: Vec<DateTime<Utc>> = Vec::new();
+        let mut now = t0();
+        for (gap, ask) in rounds {
+            now += TimeDelta::milliseconds(gap);
+            let recent = asked_at.iter().filter(|t| **t > now - budget.span()).count() as u64;
+            let ask = ask && recent < budget.reserve();
+            let mut candidates = vec![scheduled; 300];
+            if ask {
+                candidates.push(asked);
+                asked_at.push(now);
+            }
+            let a = allocate(&budget, &usage, now, &candidates);
+            if ask {
+                prop_assert!(a.admitted.contains(&300), "an on-demand refresh waited at {now}");
+            }
+            if !a.admitted.is_empty() {
+                usage.push((now, a.admitted.len() as u32));
+            }
+        }
+    }
+
+    #[test]
     fn a_deferred_candidate_fits_at_its_retry_time(budget in arb_budget(), rounds in arb_rounds()) {
         let mut usage: Vec<(DateTime<Utc>, u32)> = Vec::new();
         let mut now = t0();
