@@ -54,7 +54,9 @@ pub(crate) async fn start(
             .lines()
             .map(|l| {
                 if l.starts_with("url = \"sqlite://") {
-                    format!("url = \"{url}\"")
+                    // One replica: no settle for others to join first (it
+                    // would eat the first 2 s of a test's timed windows).
+                    format!("url = \"{url}\"\ninitial_settle = \"0s\"")
                 } else {
                     l.to_owned()
                 }
