@@ -12,6 +12,7 @@
 
 pub(crate) mod budget;
 mod budget_round;
+mod chunked;
 pub(crate) mod discovery;
 pub(crate) mod dispatch;
 pub(crate) mod gauges;

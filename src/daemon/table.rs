@@ -34,6 +34,7 @@ use crate::policy::phase::link_hash;
 use crate::policy::{LinkSchedule, ProductState, Profile, Profiles};
 use crate::store::LinkRecord;
 
+use super::chunked::Chunked;
 pub use super::slot::ProductSlot;
 
 /// One link as the daemon tracks it.
@@ -253,7 +254,9 @@ impl Entry {
 /// was about a hundred megabytes of the daemon's memory budget.
 #[derive(Debug, Default)]
 pub struct LinkTable {
-    entries: Vec<Entry>,
+    /// In chunks, so that loading links never copies the table (see
+    /// [`Chunked`]).
+    entries: Chunked<Entry>,
     index: HashTable<u32>,
     hasher: RandomState,
     cadences: CadenceBook,
