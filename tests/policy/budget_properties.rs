@@ -266,3 +266,42 @@ fn a_morning_of_demand_spends_about_an_hour_of_budget_plus_the_mornings_share() 
     let sent: u32 = usage.iter().map(|(_, n)| n).sum();
     assert!((9..=11).contains(&sent), "sent {sent} by 9 am");
 }
+
+#[test]
+fn on_demand_is_served_through_the_first_window_when_scheduled_work_is_unlimited() {
+    // The demand benchmark's budget side in small: a day of 144 s and
+    // 36,000 POSTs, scheduled work always waiting, and every 6 s
+    // ("hour") 850 logins asking on demand, more than the reserve over a
+    // window. Before anything leaves the first window, on-demand must not
+    // find the cap full (it did at 138 s when pacing allowed the bucket
+    // plus a whole window of refill).
+    let budget = Budget {
+        posts_per_day: 36_000,
+        window: TimeDelta::seconds(144),
+        slack: TimeDelta::zero(),
+    };
+    let scheduled = Candidate {
+        on_demand: false,
+        priority: 10,
+        stale_since: None,
+    };
+    let asked = Candidate {
+        on_demand: true,
+        priority: 0,
+        stale_since: Some(t0()),
+    };
+    let mut usage: Vec<(DateTime<Utc>, u32)> = Vec::new();
+    let mut now = t0();
+    for round in 0..(3 * 1440) {
+        now += TimeDelta::milliseconds(100);
+        let mut candidates = vec![scheduled; 400];
+        let logins = if round % 60 == 0 { 850 } else { 0 };
+        candidates.extend(std::iter::repeat_n(asked, logins));
+        let a = allocate(&budget, &usage, now, &candidates);
+        let served = a.admitted.iter().filter(|&&i| i >= 400).count();
+        assert_eq!(served, logins, "round {round}: on-demand waited at {now}");
+        if !a.admitted.is_empty() {
+            usage.push((now, a.admitted.len() as u32));
+        }
+    }
+}
