@@ -48,6 +48,8 @@ struct Side {
     unserved: u64,
     /// 202 answers.
     queued: u64,
+    /// Of `unserved`, those asked in the first day-equivalent.
+    unserved_first_day: u64,
     /// 202 answers whose promised time was more than 1 s after the call
     /// (the window did not allow a POST sooner).
     promised_later: u64,
@@ -120,6 +122,13 @@ pub(crate) async fn demand(args: &Args, dir: &Path) -> Result<Report> {
             &format!("listen = \"{listen}\"\n"),
             &format!("listen = \"{listen}\"\nadmin_token = \"{TOKEN}\"\n"),
         );
+        // The budget counts each POST over its window plus request_timeout
+        // and margin (`Budget::slack`, what a POST's way to MoneyKit may
+        // add). Against a real day 10 s is nothing; against a day compressed
+        // to 144 s it was 7 % of the budget held back, and the cap bound
+        // on-demand refreshes with MoneyKit's count at 33,101 of 36,000.
+        // Compressed with the day, as the budget's own e2e test does.
+        text = text.replace("request_timeout = \"10s\"", "request_timeout = \"1s\"");
         text += &profiles(hour, name != "hourly");
         if name == "budget" {
             let _ = write!(
@@ -142,6 +151,7 @@ pub(crate) async fn demand(args: &Args, dir: &Path) -> Result<Report> {
             served_late: 0,
             unserved: 0,
             queued: 0,
+            unserved_first_day: 0,
             promised_later: 0,
             late_latency: Vec::new(),
             premium_age: Vec::new(),
@@ -167,7 +177,15 @@ pub(crate) async fn demand(args: &Args, dir: &Path) -> Result<Report> {
                         s.served_late += 1;
                         s.late_latency.push(lat);
                     }
-                    None => s.unserved += 1,
+                    None => {
+                        s.unserved += 1;
+                        // Asked last hour-equivalent: within the first
+                        // day-equivalent, before any POST left the
+                        // budget's window?
+                        if hour_no <= 25 {
+                            s.unserved_first_day += 1;
+                        }
+                    }
                 }
             }
         }
@@ -351,8 +369,12 @@ pub(crate) async fn demand(args: &Args, dir: &Path) -> Result<Report> {
     report.row(
         "budget_on_demand",
         "budget: on-demand served (of those judged)",
-        json!({"queued": b.queued, "late": b.served_late, "unserved": b.unserved}),
-        format!("{} of {judged}", judged - b.unserved),
+        json!({"queued": b.queued, "late": b.served_late, "unserved": b.unserved, "unserved_first_day": b.unserved_first_day}),
+        format!(
+            "{} of {judged} ({} unserved in the first day-eq.)",
+            judged - b.unserved,
+            b.unserved_first_day
+        ),
         "all",
         Some(served_all),
     );

@@ -125,8 +125,9 @@ struct Args {
     /// the end. Its query (`sslmode=...`) is passed on to the daemons as it is.
     #[arg(long)]
     pg_url: Option<String>,
-    /// Phases of `scaleout`, comma-separated: sqlite, pg1, pg3, failover.
-    #[arg(long, default_value = "sqlite,pg1,pg3,failover")]
+    /// Phases of `scaleout`, comma-separated: sqlite, pg1, pg3, failover,
+    /// rate (3 replicas held to `max_requests_per_second = 100`).
+    #[arg(long, default_value = "sqlite,pg1,pg3,failover,rate")]
     phases: String,
     /// The `linkfresh` binary to run (default: the one next to this binary),
     /// so that one harness can measure an older build side by side.

@@ -67,7 +67,8 @@ pub(crate) async fn scaleout(args: &Args, dir: &Path) -> Result<Report> {
                 steady.insert("pg3", run_steady(&ctx, "pg3", true, 3, secs).await?);
             }
             "failover" => failover(&ctx, secs, &mut report).await?,
-            other => bail!("unknown phase {other:?}: sqlite, pg1, pg3, failover"),
+            "rate" => fleet_rate(&ctx, secs, &mut report).await?,
+            other => bail!("unknown phase {other:?}: sqlite, pg1, pg3, failover, rate"),
         }
     }
     for (name, s) in &steady {
@@ -125,6 +126,66 @@ async fn run_steady(ctx: &Ctx, name: &str, pg: bool, n: usize, secs: f64) -> Res
         shares,
         violations,
     })
+}
+
+/// The fleet-wide rate the `rate` phase sets (issue 16's target).
+const FLEET_RATE: u64 = 100;
+
+/// `rate`: 3 PostgreSQL replicas with `max_requests_per_second = 100`, the
+/// fleet wanting far more: the simulator's busiest rolling second over the
+/// whole phase, start-up and rebalancing included, must stay within the
+/// setting (5 % allowed for clock granularity), not three times it.
+async fn fleet_rate(ctx: &Ctx, secs: f64, report: &mut Report) -> Result<()> {
+    let mut run = Running::prepare(ctx, "rate", true).await?;
+    run.env.push((
+        "LINKFRESH__MONEYKIT__MAX_REQUESTS_PER_SECOND",
+        FLEET_RATE.to_string(),
+    ));
+    let started = Instant::now();
+    for _ in 0..3 {
+        run.start_replica(ctx)?;
+    }
+    run.first_post(ctx, started, Duration::from_secs(120))
+        .await?;
+    let t0 = Instant::now();
+    let posts0 = count(&run.sim_stats(ctx).await?, "refresh", None);
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let posts1 = count(&run.sim_stats(ctx).await?, "refresh", None);
+    let average = posts1.saturating_sub(posts0) as f64 / t0.elapsed().as_secs_f64();
+    let busiest = get_json(
+        &ctx.c,
+        &format!("{}/_sim/busiest?window_ms=1000", run.sim_url),
+    )
+    .await?["busiest"]
+        .as_u64()
+        .unwrap_or(0);
+    let violations = run.finish(ctx).await?;
+    let allowed = FLEET_RATE + FLEET_RATE / 20;
+    report.row(
+        "rate_busiest_second",
+        "rate 100/s, 3 replicas: most POSTs in any rolling second",
+        json!(busiest),
+        busiest.to_string(),
+        "<= 105",
+        Some(busiest <= allowed),
+    );
+    report.row(
+        "rate_average",
+        "rate 100/s, 3 replicas: average POST/s",
+        json!(average),
+        format!("{average:.1} /s"),
+        "",
+        None,
+    );
+    report.row(
+        "rate_violations",
+        "rate: window violations",
+        json!(violations),
+        violations.to_string(),
+        "0",
+        Some(violations == 0),
+    );
+    Ok(())
 }
 
 fn print_statements(phase: &str, rows: &[StatementRow], posts: u64) {

@@ -36,6 +36,8 @@ pub(crate) struct Running {
     pub(crate) replicas: Vec<Replica>,
     /// Database name and URL (PostgreSQL phases).
     pub(crate) db: Option<(String, String)>,
+    /// Further `LINKFRESH__...` overrides for every replica of the phase.
+    pub(crate) env: Vec<(&'static str, String)>,
 }
 
 /// What a measured window saw.
@@ -118,6 +120,7 @@ impl Running {
             sim_url,
             replicas: Vec::new(),
             db,
+            env: Vec::new(),
         })
     }
 
@@ -133,6 +136,7 @@ impl Running {
         if let Some((_, url)) = &self.db {
             cmd.env("LINKFRESH__DATABASE__URL", url);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let proc = Proc::spawn(&name, cmd, &self.dir)?;
         let pid = proc.pid();
         self.replicas.push(Replica {
