@@ -13,9 +13,10 @@
 //!    own count (seen broken by one POST on PostgreSQL without it).
 //! 2. **Pacing.** Scheduled work also needs a token from a bucket refilled
 //!    at `(posts_per_day - 2 x reserve) / window` and holding at most
-//!    [`BURST_SHARE`] of the day (an hour's worth with a 24 h window). Every POST takes a token,
-//!    on-demand ones included, but on-demand POSTs are never refused for
-//!    pacing (the bucket may go into debt), only for the cap. So over any
+//!    [`BURST_SHARE`] of the day (an hour's worth with a 24 h window).
+//!    Every POST takes a token, on-demand ones included, but on-demand
+//!    POSTs are never refused for pacing (the bucket may go into debt),
+//!    only for the cap. So over any
 //!    span `s` scheduled work spends at most `burst + s x rate`: the budget
 //!    is spread over the day, not gone by 9 am, and over a whole window
 //!    scheduled and on-demand work up to the last scheduled admission stay
