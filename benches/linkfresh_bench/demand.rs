@@ -28,6 +28,8 @@ const TOKEN: &str = "bench-admin-token";
 /// (20 %) hourly, logins that find data older than an hour (10 %, mostly
 /// overlapping), the rest daily (1/24). The budget side gets half of it.
 const DEMAND_PER_LINK_HOUR: f64 = 0.3;
+/// Hour-equivalents in the budget's day-equivalent (`[budget] window`).
+const HOURS_PER_DAY: u64 = 24;
 
 /// One side of the comparison.
 struct Side {
@@ -134,7 +136,7 @@ pub(crate) async fn demand(args: &Args, dir: &Path) -> Result<Report> {
             let _ = write!(
                 text,
                 "\n[budget]\nposts_per_day = {budget}\nwindow = \"{}\"\n",
-                ms(hour * 24.0)
+                ms(hour * HOURS_PER_DAY as f64)
             );
         }
         std::fs::write(&config, text)?;
@@ -182,7 +184,7 @@ pub(crate) async fn demand(args: &Args, dir: &Path) -> Result<Report> {
                         // Asked last hour-equivalent: within the first
                         // day-equivalent, before any POST left the
                         // budget's window?
-                        if hour_no <= 25 {
+                        if hour_no <= HOURS_PER_DAY + 1 {
                             s.unserved_first_day += 1;
                         }
                     }
@@ -233,7 +235,7 @@ pub(crate) async fn demand(args: &Args, dir: &Path) -> Result<Report> {
         tokio::time::sleep(rest).await;
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let window_ms = (hour * 24.0 * 1000.0) as i64;
+    let window_ms = (hour * HOURS_PER_DAY as f64 * 1000.0) as i64;
     let mut stats = BTreeMap::new();
     for s in &sides {
         let st = get_json(&c, &format!("{}/_sim/stats", s.sim)).await?;

@@ -93,16 +93,21 @@ impl Budget {
         (self.window / 1440).max(TimeDelta::milliseconds(1))
     }
 
+    /// [`BURST_SHARE`] of the budget: an hour of it with a 24 h window.
+    fn hour_of_budget(&self) -> f64 {
+        f64::from(self.posts_per_day) * BURST_SHARE
+    }
+
     /// The bucket's size, at least one POST.
     pub fn burst(&self) -> f64 {
-        (f64::from(self.posts_per_day) * BURST_SHARE).max(1.0)
+        self.hour_of_budget().max(1.0)
     }
 
     /// The room under the cap that scheduled work leaves to on-demand
     /// refreshes: the bucket's size, rounded down (none for a budget under
     /// 24 POSTs a day, where an hour of budget is less than one POST).
     pub fn reserve(&self) -> u64 {
-        (f64::from(self.posts_per_day) * BURST_SHARE).floor() as u64
+        self.hour_of_budget().floor() as u64
     }
 }
 
