@@ -195,3 +195,42 @@ pub(crate) async fn move_times(
     .await?;
     Ok(())
 }
+
+/// Takes the leases of accepted claims, `(link, owner, until)`, stamping
+/// `intent_seq` from the sequence.
+pub(crate) async fn take_leases(
+    conn: &mut PgConnection,
+    rows: &[(&str, &str, i64)],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE links SET lease_owner = u.owner, lease_until = u.until, \
+         intent_seq = nextval('link_intent_seq') \
+         FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(id, owner, until) \
+         WHERE links.id = u.id",
+    )
+    .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives back leases, `(link, replica)`: only where that replica still
+/// holds the link's lease.
+pub(crate) async fn release_leases(
+    conn: &mut PgConnection,
+    rows: &[(&str, &str)],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE links SET lease_owner = NULL, lease_until = NULL, \
+         intent_seq = nextval('link_intent_seq') \
+         FROM UNNEST($1::text[], $2::text[]) AS u(id, owner) \
+         WHERE links.id = u.id AND links.lease_owner = u.owner",
+    )
+    .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -12,6 +12,7 @@ mod store_common;
 
 mod fleet_store;
 mod hardening_store;
+mod hot_path_pg;
 mod partitions_pg;
 mod store_postgres;
 mod store_sqlite;

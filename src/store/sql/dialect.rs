@@ -156,6 +156,22 @@ pub(crate) trait Dialect: Database<QueryResult: RowsAffected> {
         Ok(None)
     }
 
+    /// Takes the leases of accepted claims, `(link, owner, until)`.
+    async fn take_leases(
+        _conn: &mut Self::Connection,
+        _rows: &[(&str, &str, i64)],
+    ) -> Result<Option<()>, StoreError> {
+        Ok(None)
+    }
+
+    /// Gives back leases, `(link, replica)`, where that replica holds them.
+    async fn release_leases(
+        _conn: &mut Self::Connection,
+        _rows: &[(&str, &str)],
+    ) -> Result<Option<()>, StoreError> {
+        Ok(None)
+    }
+
     /// Moves `last_requested_at` of `(link, product, at)` rows (upserts).
     async fn move_times(
         _conn: &mut Self::Connection,

@@ -151,7 +151,19 @@ where
             .into_iter()
             .filter(|(_, i, c)| known_times_allow(i, c, &stored))
             .collect();
-        for chunk in accepted.chunks(BATCH_ROWS) {
+        let taken: Vec<(&str, &str, i64)> = accepted
+            .iter()
+            .map(|(_, i, c)| (i.link.as_str(), c.owner.as_str(), ms(c.lease_until)))
+            .collect();
+        let shared = if taken.is_empty() {
+            &[][..]
+        } else {
+            match DB::take_leases(conn, &taken).await? {
+                Some(()) => &[][..],
+                None => &accepted[..],
+            }
+        };
+        for chunk in shared.chunks(BATCH_ROWS) {
             let head = [LEASE_HEAD, DB::NEXT_SEQ, VALUES_OPEN];
             let text = rows::<DB>(&head, BULK_LEASE_ROW, chunk.len(), BULK_LEASE_TAIL);
             let mut q = sqlx::query(AssertSqlSafe(text));
