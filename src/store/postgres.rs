@@ -27,10 +27,8 @@ pub type PgStore = SqlStore<Postgres>;
 impl SqlStore<Postgres> {
     /// Connects to `url` and applies the PostgreSQL migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?.options([
-            ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION),
-            ("plan_cache_mode", PLAN_CACHE_MODE),
-        ]);
+        let options = PgConnectOptions::from_str(url)?
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]);
         let location = format!(
             "postgres://{}@{}:{}/{}",
             options.get_username(),
@@ -87,6 +85,23 @@ impl Dialect for Postgres {
     const CAP_LOCK: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(7810468520506738020)");
     const OVERLAP: i64 = 1024;
+
+    /// A round's statements are planned for their own parameters, never
+    /// from a plan the session cached earlier. They join a batch (`UNNEST`
+    /// of arrays) to tables, and `attempts` grows all day: a replica
+    /// started on an empty database cached, after five executions, a
+    /// generic plan for the outcomes' update made when `attempts` held a
+    /// few hundred rows (a hash join over a scan of the whole table) and
+    /// kept it as the table grew: 5 ms a round at 55,000 rows, most of one
+    /// replica's database time (`tests/store/hot_path_pg.rs`). A custom plan
+    /// knows the batch's length and the table's size and looks rows up by
+    /// key (one replica: 3,877 -> 5,361 POST/s, 0.284 -> 0.210 CPU-s per
+    /// 1,000, `linkfresh-bench scaleout`). Only rounds: for the sync's
+    /// 20,000-row upserts custom plans cost 0.25 s a chunk (a million
+    /// links started 15 s later with the setting on the whole session).
+    /// Autovacuum's `ANALYZE` would replace the stale plan in the end, but
+    /// not on a server that runs without it.
+    const ROUND_SETUP: Option<&'static str> = Some("SET LOCAL plan_cache_mode = force_custom_plan");
 
     /// Upserts links and their schedule rows from column arrays (`UNNEST`): one
     /// parameter per column instead of thousands per statement, which PostgreSQL
@@ -275,21 +290,6 @@ impl Dialect for Postgres {
 /// apart), so only a stopped process reaches it; the paused replica's
 /// transaction then fails, and its POSTs are not sent.
 pub const IDLE_IN_TRANSACTION: &str = "5s";
-
-/// Every statement is planned for its own parameters, never from a plan the
-/// session cached earlier. The write path joins a batch (`UNNEST` of arrays)
-/// to tables that grow all day: a replica started on an empty database
-/// cached, after five executions, a generic plan made when `attempts` held
-/// a few hundred rows (a hash join over a scan of the whole table), and
-/// kept it while the table grew (5 ms a round at 55,000 rows, most of one
-/// replica's database time; `tests/store/hot_path_pg.rs`). A custom plan
-/// knows the batch's length and the table's current size and looks the
-/// rows up by key; planning costs less than that scan already at a few
-/// thousand rows (one replica: 3,877 -> 5,361 POST/s, 0.284 -> 0.210
-/// CPU-s per 1,000, `linkfresh-bench scaleout`). Autovacuum's `ANALYZE`
-/// would replace the stale plan eventually, but not on a server that runs
-/// without it, and not before the table has grown by a tenth.
-const PLAN_CACHE_MODE: &str = "force_custom_plan";
 
 /// Key of the advisory lock that serializes `sync_config` ("lfsync").
 const SYNC_LOCK: i64 = 0x6c66_7379_6e63;

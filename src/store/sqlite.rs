@@ -165,6 +165,7 @@ impl Dialect for Sqlite {
     const SHARE: &'static str = "";
     const CAP_LOCK: Option<&'static str> = None;
     const OVERLAP: i64 = 0;
+    const ROUND_SETUP: Option<&'static str> = None;
 
     /// Multi-row `VALUES` statements of plain `?` parameters (see
     /// `rows::multi_row`), each text built once per chunk length.

@@ -206,6 +206,9 @@ where
         cap: Option<PostCap>,
     ) -> Result<Vec<Option<AttemptId>>, StoreError> {
         let mut tx = self.begin_write().await?;
+        if let Some(setup) = DB::ROUND_SETUP {
+            sqlx::query(setup).execute(&mut *tx).await?;
+        }
         Self::write_outcomes(&mut tx, outcomes).await?;
         for p in patches {
             Self::patch(&mut tx, &p.link, &p.patch, p.at, None).await?;
