@@ -132,7 +132,9 @@ impl Running {
         cmd.args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", &ctx.log)
-            .env("LINKFRESH__SERVER__LISTEN", free_addr()?.to_string());
+            .env("LINKFRESH__SERVER__LISTEN", free_addr()?.to_string())
+            // As the shipped unit and image run it (README, "Memory").
+            .env("MIMALLOC_PURGE_DELAY", "0");
         if let Some((_, url)) = &self.db {
             cmd.env("LINKFRESH__DATABASE__URL", url);
         }
