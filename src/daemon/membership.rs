@@ -191,8 +191,8 @@ impl Membership {
                 }
             }
             let mut wake = started + Self::every(self.lease);
-            if let Some(lapse) = next_lapse(ownership, &self.replica).await {
-                wake = wake.min(Instant::now() + lapse);
+            if let Some(lapse) = next_lapse(ownership, &self.replica, started).await {
+                wake = wake.min(lapse);
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -202,27 +202,89 @@ impl Membership {
     }
 }
 
-/// How long until the next lease of another replica holding partitions
-/// runs out, plus a moment, when that comes before the next regular
-/// heartbeat would: a replica that stopped renewing (killed, paused) has
-/// its partitions taken over as its lease ends, not up to a heartbeat
-/// period (a third of the lease) later. Failover measured on 1,000 links,
-/// lease 15 s, 1 s windows: the killed replica's links waited 18.1 s (p50)
-/// with the regular heartbeat alone. `None` when nothing lapses or the
-/// view cannot be read (the regular heartbeat then serves).
+/// When to look again because another replica's lease (one holding
+/// partitions) runs out before the next regular heartbeat: a replica that
+/// stopped renewing (killed, paused) has its partitions taken over as its
+/// lease ends, not up to a heartbeat period (a third of the lease) later.
+/// Failover measured on 1,000 links, lease 15 s, 1 s windows: the killed
+/// replica's links waited 18.1 s (p50) with the regular heartbeat alone.
+/// `None` when nothing lapses or the view cannot be read (the regular
+/// heartbeat then serves). See [`lapse_wake`].
 async fn next_lapse(
     ownership: &dyn crate::store::ownership::Ownership,
     me: &str,
-) -> Option<Duration> {
+    started: Instant,
+) -> Option<Instant> {
     let view = ownership.view().await.ok()?;
-    view.replicas
+    let left = view
+        .replicas
         .iter()
-        .filter(|r| r.id != me && !r.partitions.is_empty() && r.lease_left_ms >= 0)
-        .map(|r| r.lease_left_ms)
+        .filter(|r| r.id != me && !r.partitions.is_empty())
+        .map(|r| r.lease_left_ms);
+    lapse_wake(started, Instant::now(), left)
+}
+
+/// The wake-up for the earliest of `leases_left_ms` (read at `now`; negative:
+/// already lapsed) that lapses after this heartbeat `started`, a margin past
+/// it; leases that had lapsed when the heartbeat began were seen by it.
+///
+/// A lease that lapsed in the milliseconds between the heartbeat and this
+/// read counts too: skipping every lapsed lease made a replica whose
+/// heartbeat ran just before another's lease ended wait a whole period
+/// (failover at 1,000 links: half the killed replica's links waited 19.7 s,
+/// target lease + one window = 16 s).
+fn lapse_wake(
+    started: Instant,
+    now: Instant,
+    leases_left_ms: impl Iterator<Item = i64>,
+) -> Option<Instant> {
+    leases_left_ms
+        .filter_map(|ms| {
+            let offset = Duration::from_millis(ms.unsigned_abs());
+            if ms >= 0 {
+                Some(now + offset)
+            } else {
+                now.checked_sub(offset)
+            }
+        })
+        .filter(|lapse| *lapse > started)
         .min()
-        .map(|ms| Duration::from_millis(ms.unsigned_abs() + LAPSE_MARGIN_MS))
+        .map(|lapse| lapse.max(now) + Duration::from_millis(LAPSE_MARGIN_MS))
 }
 
 /// Past a lease's end before the heartbeat looks again: the two clocks
 /// (ours, the database's) and the read itself.
 const LAPSE_MARGIN_MS: u64 = 50;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARGIN: Duration = Duration::from_millis(LAPSE_MARGIN_MS);
+
+    #[test]
+    fn a_lease_that_lapses_later_wakes_the_heartbeat_just_past_its_end() {
+        let started = Instant::now();
+        let now = started + Duration::from_millis(30);
+        let wake = lapse_wake(started, now, [4_000, 900].into_iter());
+        assert_eq!(wake, Some(now + Duration::from_millis(900) + MARGIN));
+    }
+
+    #[test]
+    fn a_lease_that_lapsed_between_the_heartbeat_and_the_read_wakes_it_at_once() {
+        let started = Instant::now();
+        let now = started + Duration::from_millis(30);
+        // Lapsed 10 ms ago, 20 ms after the heartbeat began: it did not see it.
+        let wake = lapse_wake(started, now, [-10].into_iter());
+        assert_eq!(wake, Some(now + MARGIN));
+    }
+
+    #[test]
+    fn a_lease_already_lapsed_when_the_heartbeat_began_waits_for_the_period() {
+        let started = Instant::now();
+        let now = started + Duration::from_millis(30);
+        // Lapsed 40 ms ago, before the heartbeat: seen (and acted on) by it.
+        assert_eq!(lapse_wake(started, now, [-40].into_iter()), None);
+        assert_eq!(lapse_wake(started, now, std::iter::empty()), None);
+    }
+}
