@@ -183,17 +183,14 @@ pub(crate) async fn move_times(
     conn: &mut PgConnection,
     rows: &[(&str, &str, i64)],
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    execute_triples(
+        conn,
         "INSERT INTO schedules (link_id, product, last_requested_at) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[]) \
          ON CONFLICT (link_id, product) DO UPDATE SET last_requested_at = excluded.last_requested_at",
+        rows,
     )
-    .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Takes the leases of accepted claims, `(link, owner, until)`, stamping
@@ -202,17 +199,29 @@ pub(crate) async fn take_leases(
     conn: &mut PgConnection,
     rows: &[(&str, &str, i64)],
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    execute_triples(
+        conn,
         "UPDATE links SET lease_owner = u.owner, lease_until = u.until, \
          intent_seq = nextval('link_intent_seq') \
          FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(id, owner, until) \
          WHERE links.id = u.id",
+        rows,
     )
-    .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
+    .await
+}
+
+/// Runs `sql` with the three columns of `rows` bound as arrays `$1..$3`.
+async fn execute_triples(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    rows: &[(&str, &str, i64)],
+) -> Result<(), StoreError> {
+    sqlx::query(sql)
+        .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
