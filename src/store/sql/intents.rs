@@ -155,25 +155,16 @@ where
             .iter()
             .map(|(_, i, c)| (i.link.as_str(), c.owner.as_str(), ms(c.lease_until)))
             .collect();
-        let shared = if taken.is_empty() {
-            &[][..]
-        } else {
-            match DB::take_leases(conn, &taken).await? {
-                Some(()) => &[][..],
-                None => &accepted[..],
+        if !taken.is_empty() && DB::take_leases(conn, &taken).await?.is_none() {
+            for chunk in taken.chunks(BATCH_ROWS) {
+                let head = [LEASE_HEAD, DB::NEXT_SEQ, VALUES_OPEN];
+                let text = rows::<DB>(&head, BULK_LEASE_ROW, chunk.len(), BULK_LEASE_TAIL);
+                let mut q = sqlx::query(AssertSqlSafe(text));
+                for (link, owner, until) in chunk {
+                    q = q.bind(*link).bind(*owner).bind(*until);
+                }
+                q.execute(&mut *conn).await?;
             }
-        };
-        for chunk in shared.chunks(BATCH_ROWS) {
-            let head = [LEASE_HEAD, DB::NEXT_SEQ, VALUES_OPEN];
-            let text = rows::<DB>(&head, BULK_LEASE_ROW, chunk.len(), BULK_LEASE_TAIL);
-            let mut q = sqlx::query(AssertSqlSafe(text));
-            for (_, i, c) in chunk {
-                q = q
-                    .bind(i.link.as_str())
-                    .bind(c.owner.as_str())
-                    .bind(ms(c.lease_until));
-            }
-            q.execute(&mut *conn).await?;
         }
         for (n, _, _) in accepted {
             ok[n] = true;

@@ -157,14 +157,10 @@ where
         conn: &mut DB::Connection,
         releases: &[(&str, &str)],
     ) -> Result<(), StoreError> {
-        if releases.is_empty() {
+        if releases.is_empty() || DB::release_leases(conn, releases).await?.is_some() {
             return Ok(());
         }
-        let shared = match DB::release_leases(conn, releases).await? {
-            Some(()) => &[][..],
-            None => releases,
-        };
-        for chunk in shared.chunks(BATCH_ROWS) {
+        for chunk in releases.chunks(BATCH_ROWS) {
             let head = [RELEASE_HEAD, DB::NEXT_SEQ, VALUES_OPEN];
             let text = rows::<DB>(&head, BULK_RELEASE_ROW, chunk.len(), BULK_RELEASE_TAIL);
             let mut q = sqlx::query(AssertSqlSafe(text));
