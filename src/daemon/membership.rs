@@ -151,6 +151,7 @@ impl Membership {
         let mut leaving: Vec<u32> = Vec::new();
         loop {
             let started = Instant::now();
+            let mut next_lapse = None;
             // Given back only once the share no longer counts them.
             let ready: &[u32] = if self.share.shrunk() { &leaving } else { &[] };
             match ownership
@@ -160,6 +161,7 @@ impl Membership {
                 Ok(tick) => {
                     lapsed_logged = false;
                     leaving = tick.leaving;
+                    next_lapse = tick.next_lapse;
                     let held: BTreeMap<u32, i64> = tick.held.iter().copied().collect();
                     if tick.rebalanced {
                         metrics::counter!(crate::metrics::REBALANCES_TOTAL).increment(1);
@@ -190,10 +192,7 @@ impl Membership {
                     }
                 }
             }
-            let mut wake = started + Self::every(self.lease);
-            if let Some(lapse) = next_lapse(ownership, &self.replica, started).await {
-                wake = wake.min(lapse);
-            }
+            let wake = heartbeat_wake(started, Self::every(self.lease), Instant::now(), next_lapse);
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep_until(wake) => {}
@@ -202,54 +201,33 @@ impl Membership {
     }
 }
 
-/// When to look again because another replica's lease (one holding
-/// partitions) runs out before the next regular heartbeat: a replica that
-/// stopped renewing (killed, paused) has its partitions taken over as its
-/// lease ends, not up to a heartbeat period (a third of the lease) later.
-/// Failover measured on 1,000 links, lease 15 s, 1 s windows: the killed
-/// replica's links waited 18.1 s (p50) with the regular heartbeat alone.
-/// `None` when nothing lapses or the view cannot be read (the regular
-/// heartbeat then serves). See [`lapse_wake`].
-async fn next_lapse(
-    ownership: &dyn crate::store::ownership::Ownership,
-    me: &str,
-    started: Instant,
-) -> Option<Instant> {
-    let view = ownership.view().await.ok()?;
-    let left = view
-        .replicas
-        .iter()
-        .filter(|r| r.id != me && !r.partitions.is_empty())
-        .map(|r| r.lease_left_ms);
-    lapse_wake(started, Instant::now(), left)
-}
-
-/// The wake-up for the earliest of `leases_left_ms` (read at `now`; negative:
-/// already lapsed) that lapses after this heartbeat `started`, a margin past
-/// it; leases that had lapsed when the heartbeat began were seen by it.
+/// When the heartbeat that `started` (and whose tick returned at
+/// `returned`) runs next: after its period, or just past the end of another
+/// replica's lease if that comes first ([`Tick::next_lapse`], measured from
+/// the tick's reading of the database's clock, which came before
+/// `returned`), so that a replica that stopped renewing (killed, paused)
+/// has its partitions taken over as its lease ends, not up to a period (a
+/// third of the lease) later. Failover on 1,000 links, lease 15 s, 1 s
+/// windows: the killed replica's links waited 18.1 s (p50) with the period
+/// alone.
 ///
-/// A lease that lapsed in the milliseconds between the heartbeat and this
-/// read counts too: skipping every lapsed lease made a replica whose
-/// heartbeat ran just before another's lease ended wait a whole period
-/// (failover at 1,000 links: half the killed replica's links waited 19.7 s,
-/// target lease + one window = 16 s).
-fn lapse_wake(
+/// The lease ends come from the tick, not from a later look at the fleet:
+/// replicas started together heartbeat in step, so a dead one's lease
+/// tends to end just as the survivors' heartbeats run, and a look taken
+/// after it ended no longer showed the partitions as that replica's
+/// (failover: one run in twelve, every link of the killed replica ~4 s late).
+///
+/// [`Tick::next_lapse`]: crate::store::ownership::Tick::next_lapse
+fn heartbeat_wake(
     started: Instant,
-    now: Instant,
-    leases_left_ms: impl Iterator<Item = i64>,
-) -> Option<Instant> {
-    leases_left_ms
-        .filter_map(|ms| {
-            let offset = Duration::from_millis(ms.unsigned_abs());
-            if ms >= 0 {
-                Some(now + offset)
-            } else {
-                now.checked_sub(offset)
-            }
-        })
-        .filter(|lapse| *lapse > started)
-        .min()
-        .map(|lapse| lapse.max(now) + Duration::from_millis(LAPSE_MARGIN_MS))
+    every: Duration,
+    returned: Instant,
+    next_lapse: Option<Duration>,
+) -> Instant {
+    let period = started + every;
+    next_lapse.map_or(period, |left| {
+        period.min(returned + left + Duration::from_millis(LAPSE_MARGIN_MS))
+    })
 }
 
 /// Past a lease's end before the heartbeat looks again: the two clocks
@@ -261,30 +239,36 @@ mod tests {
     use super::*;
 
     const MARGIN: Duration = Duration::from_millis(LAPSE_MARGIN_MS);
+    const EVERY: Duration = Duration::from_secs(5);
 
     #[test]
-    fn a_lease_that_lapses_later_wakes_the_heartbeat_just_past_its_end() {
+    fn a_lease_ending_before_the_period_wakes_the_heartbeat_just_past_its_end() {
         let started = Instant::now();
-        let now = started + Duration::from_millis(30);
-        let wake = lapse_wake(started, now, [4_000, 900].into_iter());
-        assert_eq!(wake, Some(now + Duration::from_millis(900) + MARGIN));
+        let returned = started + Duration::from_millis(30);
+        let wake = heartbeat_wake(started, EVERY, returned, Some(Duration::from_millis(900)));
+        assert_eq!(wake, returned + Duration::from_millis(900) + MARGIN);
     }
 
     #[test]
-    fn a_lease_that_lapsed_between_the_heartbeat_and_the_read_wakes_it_at_once() {
+    fn a_lease_ending_at_once_wakes_the_heartbeat_at_once() {
         let started = Instant::now();
-        let now = started + Duration::from_millis(30);
-        // Lapsed 10 ms ago, 20 ms after the heartbeat began: it did not see it.
-        let wake = lapse_wake(started, now, [-10].into_iter());
-        assert_eq!(wake, Some(now + MARGIN));
+        let returned = started + Duration::from_millis(30);
+        let wake = heartbeat_wake(started, EVERY, returned, Some(Duration::ZERO));
+        assert_eq!(wake, returned + MARGIN);
     }
 
     #[test]
-    fn a_lease_already_lapsed_when_the_heartbeat_began_waits_for_the_period() {
+    fn without_a_lease_ending_sooner_the_heartbeat_keeps_its_period() {
         let started = Instant::now();
-        let now = started + Duration::from_millis(30);
-        // Lapsed 40 ms ago, before the heartbeat: seen (and acted on) by it.
-        assert_eq!(lapse_wake(started, now, [-40].into_iter()), None);
-        assert_eq!(lapse_wake(started, now, std::iter::empty()), None);
+        let returned = started + Duration::from_millis(30);
+        assert_eq!(
+            heartbeat_wake(started, EVERY, returned, None),
+            started + EVERY
+        );
+        let late = Some(Duration::from_secs(12));
+        assert_eq!(
+            heartbeat_wake(started, EVERY, returned, late),
+            started + EVERY
+        );
     }
 }

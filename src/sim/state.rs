@@ -342,6 +342,9 @@ impl State {
                         })
                         .max();
                     if let Some(end) = window_end {
+                        // Logged, so that a violation can be traced back
+                        // to the POSTs on either side of it.
+                        tracing::warn!(link = %id, products = %asked, at = %now, window_ends = %end, "POST inside a rate-limit window: answered 429, counted as a violation");
                         // Ceil, so a client that honours it lands after the window.
                         let ms = (end - now).num_milliseconds();
                         let secs = (ms + 999) / 1000;

@@ -160,6 +160,13 @@ pub struct Tick {
     pub live: u32,
     /// Whether this tick acquired or released any partition.
     pub rebalanced: bool,
+    /// How long after this tick's reading of the database's clock the
+    /// earliest lease of another replica ends (its row or a partition it
+    /// holds): the heartbeat looks again just past it, so a dead replica's
+    /// partitions are taken as its lease ends, not a heartbeat period later.
+    /// From the tick itself, not a later read: by then the lease may have
+    /// ended and the partitions no longer show as that replica's.
+    pub next_lapse: Option<Duration>,
 }
 
 /// The target assignment: the holder each partition should have, given the

@@ -155,11 +155,19 @@ impl Ownership for PgStore {
             .bind(now - KEEP_DEAD_MS)
             .execute(&mut *tx)
             .await?;
-        let live: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM replicas WHERE lease_until > $1 ORDER BY id")
-                .bind(now)
-                .fetch_all(&mut *tx)
-                .await?;
+        let replicas: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, lease_until FROM replicas WHERE lease_until > $1 ORDER BY id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let live: Vec<String> = replicas.iter().map(|r| r.0.clone()).collect();
+        // The earliest end of another replica's lease, row or partition.
+        let mut next_lapse = replicas
+            .iter()
+            .filter(|r| r.0 != replica)
+            .map(|r| r.1)
+            .min();
         let rows =
             sqlx::query("SELECT part, holder, epoch, lease_until FROM partitions ORDER BY part")
                 .fetch_all(&mut *tx)
@@ -171,6 +179,9 @@ impl Ownership for PgStore {
             let until: Option<i64> = row.try_get(3)?;
             let lapsed = until.is_none_or(|u| u <= now);
             expired.push(lapsed);
+            if let (Some(u), false) = (until, lapsed || holder.as_deref() == Some(replica)) {
+                next_lapse = Some(next_lapse.map_or(u, |n| n.min(u)));
+            }
             // A holder counts while its partition lease runs: a replica
             // whose row lapsed keeps nothing, one that just joined has none.
             current.push(holder.filter(|h| !lapsed && live.contains(h)));
@@ -276,6 +287,9 @@ impl Ownership for PgStore {
             settled,
             live: u32::try_from(live.len()).unwrap_or(u32::MAX),
             rebalanced,
+            next_lapse: next_lapse
+                .and_then(|u| u64::try_from(u - now).ok())
+                .map(Duration::from_millis),
         })
     }
 

@@ -143,6 +143,52 @@ async fn replicas_split_the_partitions_evenly_and_a_fourth_takes_a_quarter_movin
     assert_eq!(two, vec![32, 32]);
 }
 
+/// A survivor's heartbeat that runs just before a dead replica's lease
+/// ends must still wake as that lease ends: the tick itself says when, and
+/// a look at the fleet taken after the end can no longer tell (it shows the
+/// dead replica's partitions as unheld, not as its own).
+#[tokio::test]
+async fn a_tick_tells_when_another_replicas_lease_ends_even_once_it_has() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.open().await;
+    own(&*store).join(16).await.unwrap();
+    let short = Duration::from_millis(600);
+    tick_all(&*store, &["alive", "dying"], 3).await;
+    // The dying replica renews for the last time, with a short lease.
+    let last = own(&*store)
+        .tick("dying", short, SETTLE, &[], assign)
+        .await
+        .unwrap();
+    assert_eq!(last.held.len(), 8, "{last:?}");
+    let alive = own(&*store)
+        .tick("alive", LEASE, SETTLE, &[], assign)
+        .await
+        .unwrap();
+    let left = alive.next_lapse.expect("another replica holds partitions");
+    assert!(left <= short && left > Duration::ZERO, "{left:?}");
+    // Past that end a fresh look no longer attributes the partitions to the
+    // dead replica: only the tick's answer could have woken the survivor.
+    tokio::time::sleep(left + Duration::from_millis(50)).await;
+    let view = own(&*store).view().await.unwrap();
+    let dying = view.replicas.iter().find(|r| r.id == "dying").unwrap();
+    assert!(
+        dying.lease_left_ms < 0 && dying.partitions.is_empty(),
+        "{view:?}"
+    );
+    // The survivor's next tick takes them and has no other lease to wait for.
+    let after = own(&*store)
+        .tick("alive", LEASE, SETTLE, &[], assign)
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.held.len(), after.next_lapse),
+        (16, None),
+        "{after:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_database_hashes_links_into_the_partitions_the_policy_computes() {
     let Some(db) = TestDb::postgres().await else {
