@@ -149,7 +149,9 @@ pub struct Tick {
     /// the limits now, and gives them back at a later tick (passed as
     /// `ready` once the share has shrunk), so that the next holder counts
     /// them at once and the two never add up to more than the limits.
-    pub leaving: Vec<u32>,
+    /// With its epoch: a POST already committed for it may still leave
+    /// until it is given back (see `daemon::membership::Holdings`).
+    pub leaving: Vec<(u32, i64)>,
     /// How many of `held` count toward this replica's share of the fleet's
     /// limits: never held, given back by a holder that had shrunk its share
     /// first, or taken over from a lapsed holder at least `settle` after its

@@ -270,10 +270,12 @@ impl Ownership for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         let mut held = Vec::with_capacity(rows.len());
+        let mut leaving_held = Vec::with_capacity(leaving.len());
         let mut settled = 0;
         for r in &rows {
             let part = u32::try_from(r.try_get::<i32, _>(0)?).unwrap_or(0);
             if leaving.contains(&part) {
+                leaving_held.push((part, r.try_get(1)?));
                 continue;
             }
             held.push((part, r.try_get(1)?));
@@ -283,7 +285,7 @@ impl Ownership for PgStore {
         Ok(Tick {
             partitions: u32::try_from(total).unwrap_or(0),
             held,
-            leaving,
+            leaving: leaving_held,
             settled,
             live: u32::try_from(live.len()).unwrap_or(u32::MAX),
             rebalanced,

@@ -34,7 +34,7 @@ async fn tick_all(store: &dyn Store, replicas: &[&str], rounds: usize) -> Vec<us
                 .await
                 .unwrap();
             held[i] = tick.held.len() + tick.leaving.len();
-            leaving[i] = tick.leaving;
+            leaving[i] = tick.leaving.iter().map(|l| l.0).collect();
         }
     }
     held

@@ -221,6 +221,7 @@ mod tests {
         Arc::new(Holdings {
             partitions: 2,
             held: BTreeMap::from([(part, 1)]),
+            leaving: BTreeMap::new(),
             valid_until: None,
         })
     }
