@@ -126,7 +126,9 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     // The claims mark first: a claim committed while the links load is
     // merged by the first poll rather than missed.
     let shared = replica::is_shared(&config.database.url);
-    let claim_seq = if shared {
+    // Partitioned replicas never poll the claims (see `merge::poll_claims`),
+    // and the mark is a scan of `links` (its index is gone: issue 16).
+    let claim_seq = if shared && store.ownership().is_none() {
         store
             .claims_since(i64::MAX)
             .await
