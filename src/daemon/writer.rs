@@ -98,9 +98,15 @@ pub async fn run(
                 Write::Intents(batch, reply) => intents.push((batch, reply)),
                 Write::Due(updates) => {
                     for (link, product, due) in updates {
+                        if fold_due(&mut outcomes, &link, product, due) {
+                            dues.remove(&(link, product));
+                            continue;
+                        }
                         dues.insert((link, product), due);
                     }
-                    due_deadline.get_or_insert_with(|| Instant::now() + DUE_FLUSH_EVERY);
+                    if !dues.is_empty() {
+                        due_deadline.get_or_insert_with(|| Instant::now() + DUE_FLUSH_EVERY);
+                    }
                 }
                 Write::BudgetExhausted(x) => record_exhaustion(&*store, &x).await,
                 Write::Patch(link, patch) => patches.push(OwnPatch {
@@ -238,11 +244,116 @@ async fn record_exhaustion(store: &dyn Store, x: &Exhaustion) {
     }
 }
 
+/// Puts a product's new due time into the outcome queued just before it
+/// for the same link, if that outcome writes the product's row anyway: the
+/// scheduler sends a POST's outcome and then, deciding for the link again,
+/// its due times, so the row of each product sent took two row versions
+/// (and two entries in each of its indexes, the due and the last-request
+/// ones) a POST. On PostgreSQL the separate due writes were a quarter of
+/// the store's statement time at full throughput (issue 16). Only the last
+/// outcome is looked at: the two messages come back to back.
+fn fold_due(
+    outcomes: &mut [Outcome],
+    link: &LinkId,
+    product: Product,
+    due: Option<Timestamp>,
+) -> bool {
+    let Some(last) = outcomes.last_mut().filter(|o| o.link == *link) else {
+        return false;
+    };
+    match last.patch.products.iter_mut().find(|(p, _)| *p == product) {
+        Some((_, patch)) => {
+            patch.next_due_at = Some(due);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Writes coalesced due times; a failure only makes the fleet page stale,
 /// so it is logged and dropped rather than retried.
 async fn flush_dues(store: &dyn Store, dues: &mut HashMap<(LinkId, Product), Option<Timestamp>>) {
     let updates: Vec<DueUpdate> = dues.drain().map(|((l, p), d)| (l, p, d)).collect();
     if let Err(e) = store.set_next_due(&updates).await {
         tracing::warn!(error = %e, updates = updates.len(), "could not record due times");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::store::ProductPatch;
+
+    fn t(s: i64) -> Timestamp {
+        DateTime::<Utc>::from_timestamp(s, 0).unwrap()
+    }
+
+    fn outcome(link: &str, products: &[Product]) -> Outcome {
+        Outcome {
+            attempt: 1,
+            link: LinkId::parse(link).unwrap(),
+            label: "accepted".into(),
+            status: Some(202),
+            detail: None,
+            at: t(0),
+            patch: LinkPatch {
+                products: products
+                    .iter()
+                    .map(|p| (*p, ProductPatch::default()))
+                    .collect(),
+                ..LinkPatch::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_due_time_rides_with_the_outcome_that_writes_its_row_anyway() {
+        let mut queued = vec![outcome("mk_a", &[Product::Accounts, Product::Transactions])];
+        let a = LinkId::parse("mk_a").unwrap();
+        assert!(fold_due(
+            &mut queued,
+            &a,
+            Product::Transactions,
+            Some(t(60))
+        ));
+        assert!(fold_due(&mut queued, &a, Product::Accounts, None));
+        let patches = &queued[0].patch.products;
+        assert_eq!(
+            patches[0].1.next_due_at,
+            Some(None),
+            "accounts: no due time"
+        );
+        assert_eq!(patches[1].1.next_due_at, Some(Some(t(60))));
+    }
+
+    #[test]
+    fn a_due_time_of_another_product_or_link_is_left_to_the_due_flush() {
+        let mut queued = vec![
+            outcome("mk_b", &[Product::Accounts]),
+            outcome("mk_a", &[Product::Accounts]),
+        ];
+        let (a, b) = (
+            LinkId::parse("mk_a").unwrap(),
+            LinkId::parse("mk_b").unwrap(),
+        );
+        assert!(
+            !fold_due(&mut queued, &a, Product::Identity, Some(t(60))),
+            "not in the patch"
+        );
+        assert!(
+            !fold_due(&mut queued, &b, Product::Accounts, Some(t(60))),
+            "not the last outcome"
+        );
+        assert!(
+            !fold_due(&mut [], &a, Product::Accounts, Some(t(60))),
+            "nothing queued"
+        );
+        assert!(
+            queued
+                .iter()
+                .all(|o| o.patch.products.iter().all(|p| p.1.next_due_at.is_none()))
+        );
     }
 }
