@@ -85,7 +85,8 @@ pub(crate) fn unnest_patch_link(state: bool) -> &'static str {
     &TEXTS[variant(state, false)]
 }
 
-/// PostgreSQL's bulk schedule patch (see [`unnest_patch_link`]).
+/// PostgreSQL's bulk schedule patch (see [`unnest_patch_link`]), returning the
+/// `(link, product)` of each row it found.
 pub(crate) fn unnest_patch_schedule(requested: bool, due: bool) -> &'static str {
     static TEXTS: LazyLock<[String; 4]> = LazyLock::new(|| {
         variants(|requested, due| {
@@ -95,7 +96,8 @@ pub(crate) fn unnest_patch_schedule(requested: bool, due: bool) -> &'static str 
                  $4::int8[], $5::int8[], $6::int8[], $7::bool[], $8::int8[], $9::bool[], \
                  $10::int4[], $11::bool[], $12::int8[], $13::bool[], $14::text[], $15::bool[], \
                  $16::bool[]) AS v({}) \
-                 WHERE schedules.link_id = v.column1 AND schedules.product = v.column2",
+                 WHERE schedules.link_id = v.column1 AND schedules.product = v.column2 \
+                 RETURNING schedules.link_id, schedules.product",
                 value_columns(16)
             )
         })

@@ -33,8 +33,39 @@ fn full_patch(base: i64) -> LinkPatch {
                     ..ProductPatch::default()
                 },
             ),
+            // Not a product of the link: its row is made by the patch.
+            (
+                Product::Identity,
+                ProductPatch {
+                    last_requested_at: Some(Some(t(base + 80))),
+                    next_due_at: Some(Some(t(base + 250))),
+                    ..ProductPatch::default()
+                },
+            ),
         ],
         ..LinkPatch::default()
+    }
+}
+
+/// Rows of `link`'s identity product (not a product of the link) as
+/// [`full_patch`] sets them, read with SQL: a link's record lists only its
+/// own products.
+async fn patched_identity_rows(db: &TestDb, link: &str) -> i64 {
+    let sql = format!(
+        "SELECT COUNT(*) FROM schedules WHERE link_id = '{link}' AND product = 'identity' \
+         AND next_due_at IS NOT NULL AND last_requested_at IS NOT NULL"
+    );
+    let sql = sqlx::AssertSqlSafe(sql);
+    if db.url.starts_with("postgres") {
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    } else {
+        let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
     }
 }
 
@@ -68,6 +99,13 @@ pub async fn a_run_of_outcomes_sets_every_field_as_one_by_one(db: &TestDb) {
     for (bulk, one) in [("mk_bulk_a", "mk_one_a"), ("mk_bulk_b", "mk_one_b")] {
         let (b, o) = (link(&store, bulk).await, link(&store, one).await);
         assert_eq!(b.schedules, o.schedules, "{bulk} against {one}");
+        for name in [bulk, one] {
+            assert_eq!(
+                patched_identity_rows(db, name).await,
+                1,
+                "{name}: the row of a product the patch adds"
+            );
+        }
         assert_eq!(
             (b.backoff_until, b.failures, b.updated_at),
             (o.backoff_until, o.failures, o.updated_at)
