@@ -59,19 +59,23 @@
 //!   expire after `[database] lease`; its intents already count as sent.
 //!
 //! A refused claim returns `None`; the daemon reloads that link and decides
-//! again. Every claim and released lease stamps `links.intent_seq`, and
-//! replicas poll [`Store::claims_since`](super::Store::claims_since) each second and merge what changed
-//! in their partitions (after a rebalance, the previous holder's last
-//! outcomes). On PostgreSQL the stamp comes from a sequence, which costs no
-//! lock but may commit out of order; the poll therefore re-reads a small
-//! overlap below its high-water mark, and a row missed anyway costs one
-//! refused claim, never a double send.
+//! again. Every claim and released lease stamps `links.intent_seq`
+//! ([`Store::claims_since`](super::Store::claims_since) reads what changed
+//! since a mark). Partitioned replicas do not poll it: a link has one
+//! holder, and a handover's first moments are covered by a refused claim
+//! and its reload. So the stamp has no index on PostgreSQL (an indexed
+//! column that changes made every lease update write into every index of
+//! `links`), and the read is a scan, for tools and tests. On PostgreSQL
+//! the stamp comes from a sequence, which costs no lock but may commit out
+//! of order; a reader therefore re-reads a small overlap below its
+//! high-water mark.
 //!
 //! ## Failure analysis
 //!
 //! - **Death (kill -9, host lost)**: its partitions' leases run out after
-//!   `lease`; the next heartbeat of the others (a third of a lease later at
-//!   most) reassigns them, the new holders load their links and find the
+//!   `lease`; the others' heartbeats wake as it ends (each tick tells when
+//!   the next lease of another replica ends, [`Tick::next_lapse`]) and
+//!   reassign them, the new holders load their links and find the
 //!   dead one's intents (which count as sent), so each link is requested
 //!   again within lease + one window, never early.
 //! - **Pause (SIGSTOP, a long GC-like stall, a VM migration) past the
