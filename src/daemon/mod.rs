@@ -30,6 +30,7 @@ mod slot;
 pub(crate) mod table;
 mod tags;
 pub(crate) mod timer;
+mod write_round;
 pub(crate) mod writer;
 
 use std::sync::Arc;
@@ -186,6 +187,7 @@ pub(crate) async fn run(parts: Parts, cancel: CancellationToken) -> Result<(), D
     let writer = tokio::spawn(writer::run(
         store.clone(),
         writes_rx,
+        writes_tx.downgrade(),
         clock,
         store_health.clone(),
         published_budget.subscribe(),

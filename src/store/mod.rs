@@ -444,6 +444,14 @@ pub trait Store: FleetQueries + Outbox + Send + Sync + 'static {
     fn ownership(&self) -> Option<&dyn ownership::Ownership> {
         None
     }
+
+    /// How many rounds of [`record_batch`](Store::record_batch) the
+    /// daemon's writer may commit at once, each on its own connection and
+    /// never two that touch one link (so each link's writes still land in
+    /// the order they were queued): 1 where the backend has one writer.
+    fn write_rounds(&self) -> usize {
+        1
+    }
 }
 
 /// Opens the store named by `url` (`sqlite://...` or `postgres://...`),

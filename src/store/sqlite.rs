@@ -165,7 +165,9 @@ impl Dialect for Sqlite {
     const SHARE: &'static str = "";
     const CAP_LOCK: Option<&'static str> = None;
     const OVERLAP: i64 = 0;
-    const ROUND_SETUP: Option<&'static str> = None;
+    /// One: SQLite has one writer (its pool of one connection).
+    const WRITE_ROUNDS: usize = 1;
+    const ROUND_BEGIN: &'static str = Self::BEGIN;
 
     /// Multi-row `VALUES` statements of plain `?` parameters (see
     /// `rows::multi_row`), each text built once per chunk length.

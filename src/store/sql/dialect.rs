@@ -77,9 +77,13 @@ pub(crate) trait Dialect: Database<QueryResult: RowsAffected> {
     /// that may commit out of order (PostgreSQL's sequence).
     const OVERLAP: i64;
 
-    /// Run first in each round of the write path (`record_batch`): the
-    /// session settings that round wants and other writes do not.
-    const ROUND_SETUP: Option<&'static str>;
+    /// How many rounds of the write path may commit at once (see
+    /// [`crate::store::Store::write_rounds`]).
+    const WRITE_ROUNDS: usize;
+
+    /// The `BEGIN` of each round of the write path (`record_batch`), with
+    /// the session settings that round wants and other writes do not.
+    const ROUND_BEGIN: &'static str;
 
     /// Upserts links and their schedule rows in this backend's cheapest bulk
     /// form, with the shared texts of [`super::statements`] (upsert tails).

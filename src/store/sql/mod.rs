@@ -106,7 +106,16 @@ where
     /// back (issue 14). Such a connection is closed and the transaction
     /// begun on a fresh one.
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, DB>, StoreError> {
-        match self.writer.begin_with(DB::BEGIN).await {
+        self.begin_write_with(DB::BEGIN).await
+    }
+
+    /// [`begin_write`](Self::begin_write) with the backend's `begin`
+    /// statement (e.g. [`Dialect::ROUND_BEGIN`]).
+    pub(crate) async fn begin_write_with(
+        &self,
+        begin: &'static str,
+    ) -> Result<sqlx::Transaction<'static, DB>, StoreError> {
+        match self.writer.begin_with(begin).await {
             Err(sqlx::Error::InvalidSavePointStatement) => {
                 tracing::warn!(
                     "the store's writer connection was left inside a failed transaction; opening a new one"
@@ -114,7 +123,7 @@ where
                 let mut stuck = self.writer.acquire().await?;
                 stuck.close_on_drop();
                 drop(stuck);
-                Ok(self.writer.begin_with(DB::BEGIN).await?)
+                Ok(self.writer.begin_with(begin).await?)
             }
             begun => Ok(begun?),
         }
@@ -205,10 +214,7 @@ where
         intents: &[Intent],
         cap: Option<PostCap>,
     ) -> Result<Vec<Option<AttemptId>>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        if let Some(setup) = DB::ROUND_SETUP {
-            sqlx::query(setup).execute(&mut *tx).await?;
-        }
+        let mut tx = self.begin_write_with(DB::ROUND_BEGIN).await?;
         Self::write_outcomes(&mut tx, outcomes).await?;
         for p in patches {
             Self::patch(&mut tx, &p.link, &p.patch, p.at, None).await?;
@@ -326,5 +332,9 @@ where
 
     fn ownership(&self) -> Option<&dyn crate::store::ownership::Ownership> {
         DB::ownership(self)
+    }
+
+    fn write_rounds(&self) -> usize {
+        DB::WRITE_ROUNDS
     }
 }
