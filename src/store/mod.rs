@@ -37,6 +37,11 @@
 //! every batch with `synchronous=FULL`; intents are group-committed
 //! (one transaction per batch) so that either choice stays cheap.
 //!
+//! On PostgreSQL two rounds may commit at once
+//! ([`Store::write_rounds`]); the writer never lets two rounds that write one
+//! link overlap, so each link's intent, outcome and next intent still land in
+//! that order.
+//!
 //! # Several replicas
 //!
 //! See [`ownership`]: partitions under leases with fencing epochs, the

@@ -173,10 +173,16 @@ impl FullDiskDaemon {
     }
 }
 
-/// A small disk for the store: a real 4 MiB tmpfs where this process may
+/// A small disk for the store: a real 16 MiB tmpfs where this process may
 /// mount one (root, as in CI), else a cap on the file's pages, which makes
 /// SQLite fail with the same SQLITE_FULL but at a statement rather than at
 /// COMMIT (the path that used to wedge the writer).
+///
+/// Not smaller: SQLite checkpoints its WAL only once it holds 1,000 pages
+/// (about 4 MiB), so a 4 MiB disk could fill again from the WAL's normal
+/// growth once the filler was gone: writes kept failing with SQLITE_FULL
+/// after readiness had gone green and POSTs stopped (1 run in 3 at
+/// `963958f`, every run with the pipelined writer; 16 MiB: 5 of 5 pass).
 struct SmallDisk {
     mount: Option<tempfile::TempDir>,
 }
@@ -185,7 +191,7 @@ impl SmallDisk {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
             .arg(dir.path())
             .stderr(std::process::Stdio::null())
             .status()
