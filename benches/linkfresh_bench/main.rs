@@ -129,6 +129,12 @@ struct Args {
     /// rate (3 replicas held to `max_requests_per_second = 100`).
     #[arg(long, default_value = "sqlite,pg1,pg3,failover,rate")]
     phases: String,
+    /// Fleet size of `scaleout`'s failover phase: its target (lease + one
+    /// window) assumes replicas that keep up with their links; on a fleet
+    /// they cannot (20,000 links at 1 s windows) every link already waits
+    /// a cycle of a few seconds, which the gap would measure instead.
+    #[arg(long, default_value_t = 1000)]
+    failover_links: usize,
     /// The `linkfresh` binary to run (default: the one next to this binary),
     /// so that one harness can measure an older build side by side.
     #[arg(long)]

@@ -11,6 +11,7 @@ use super::*;
 
 /// The server named by `--pg-url`, through its own database (the admin
 /// connection never touches the databases it measures).
+#[derive(Clone)]
 pub(crate) struct PgServer {
     url: String,
     admin: PgPool,

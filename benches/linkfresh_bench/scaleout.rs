@@ -66,7 +66,14 @@ pub(crate) async fn scaleout(args: &Args, dir: &Path) -> Result<Report> {
             "pg3" => {
                 steady.insert("pg3", run_steady(&ctx, "pg3", true, 3, secs).await?);
             }
-            "failover" => failover(&ctx, secs, &mut report).await?,
+            "failover" => {
+                let ctx = Ctx {
+                    links: args.failover_links,
+                    ..ctx.clone()
+                };
+                report.info("failover_links", json!(ctx.links));
+                failover(&ctx, secs, &mut report).await?;
+            }
             "rate" => fleet_rate(&ctx, secs, &mut report).await?,
             other => bail!("unknown phase {other:?}: sqlite, pg1, pg3, failover, rate"),
         }

@@ -7,6 +7,7 @@ use sqlx::postgres::PgPoolOptions;
 use super::*;
 
 /// What every phase shares.
+#[derive(Clone)]
 pub(crate) struct Ctx {
     pub(crate) c: reqwest::Client,
     pub(crate) links: usize,
