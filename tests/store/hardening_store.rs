@@ -178,11 +178,12 @@ impl FullDiskDaemon {
 /// SQLite fail with the same SQLITE_FULL but at a statement rather than at
 /// COMMIT (the path that used to wedge the writer).
 ///
-/// Not smaller: SQLite checkpoints its WAL only once it holds 1,000 pages
-/// (about 4 MiB), so a 4 MiB disk could fill again from the WAL's normal
-/// growth once the filler was gone: writes kept failing with SQLITE_FULL
-/// after readiness had gone green and POSTs stopped (1 run in 3 at
-/// `963958f`, every run with the pipelined writer; 16 MiB: 5 of 5 pass).
+/// Not smaller: the store lets its WAL grow to 10,000 pages (about 40 MB,
+/// `wal_autocheckpoint`) before a checkpoint, so the WAL keeps growing
+/// through the test, and on 4 MiB the room the filler left behind was used
+/// up again soon after readiness went green: writes failed with
+/// SQLITE_FULL and POSTs stopped (1 run in 3 at `963958f`, every run with
+/// the pipelined writer; on 16 MiB, 5 of 5 passed).
 struct SmallDisk {
     mount: Option<tempfile::TempDir>,
 }
