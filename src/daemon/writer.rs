@@ -89,6 +89,8 @@ pub async fn run(
     let depth = store.write_rounds().max(1);
     let mut queued = Queued::default();
     let mut rounds = JoinSet::new();
+    // The rounds in flight (one per task in `rounds`) and the links each
+    // writes: the one count of busy slots.
     let mut committing: Vec<(Id, HashSet<LinkId>)> = Vec::new();
     let mut open = true;
     loop {
@@ -100,7 +102,7 @@ pub async fn run(
             queued.flush_dues(&*store).await;
             continue;
         }
-        if !due_now && !queued.next.is_empty() && rounds.len() < depth {
+        if !due_now && !queued.next.is_empty() {
             let busy = committing.iter().map(|(_, busy)| busy);
             if may_start(queued.next.links(), queued.next.rows(), busy, depth) {
                 let cap = budget.borrow().as_ref().map(|b| PostCap {
@@ -116,14 +118,14 @@ pub async fn run(
                 continue;
             }
         }
-        if !open && queued.next.is_empty() && rounds.is_empty() {
+        if !open && queued.next.is_empty() && committing.is_empty() {
             break;
         }
         let due_at = queued.due_deadline.filter(|_| !due_now);
         // While every slot commits, writes wait in the channel and are
         // taken in one go when one frees: waking for each as it came cost
         // SQLite's one-slot writer a tenth more CPU per POST.
-        let receive = open && queued.next.len() < MAX_BATCH && rounds.len() < depth;
+        let receive = open && queued.next.len() < MAX_BATCH && committing.len() < depth;
         tokio::select! {
             Some(ended) = rounds.join_next_with_id() => {
                 let id = match ended {
